@@ -1,0 +1,67 @@
+// Command-line flags shared by the callback and fiber echo servers, so the
+// two models are started the same way in a head-to-head run.
+#ifndef NETLOOP_EXAMPLES_ECHO_ECHO_FLAGS_H_
+#define NETLOOP_EXAMPLES_ECHO_ECHO_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/statusor.h"
+#include "reactor/options.h"
+
+namespace netloop::examples {
+
+struct EchoFlags {
+  std::vector<std::string> addresses{"tcp://127.0.0.1:9000"};
+  int loops = 0;
+  std::string mode = "reuseport";  // reuseport | acceptor
+  std::string policy = "round-robin";  // round-robin | least-connections | source-hash
+  bool edge_triggered = false;
+  int idle_timeout_seconds = 0;
+};
+
+inline void AddEchoFlags(CLI::App& app, EchoFlags& f) {
+  app.add_option("-a,--address", f.addresses,
+                 "listen address(es): tcp://host:port, tcp6://[::1]:port, unix:///path")
+      ->capture_default_str();
+  app.add_option("-l,--loops", f.loops, "event loops (0 = one per CPU)")
+      ->capture_default_str();
+  app.add_option("-m,--mode", f.mode, "accept mode: reuseport | acceptor")
+      ->capture_default_str();
+  app.add_option("-p,--policy", f.policy,
+                 "acceptor policy: round-robin | least-connections | source-hash")
+      ->capture_default_str();
+  app.add_flag("--et,--edge-triggered", f.edge_triggered, "edge-triggered epoll");
+  app.add_option("--idle-timeout", f.idle_timeout_seconds,
+                 "close connections idle this many seconds (0 = never)");
+}
+
+inline absl::StatusOr<Options> ToOptions(const EchoFlags& f) {
+  Options o;
+  o.loops = f.loops;
+  o.edge_triggered = f.edge_triggered;
+  o.idle_timeout = absl::Seconds(f.idle_timeout_seconds);
+  if (f.mode == "reuseport") {
+    o.accept_mode = AcceptMode::kReusePort;
+  } else if (f.mode == "acceptor") {
+    o.accept_mode = AcceptMode::kAcceptor;
+  } else {
+    return absl::InvalidArgumentError("--mode must be reuseport or acceptor");
+  }
+  if (f.policy == "round-robin") {
+    o.load_balancing = LoadBalancing::kRoundRobin;
+  } else if (f.policy == "least-connections") {
+    o.load_balancing = LoadBalancing::kLeastConnections;
+  } else if (f.policy == "source-hash") {
+    o.load_balancing = LoadBalancing::kSourceAddrHash;
+  } else {
+    return absl::InvalidArgumentError(
+        "--policy must be round-robin, least-connections or source-hash");
+  }
+  return o;
+}
+
+}  // namespace netloop::examples
+
+#endif  // NETLOOP_EXAMPLES_ECHO_ECHO_FLAGS_H_

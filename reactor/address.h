@@ -1,0 +1,75 @@
+// Socket addresses and the "network://host:port" strings users pass to
+// Engine::Start and Dial.
+//
+//   tcp://127.0.0.1:8080   tcp://[::1]:8080   tcp://:8080 (all interfaces)
+//   tcp4://localhost:0     tcp6://[::]:0      unix:///tmp/app.sock
+//   127.0.0.1:8080         (no scheme means tcp)
+// Port 0 asks the kernel for an ephemeral port; Engine::ListenAddresses() tells
+// which one it got.
+#ifndef NETLOOP_REACTOR_ADDRESS_H_
+#define NETLOOP_REACTOR_ADDRESS_H_
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace netloop {
+
+enum class Network { kTcp, kTcp4, kTcp6, kUnix };
+
+// A value type wrapping sockaddr_in / sockaddr_in6 / sockaddr_un.
+class SocketAddress {
+ public:
+  SocketAddress() = default;
+  // Copies `len` bytes of `sa`; len must not exceed sizeof(sockaddr_un).
+  SocketAddress(const sockaddr* sa, socklen_t len);
+
+  static SocketAddress Ipv4(const in_addr& ip, uint16_t port);
+  static SocketAddress Ipv6(const in6_addr& ip, uint16_t port);
+  static absl::StatusOr<SocketAddress> Unix(std::string_view path);
+
+  const sockaddr* sockaddr_ptr() const { return &storage_.sa; }
+  sockaddr* mutable_sockaddr_ptr() { return &storage_.sa; }
+  socklen_t length() const { return len_; }
+  void set_length(socklen_t len) { len_ = len; }
+  int family() const { return len_ == 0 ? AF_UNSPEC : storage_.sa.sa_family; }
+  bool is_ip() const { return family() == AF_INET || family() == AF_INET6; }
+  // 0 for unix sockets.
+  uint16_t port() const;
+  // The address bytes without the port (4 or 16 bytes), or the unix path.
+  // The view is valid while this object lives and is unchanged.
+  std::string_view HostBytes() const;
+  // "127.0.0.1:80", "[::1]:80", "/tmp/x.sock" (or "@abstract").
+  std::string ToString() const;
+  // "tcp://127.0.0.1:80", "unix:///tmp/x.sock".
+  std::string ToUri() const;
+
+ private:
+  union Storage {
+    sockaddr sa;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+    sockaddr_un un;
+  };
+  Storage storage_{};
+  socklen_t len_ = 0;
+};
+
+struct NetAddress {
+  Network network = Network::kTcp;
+  SocketAddress address;
+};
+
+// Parses a URI as above. Names other than numeric addresses and "localhost"
+// are resolved with getaddrinfo, which blocks: call it off the loop threads.
+absl::StatusOr<NetAddress> ParseAddress(std::string_view uri);
+
+}  // namespace netloop
+
+#endif  // NETLOOP_REACTOR_ADDRESS_H_

@@ -1,0 +1,248 @@
+// A connection served by an engine loop, as the callback handler sees it.
+//
+// Thread rules. Everything here runs on the connection's loop thread (inside
+// EventHandler callbacks, or tasks and timers on that loop), except the
+// methods marked "any thread". A Conn is freed right after OnClose returns, so
+// other threads must never keep a Conn& or Conn*: they keep a ConnRef, which
+// stays safe to use after the connection is gone.
+//
+// Memory. An open connection that has nothing buffered owns no buffer: reads
+// land in the loop's shared buffer and OnTraffic sees them there, zero-copy.
+// Only bytes the handler leaves unconsumed are copied, once, into a
+// per-connection ring allocated on demand and freed when it empties; the same
+// holds for bytes the socket would not take.
+#ifndef NETLOOP_REACTOR_CONN_H_
+#define NETLOOP_REACTOR_CONN_H_
+
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/address.h"
+#include "reactor/io_watcher.h"
+#include "reactor/ring_buffer.h"
+#include "reactor/timer_queue.h"
+
+namespace netloop {
+
+class Conn;
+class EventLoop;
+namespace internal {
+class Worker;
+}
+
+inline constexpr size_t kAll = std::numeric_limits<size_t>::max();
+
+// Inbound bytes as up to two contiguous pieces: `second` is non-empty only when
+// the bytes wrap around the end of the connection's ring buffer. Neither piece
+// is a copy.
+struct ByteView {
+  std::string_view first;
+  std::string_view second;
+  size_t size() const { return first.size() + second.size(); }
+  bool empty() const { return first.empty() && second.empty(); }
+  // Appends both pieces to *out (the one place a copy is made, on request).
+  void AppendTo(std::string* out) const {
+    out->append(first);
+    out->append(second);
+  }
+};
+
+// Called on the connection's loop thread once an AsyncWrite's bytes were
+// written to the socket or queued in its outbound buffer. `conn` is nullptr
+// (and `status` an error) when the connection had closed first.
+using WriteCallback = absl::AnyInvocable<void(Conn* conn, absl::Status status)>;
+
+// A copyable handle to a connection, safe from any thread and after the
+// connection closed (operations on a closed connection report or do nothing).
+// Valid while the Engine that made it exists.
+class ConnRef {
+ public:
+  ConnRef() = default;
+  bool valid() const { return worker_ != nullptr; }
+  uint64_t id() const { return id_; }
+
+  // Any thread. Queues `data` to be written in order with the caller's other
+  // async writes to this connection.
+  void AsyncWrite(std::string data, WriteCallback done = nullptr) const;
+  void AsyncWritev(std::vector<std::string> parts, WriteCallback done = nullptr) const;
+  // Any thread. Calls OnTraffic on the loop thread with no new bytes (gnet's
+  // Wake): the way to make a handler look at the connection again.
+  void Wake() const;
+  // Any thread. Conn::Close / CloseWithError on the loop thread.
+  void Close() const;
+  void CloseWithError(absl::Status reason) const;
+  // Any thread. Runs fn on the loop thread with the Conn, or with nullptr if
+  // the connection is already closed.
+  void Run(absl::AnyInvocable<void(Conn*)> fn) const;
+
+ private:
+  friend class Conn;
+  friend class Engine;
+  friend class internal::Worker;
+  ConnRef(internal::Worker* worker, uint64_t id) : worker_(worker), id_(id) {}
+  internal::Worker* worker_ = nullptr;
+  uint64_t id_ = 0;
+};
+
+// What Conn::Detach hands over: the socket (still open, still non-blocking,
+// no longer watched by the engine) and the inbound bytes no handler consumed.
+struct DetachedConn {
+  int fd = -1;
+  std::string unread;
+  SocketAddress remote;
+};
+
+class Conn final : public IoWatcher {
+ public:
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // ---- Reading. Views stay valid until the current callback returns, or
+  // until PeekContiguous is called, whichever comes first. ----
+
+  // The first min(n, InboundBuffered()) unconsumed bytes, without consuming.
+  ByteView Peek(size_t n = kAll);
+  // Peek then Discard: the returned bytes are consumed but the view stays
+  // valid as stated above.
+  ByteView Next(size_t n = kAll);
+  // Consumes up to n bytes; returns how many.
+  size_t Discard(size_t n = kAll);
+  size_t InboundBuffered() const { return fresh_.size() + inbound_.size(); }
+  // Like Peek but as one piece: when the bytes wrap the ring it rotates them
+  // in place (a memmove inside the ring, no allocation when they fit),
+  // invalidating earlier views. For parsers that need contiguous input.
+  std::string_view PeekContiguous(size_t n = kAll);
+
+  // ---- Writing. ----
+
+  // Writes to the socket now; whatever it does not take is kept in the
+  // outbound ring and flushed when the socket is writable (EPOLLOUT is armed
+  // only while bytes wait). Errors: FailedPrecondition after Close, or the
+  // socket error (the connection is then closing with that reason).
+  absl::Status Write(std::string_view data);
+  // The same for several pieces, in one sendmsg.
+  absl::Status Writev(std::span<const std::string_view> pieces);
+  // Tries to push buffered outbound bytes now (normally done by the loop).
+  absl::Status Flush();
+  size_t OutboundBuffered() const { return outbound_.size(); }
+
+  // ---- Any thread (through Ref(), or directly while the Conn is alive). ----
+  ConnRef Ref() const;
+  void AsyncWrite(std::string data, WriteCallback done = nullptr) const {
+    Ref().AsyncWrite(std::move(data), std::move(done));
+  }
+  void AsyncWritev(std::vector<std::string> parts, WriteCallback done = nullptr) const {
+    Ref().AsyncWritev(std::move(parts), std::move(done));
+  }
+  void Wake() const { Ref().Wake(); }
+
+  // ---- Closing (loop thread; other threads use ConnRef). ----
+
+  // Stops reading, lets unsent bytes drain (up to Options::close_drain_timeout),
+  // then closes; OnClose gets OK. Inside a callback the close happens after
+  // the callback returns.
+  void Close();
+  // Closes now, dropping unsent bytes; OnClose gets `reason`.
+  void CloseWithError(absl::Status reason);
+  // Half-close: sends FIN once unsent bytes have drained; reading continues.
+  void ShutdownWrite();
+  // Hands the socket over (to a fiber handler, say): the engine stops
+  // watching it and will not call OnClose for it. Fails if outbound bytes are
+  // pending (Flush first) or the connection is not open.
+  absl::StatusOr<DetachedConn> Detach();
+
+  // ---- Identity and user data. ----
+  void* context() const { return context_; }
+  // The handler owns what it stores here; free it in OnClose.
+  void set_context(void* context) { context_ = context; }
+  int fd() const { return fd_; }
+  uint64_t id() const { return id_; }
+  bool is_client() const { return is_client_; }
+  bool is_open() const { return state_ == State::kOpen; }
+  // For unix sockets: the peer's bound path, usually empty (getpeername).
+  SocketAddress RemoteAddress() const;
+  SocketAddress LocalAddress() const;  // getsockname
+  EventLoop& loop() const;
+  int loop_index() const;
+  class Engine& engine() const;
+
+  // IoWatcher (engine internal).
+  void OnIoReady(uint32_t events) override;
+
+ private:
+  friend class internal::Worker;
+  friend class ConnRef;
+  enum class State : uint8_t { kConnecting, kOpen, kClosing, kClosed, kDetached };
+
+  // Keeps the Conn alive while code that may close it is on the stack; the
+  // last guard out frees a closed Conn.
+  class Guard {
+   public:
+    explicit Guard(Conn* c) : c_(c) { ++c_->guards_; }
+    ~Guard();
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    Conn* c_;
+  };
+
+  Conn(internal::Worker* worker, int fd, uint64_t id, bool is_client,
+       const SocketAddress& remote);
+  ~Conn();
+
+  void HandleReadable();
+  void HandleWritable();
+  void HandleConnected();
+  void HandlePeerEof();
+  void DispatchTraffic();
+  void AfterCallback();
+  void ApplyAction(int action);
+  void CloseNow(absl::Status reason);
+  void FailIo(int err);
+  void UpdateInterest();
+  void AfterOutboundGrew();
+  void AfterOutboundShrank();
+  bool SendBuffered();
+  void ArmIdleTimer();
+  void OnIdleTimer();
+
+  internal::Worker* const worker_;
+  const uint64_t id_;
+  int fd_;
+  State state_ = State::kConnecting;
+  uint32_t interest_ = 0;
+  bool is_client_ : 1;
+  bool opened_ : 1 = false;             // OnOpen ran: OnClose is owed
+  bool registered_ : 1 = false;         // known to the poller
+  bool read_paused_ : 1 = false;        // backpressure
+  bool peer_eof_ : 1 = false;           // FIN seen; drain then close
+  bool close_requested_ : 1 = false;    // close deferred until callback returns
+  bool shutdown_write_pending_ : 1 = false;
+  uint16_t in_callback_ = 0;
+  uint16_t guards_ = 0;
+  std::string_view fresh_;  // this read's bytes, still in the loop buffer
+  RingBuffer inbound_;
+  RingBuffer outbound_;
+  void* context_ = nullptr;
+  int64_t last_active_ns_ = 0;
+  TimerId timer_;  // idle timeout, connect timeout or close drain, one at a time
+  absl::Status pending_reason_;
+  // IP peers only (28 bytes instead of sockaddr_un's 110: idle memory counts).
+  union {
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  } remote_{};
+  uint8_t remote_len_ = 0;
+};
+
+}  // namespace netloop
+
+#endif  // NETLOOP_REACTOR_CONN_H_

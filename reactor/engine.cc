@@ -1,0 +1,315 @@
+#include "reactor/engine.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "reactor/clock.h"
+#include "reactor/errors.h"
+#include "reactor/listener.h"
+#include "reactor/logging.h"
+#include "reactor/socket_ops.h"
+#include "reactor/worker.h"
+
+namespace netloop {
+namespace {
+
+std::atomic<Engine*> signal_engine{nullptr};
+
+void StopSignalHandler(int) {
+  Engine* e = signal_engine.load(std::memory_order_acquire);
+  if (e != nullptr) e->StopFromSignalHandler();
+}
+
+uint64_t HashBytes(std::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+}  // namespace
+
+Action EventHandler::OnTraffic(Conn& conn) {
+  conn.Discard(kAll);
+  return Action::kNone;
+}
+
+Engine::Engine() = default;
+
+Engine::~Engine() {
+  if (started_.load() && !waited_) {
+    Stop(absl::Now());
+    (void)Wait();
+  }
+  Engine* self = this;
+  signal_engine.compare_exchange_strong(self, nullptr);
+}
+
+EventLoop& Engine::loop(int index) { return workers_[index]->loop(); }
+
+absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addresses,
+                           Options options) {
+  if (started_.exchange(true)) {
+    return absl::FailedPreconditionError("Engine::Start called twice");
+  }
+  IgnoreSigpipeOnce();
+  handler_ = &handler;
+  options_ = options;
+  int n = options_.loops > 0 ? options_.loops
+                             : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
+  for (int i = 0; i < n; ++i) {
+    LoopOptions lo;
+    lo.edge_triggered = options_.edge_triggered;
+    lo.read_buffer_size = options_.read_buffer_size;
+    lo.name = absl::StrCat("netloop-", i);
+    auto loop = EventLoop::Create(std::move(lo));
+    if (!loop.ok()) return loop.status();
+    workers_.push_back(std::make_unique<internal::Worker>(this, i, std::move(*loop)));
+  }
+  if (absl::Status s = BindListeners(addresses); !s.ok()) {
+    workers_.clear();
+    acceptor_listeners_.clear();
+    acceptor_loop_.reset();
+    return s;
+  }
+  Action boot = handler_->OnBoot(*this);
+  for (int i = 0; i < n; ++i) {
+    threads_.emplace_back([this, i] {
+      if (options_.pin_loops_to_cpus) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(i % std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)), &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+      }
+      pthread_setname_np(pthread_self(), workers_[i]->loop().name().c_str());
+      workers_[i]->loop().Run();
+    });
+  }
+  if (acceptor_loop_) {
+    acceptor_thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "netloop-accept");
+      acceptor_loop_->Run();
+    });
+  }
+  if (options_.ticker) workers_[0]->loop().QueueInLoop([this] { StartTicker(); });
+  if (boot == Action::kShutdown) Stop();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
+  for (const std::string& uri : addresses) {
+    absl::StatusOr<NetAddress> parsed = ParseAddress(uri);
+    if (!parsed.ok()) return parsed.status();
+    NetAddress addr = *parsed;
+    bool per_loop = options_.accept_mode == AcceptMode::kReusePort &&
+                    addr.network != Network::kUnix;
+    if (per_loop) {
+      for (auto& worker : workers_) {
+        absl::StatusOr<int> fd = Listen(addr, options_.reuse_addr, true, options_.backlog);
+        if (!fd.ok()) return fd.status();
+        if (addr.address.port() == 0) {
+          // Port 0: the first bind picked a port; the other loops share it.
+          addr.address = LocalAddressOf(*fd);
+        }
+        internal::Worker* w = worker.get();
+        auto listener = std::make_unique<internal::Listener>(
+            &w->loop(), *fd,
+            [this, w](int cfd, const SocketAddress& peer) {
+              accepted_.fetch_add(1, std::memory_order_relaxed);
+              w->AddLoad(1);
+              w->AddConnection(cfd, peer, NextConnId(), false, false, nullptr, 0);
+            },
+            &accept_pauses_);
+        if (absl::Status s = listener->Watch(); !s.ok()) return s;
+        w->AddListener(std::move(listener));
+      }
+    } else {
+      if (!acceptor_loop_) {
+        auto loop = EventLoop::Create(LoopOptions{.name = "netloop-accept"});
+        if (!loop.ok()) return loop.status();
+        acceptor_loop_ = std::move(*loop);
+      }
+      absl::StatusOr<int> fd = Listen(addr, options_.reuse_addr, false, options_.backlog);
+      if (!fd.ok()) return fd.status();
+      if (addr.address.port() == 0 && addr.address.is_ip()) {
+        addr.address = LocalAddressOf(*fd);
+      }
+      auto listener = std::make_unique<internal::Listener>(
+          acceptor_loop_.get(), *fd,
+          [this](int cfd, const SocketAddress& peer) { OnAccepted(cfd, peer); },
+          &accept_pauses_);
+      if (absl::Status s = listener->Watch(); !s.ok()) return s;
+      acceptor_listeners_.push_back(std::move(listener));
+    }
+    listen_uris_.push_back(addr.address.ToUri());
+  }
+  return absl::OkStatus();
+}
+
+internal::Worker* Engine::PickWorker(const SocketAddress& peer) {
+  const size_t n = workers_.size();
+  if (n == 1) return workers_[0].get();
+  switch (options_.load_balancing) {
+    case LoadBalancing::kLeastConnections: {
+      internal::Worker* best = workers_[0].get();
+      for (size_t i = 1; i < n; ++i) {
+        if (workers_[i]->load() < best->load()) best = workers_[i].get();
+      }
+      return best;
+    }
+    case LoadBalancing::kSourceAddrHash:
+      if (peer.is_ip()) return workers_[HashBytes(peer.HostBytes()) % n].get();
+      [[fallthrough]];
+    case LoadBalancing::kRoundRobin:
+    default:
+      return workers_[round_robin_.fetch_add(1, std::memory_order_relaxed) % n].get();
+  }
+}
+
+void Engine::OnAccepted(int fd, const SocketAddress& peer) {
+  accepted_.fetch_add(1, std::memory_order_relaxed);
+  internal::Worker* w = PickWorker(peer);
+  // Counted now, not when the worker gets to it, so a burst of accepts sees
+  // the hand-offs still in flight (least-connections stays fair).
+  w->AddLoad(1);
+  uint64_t id = NextConnId();
+  w->loop().QueueInLoop([w, fd, peer, id] {
+    w->AddConnection(fd, peer, id, false, false, nullptr, 0);
+  });
+}
+
+absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial) {
+  if (!started_.load()) return absl::FailedPreconditionError("Dial before Start");
+  if (stopping()) return absl::FailedPreconditionError("engine is stopping");
+  absl::StatusOr<NetAddress> parsed = ParseAddress(address);
+  if (!parsed.ok()) return parsed.status();
+  bool in_progress = false;
+  absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
+  if (!fd.ok()) return fd.status();
+  internal::Worker* w =
+      dial.loop >= 0 && dial.loop < num_loops()
+          ? workers_[dial.loop].get()
+          : workers_[round_robin_.fetch_add(1, std::memory_order_relaxed) %
+                     workers_.size()]
+                .get();
+  w->AddLoad(1);
+  dialled_.fetch_add(1, std::memory_order_relaxed);
+  uint64_t id = NextConnId();
+  int64_t timeout = DurationToNanosSaturated(dial.timeout);
+  int64_t deadline = timeout == kNeverNanos ? kNeverNanos : MonotonicNanos() + timeout;
+  SocketAddress peer = parsed->address;
+  int cfd = *fd;
+  void* context = dial.context;
+  w->loop().RunInLoop([w, cfd, peer, id, in_progress, context, deadline] {
+    w->AddConnection(cfd, peer, id, true, in_progress, context, deadline);
+  });
+  return ConnRef(w, id);
+}
+
+void Engine::StartTicker() {
+  if (stopping()) return;
+  TickResult tick = handler_->OnTick();
+  if (tick.action == Action::kShutdown) {
+    Stop();
+    return;
+  }
+  workers_[0]->loop().RunAfter(std::max(tick.next_delay, absl::ZeroDuration()),
+                               [this] { StartTicker(); });
+}
+
+void Engine::Stop(absl::Time deadline) {
+  if (!started_.load() || stop_requested_.exchange(true, std::memory_order_acq_rel)) {
+    return;
+  }
+  int64_t deadline_ns = ToMonotonicNanos(deadline);
+  stop_deadline_ns_.store(deadline_ns);
+  if (acceptor_loop_) {
+    acceptor_loop_->RunInLoop([this] {
+      for (auto& l : acceptor_listeners_) l->Close();
+    });
+  }
+  for (auto& worker : workers_) {
+    internal::Worker* w = worker.get();
+    w->loop().RunInLoop([w, deadline_ns] { w->BeginStop(deadline_ns); });
+  }
+}
+
+void Engine::Stop() { Stop(absl::Now() + options_.close_drain_timeout); }
+
+void Engine::StopFromSignalHandler() {
+  // Only lock-free atomics and write(2) here: both are async-signal-safe.
+  signal_stop_.store(true, std::memory_order_relaxed);
+  if (!workers_.empty()) workers_[0]->loop().Wakeup();
+}
+
+void Engine::StopOnSignals() {
+  signal_engine.store(this, std::memory_order_release);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = StopSignalHandler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+void Engine::WorkerStopped() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++workers_stopped_;
+  cv_.notify_all();
+}
+
+absl::Status Engine::Wait() {
+  if (!started_.load()) return absl::FailedPreconditionError("Wait before Start");
+  if (waited_) return absl::OkStatus();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return workers_stopped_ == static_cast<int>(workers_.size()); });
+  }
+  waited_ = true;
+  handler_->OnShutdown(*this);
+  for (auto& worker : workers_) worker->loop().Quit();
+  for (auto& t : threads_) t.join();
+  if (acceptor_loop_) {
+    acceptor_loop_->Quit();
+    acceptor_thread_.join();
+    acceptor_listeners_.clear();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Run(EventHandler& handler, std::vector<std::string> addresses,
+                         Options options) {
+  Engine engine;
+  absl::Status s = engine.Start(handler, std::move(addresses), options);
+  if (!s.ok()) return s;
+  return engine.Wait();
+}
+
+size_t Engine::CountConnections() const {
+  int64_t total = 0;
+  for (auto& w : workers_) total += w->load();
+  return total > 0 ? static_cast<size_t>(total) : 0;
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  s.accepted = accepted_.load(std::memory_order_relaxed);
+  s.accept_pauses = accept_pauses_.load(std::memory_order_relaxed);
+  s.dialled = dialled_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void Engine::AddLoopService(int index, LoopService* service) {
+  workers_[index]->AddService(service);
+}
+
+}  // namespace netloop

@@ -1,0 +1,41 @@
+// Why a connection ended, as absl::Status values both the callback and the
+// fiber APIs hand to user code. Each reason carries a machine-readable payload
+// so that callers test with the predicates below instead of parsing messages.
+#ifndef NETLOOP_REACTOR_ERRORS_H_
+#define NETLOOP_REACTOR_ERRORS_H_
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace netloop {
+
+enum class CloseReason {
+  kNone = 0,        // not a netloop reason (OK, or a user's own status)
+  kPeerClosed,      // the peer sent FIN (EOF)            code: kUnavailable
+  kReset,           // ECONNRESET / EPIPE / other socket error  kUnavailable
+  kClosed,          // closed locally (Close, engine stop)      kCancelled
+  kDeadline,        // an I/O deadline or idle timeout passed   kDeadlineExceeded
+  kConnectFailed,   // Dial could not connect                    kUnavailable
+  kEngineStopping,  // forced by Engine::Stop after its deadline kCancelled
+};
+
+absl::Status PeerClosedError();
+absl::Status ResetError(int err);  // errno from the failing syscall
+absl::Status ClosedError(std::string_view detail = "connection closed");
+absl::Status DeadlineExceededError(std::string_view detail = "i/o deadline exceeded");
+absl::Status ConnectFailedError(int err);
+absl::Status EngineStoppingError();
+
+// The reason attached by one of the constructors above, or kNone.
+CloseReason GetCloseReason(const absl::Status& status);
+inline bool IsPeerClosed(const absl::Status& s) {
+  return GetCloseReason(s) == CloseReason::kPeerClosed;
+}
+inline bool IsDeadlineExceeded(const absl::Status& s) {
+  return GetCloseReason(s) == CloseReason::kDeadline;
+}
+
+}  // namespace netloop
+
+#endif  // NETLOOP_REACTOR_ERRORS_H_

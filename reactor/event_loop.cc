@@ -1,0 +1,207 @@
+#include "reactor/event_loop.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "reactor/clock.h"
+#include "reactor/logging.h"
+
+namespace netloop {
+namespace {
+thread_local EventLoop* current_loop = nullptr;
+}  // namespace
+
+// Drains the eventfd other threads write to wake the loop.
+class EventLoop::WakeupWatcher final : public IoWatcher {
+ public:
+  explicit WakeupWatcher(int fd) : fd_(fd) {}
+  void OnIoReady(uint32_t) override {
+    uint64_t count;
+    while (read(fd_, &count, sizeof(count)) < 0 && errno == EINTR) {
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(LoopOptions options) {
+  auto poller = NewEpollPoller(options.edge_triggered);
+  if (!poller.ok()) return poller.status();
+  int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (efd < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+  std::unique_ptr<EventLoop> loop(
+      new EventLoop(std::move(options), std::move(*poller), efd));
+  // The wake-up fd stays level-triggered in spirit: it is drained on every
+  // event, so edge-triggered mode cannot strand a wake-up.
+  absl::Status s = loop->poller_->Add(efd, kIoReadable, loop->wakeup_watcher_.get());
+  if (!s.ok()) return s;
+  return loop;
+}
+
+EventLoop::EventLoop(LoopOptions options, std::unique_ptr<Poller> poller, int wakeup_fd)
+    : options_(std::move(options)),
+      poller_(std::move(poller)),
+      wakeup_fd_(wakeup_fd),
+      wakeup_watcher_(std::make_unique<WakeupWatcher>(wakeup_fd)),
+      read_buffer_(new char[std::max<size_t>(options_.read_buffer_size, 4096)]),
+      read_buffer_size_(std::max<size_t>(options_.read_buffer_size, 4096)) {
+  now_ns_ = MonotonicNanos();
+}
+
+EventLoop::~EventLoop() {
+  // Locals may still unwatch fds or cancel timers: destroy them first.
+  while (!locals_.empty()) locals_.pop_back();
+  (void)poller_->Remove(wakeup_fd_, wakeup_watcher_.get());
+  close(wakeup_fd_);
+}
+
+EventLoop* EventLoop::Current() { return current_loop; }
+
+void EventLoop::Run() {
+  thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  EventLoop* previous = current_loop;
+  current_loop = this;
+  while (!quit_.load(std::memory_order_acquire)) {
+    poller_->Poll(PollTimeoutNanos());
+    now_ns_ = MonotonicNanos();
+    timers_.RunExpired(now_ns_);
+    RunReinvokes();
+    tasks_.RunAll();
+    for (size_t i = 0; i < hooks_.size(); ++i) {
+      if (hooks_[i]->HasReadyWork()) hooks_[i]->RunReadyWork();
+    }
+    iterations_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Work posted just before Quit (closes, completions) still runs.
+  for (int round = 0; round < 16 && !tasks_.Empty(); ++round) tasks_.RunAll();
+  quit_.store(false, std::memory_order_relaxed);
+  current_loop = previous;
+  thread_id_.store(std::thread::id(), std::memory_order_relaxed);
+}
+
+int64_t EventLoop::PollTimeoutNanos() const {
+  if (!tasks_.Empty() || !reinvokes_.empty()) return 0;
+  for (IterationHook* hook : hooks_) {
+    if (hook->HasReadyWork()) return 0;
+  }
+  int64_t next = timers_.NextExpiry();
+  if (next == kNeverNanos) return -1;
+  int64_t now = MonotonicNanos();
+  return next > now ? next - now : 0;
+}
+
+void EventLoop::Quit() {
+  quit_.store(true, std::memory_order_release);
+  if (!InLoopThread()) Wakeup();
+}
+
+void EventLoop::Wakeup() {
+  uint64_t one = 1;
+  ssize_t ignored = write(wakeup_fd_, &one, sizeof(one));
+  (void)ignored;
+}
+
+void EventLoop::RunInLoop(Task task) {
+  if (InLoopThread()) {
+    task();
+  } else {
+    QueueInLoop(std::move(task));
+  }
+}
+
+void EventLoop::QueueInLoop(Task task) {
+  // From the loop thread itself no wake-up is needed: the loop checks the
+  // queue before it blocks again.
+  if (tasks_.Push(std::move(task)) && !InLoopThread()) Wakeup();
+}
+
+TimerId EventLoop::RunAtNanos(int64_t when_ns, Task callback) {
+  assert(InLoopThread() || thread_id_.load() == std::thread::id());
+  return timers_.Add(when_ns, 0, std::move(callback));
+}
+
+TimerId EventLoop::RunAt(absl::Time when, Task callback) {
+  return RunAtNanos(ToMonotonicNanos(when), std::move(callback));
+}
+
+TimerId EventLoop::RunAfter(absl::Duration delay, Task callback) {
+  int64_t d = DurationToNanosSaturated(delay);
+  int64_t now = MonotonicNanos();
+  return RunAtNanos(d >= kNeverNanos - now ? kNeverNanos : now + d, std::move(callback));
+}
+
+TimerId EventLoop::RunEvery(absl::Duration interval, Task callback) {
+  int64_t d = std::max<int64_t>(DurationToNanosSaturated(interval), 1000);
+  return timers_.Add(MonotonicNanos() + d, d, std::move(callback));
+}
+
+bool EventLoop::CancelTimer(TimerId id) { return timers_.Cancel(id); }
+
+bool EventLoop::RescheduleTimer(TimerId id, int64_t when_ns) {
+  return timers_.Reschedule(id, when_ns);
+}
+
+absl::Status EventLoop::Watch(int fd, uint32_t interest, IoWatcher* watcher) {
+  return poller_->Add(fd, interest, watcher);
+}
+
+absl::Status EventLoop::UpdateWatch(int fd, uint32_t interest, IoWatcher* watcher) {
+  return poller_->Modify(fd, interest, watcher);
+}
+
+absl::Status EventLoop::Unwatch(int fd, IoWatcher* watcher) {
+  for (auto& entry : reinvokes_) {
+    if (entry.first == watcher) entry.first = nullptr;
+  }
+  for (auto& entry : reinvoking_) {
+    if (entry.first == watcher) entry.first = nullptr;
+  }
+  return poller_->Remove(fd, watcher);
+}
+
+void EventLoop::ReinvokeNextIteration(IoWatcher* watcher, uint32_t events) {
+  reinvokes_.emplace_back(watcher, events);
+}
+
+void EventLoop::RunReinvokes() {
+  if (reinvokes_.empty()) return;
+  reinvoking_.swap(reinvokes_);
+  for (size_t i = 0; i < reinvoking_.size(); ++i) {
+    IoWatcher* w = reinvoking_[i].first;
+    if (w != nullptr) w->OnIoReady(reinvoking_[i].second);
+  }
+  reinvoking_.clear();
+}
+
+LoopLocal* EventLoop::GetLocal(const void* key) const {
+  for (const auto& [k, v] : locals_) {
+    if (k == key) return v.get();
+  }
+  return nullptr;
+}
+
+void EventLoop::SetLocal(const void* key, std::unique_ptr<LoopLocal> value) {
+  for (auto& [k, v] : locals_) {
+    if (k == key) {
+      v = std::move(value);
+      return;
+    }
+  }
+  locals_.emplace_back(key, std::move(value));
+}
+
+void EventLoop::AddIterationHook(IterationHook* hook) { hooks_.push_back(hook); }
+
+void EventLoop::RemoveIterationHook(IterationHook* hook) {
+  hooks_.erase(std::remove(hooks_.begin(), hooks_.end(), hook), hooks_.end());
+}
+
+}  // namespace netloop

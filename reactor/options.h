@@ -1,0 +1,78 @@
+// Engine configuration. Every field has a production-sane default; a
+// zero-initialised Options{} is valid.
+#ifndef NETLOOP_REACTOR_OPTIONS_H_
+#define NETLOOP_REACTOR_OPTIONS_H_
+
+#include <cstddef>
+
+#include "absl/time/time.h"
+
+namespace netloop {
+
+// How accepted connections reach the loops.
+enum class AcceptMode {
+  // Every loop owns its own listening socket per address (SO_REUSEPORT): the
+  // kernel spreads connections, no thread hand-off. Unix-socket addresses
+  // cannot be shared this way and are served by an acceptor loop instead.
+  kReusePort,
+  // One acceptor thread accept4()s every connection and hands it to a worker
+  // loop chosen by `load_balancing` (nginx's accept model without the mutex).
+  kAcceptor,
+};
+
+enum class LoadBalancing {
+  kRoundRobin,
+  kLeastConnections,
+  kSourceAddrHash,  // same client IP -> same loop (per-loop caches stay warm)
+};
+
+// Socket options applied to every accepted or dialled TCP connection.
+struct SocketTuning {
+  bool tcp_nodelay = true;
+  // Zero disables keep-alive. Otherwise TCP_KEEPIDLE = keepalive_idle,
+  // TCP_KEEPINTVL = keepalive_interval, TCP_KEEPCNT = keepalive_count.
+  absl::Duration keepalive_idle = absl::ZeroDuration();
+  absl::Duration keepalive_interval = absl::Seconds(15);
+  int keepalive_count = 4;
+  int send_buffer_bytes = 0;     // SO_SNDBUF; 0 leaves the kernel's autotuning
+  int receive_buffer_bytes = 0;  // SO_RCVBUF; 0 leaves the kernel's autotuning
+};
+
+struct Options {
+  // Number of event loops (threads). 0 means one per online CPU.
+  int loops = 0;
+  AcceptMode accept_mode = AcceptMode::kReusePort;
+  LoadBalancing load_balancing = LoadBalancing::kRoundRobin;
+  bool reuse_addr = true;
+  int backlog = 4096;
+
+  // Edge-triggered epoll (EPOLLET). Level-triggered is the default: it was as
+  // fast here, and a handler that stops reading early cannot lose an event.
+  bool edge_triggered = false;
+  // Size of the per-loop buffer every read lands in first.
+  size_t read_buffer_size = 64 * 1024;
+  // With edge-triggered epoll, bytes read from one connection per readiness
+  // event before the loop moves on to others (the rest is read next round).
+  size_t read_budget_per_event = 1024 * 1024;
+
+  // Backpressure: once a connection's unsent bytes exceed the high-water mark
+  // the loop stops reading from it until they drop to the low-water mark.
+  // 0 disables the mark. A low mark of 0 means high / 2.
+  size_t write_high_water = 4 * 1024 * 1024;
+  size_t write_low_water = 0;
+
+  SocketTuning socket;
+
+  // Calls EventHandler::OnTick on loop 0, first right after OnBoot.
+  bool ticker = false;
+  // Closes connections with no inbound bytes for this long (zero: never).
+  absl::Duration idle_timeout = absl::ZeroDuration();
+  // How long Conn::Close() waits for unsent bytes to drain before giving up.
+  absl::Duration close_drain_timeout = absl::Seconds(10);
+  // Pin loop i to CPU i % ncpu.
+  bool pin_loops_to_cpus = false;
+};
+
+}  // namespace netloop
+
+#endif  // NETLOOP_REACTOR_OPTIONS_H_

@@ -1,0 +1,138 @@
+#include "reactor/worker.h"
+
+#include <unistd.h>
+
+#include <utility>
+
+#include "reactor/clock.h"
+#include "reactor/errors.h"
+#include "reactor/logging.h"
+#include "reactor/socket_ops.h"
+
+namespace netloop::internal {
+
+Worker::Worker(Engine* engine, int index, std::unique_ptr<EventLoop> loop)
+    : engine_(engine), index_(index), loop_(std::move(loop)) {
+  loop_->AddIterationHook(this);
+}
+
+Worker::~Worker() {
+  // Connections still here were never run through a loop (Start failed).
+  for (auto& [id, conn] : conns_) {
+    ::close(conn->fd_);
+    delete conn;
+  }
+  loop_->RemoveIterationHook(this);
+}
+
+void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
+                           bool is_client, bool connecting, void* context,
+                           int64_t connect_deadline_ns) {
+  if (stopping_) {
+    ::close(fd);
+    AddLoad(-1);
+    return;
+  }
+  ApplySocketTuning(fd, peer.family(), options().socket);
+  Conn* conn = new Conn(this, fd, id, is_client, peer);
+  conn->context_ = context;
+  conns_.emplace(id, conn);
+  Conn::Guard guard(conn);
+  if (connecting) {
+    conn->state_ = Conn::State::kConnecting;
+    conn->interest_ = kIoWritable;
+    absl::Status s = loop_->Watch(fd, kIoWritable, conn);
+    conn->registered_ = s.ok();
+    if (!s.ok()) {
+      conn->CloseNow(s);
+      return;
+    }
+    if (connect_deadline_ns != kNeverNanos) {
+      conn->timer_ = loop_->RunAtNanos(connect_deadline_ns, [conn] {
+        Conn::Guard g(conn);
+        conn->timer_ = TimerId();
+        conn->CloseNow(ConnectFailedError(ETIMEDOUT));
+      });
+    }
+    return;
+  }
+  conn->HandleConnected();
+}
+
+Conn* Worker::Find(uint64_t id) const {
+  auto it = conns_.find(id);
+  return it == conns_.end() ? nullptr : it->second;
+}
+
+void Worker::Forget(Conn* conn) {
+  if (conns_.erase(conn->id_) > 0) AddLoad(-1);
+}
+
+void Worker::CloseListeners() {
+  for (auto& l : listeners_) l->Close();
+}
+
+void Worker::BeginStop(int64_t deadline_ns) {
+  if (stopping_) return;
+  stopping_ = true;
+  stop_deadline_ns_ = deadline_ns;
+  CloseListeners();
+  for (LoopService* s : services_) s->BeginStop(deadline_ns);
+  std::vector<uint64_t> ids;
+  ids.reserve(conns_.size());
+  for (auto& [id, conn] : conns_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    Conn* conn = Find(id);
+    if (conn == nullptr) continue;
+    Conn::Guard guard(conn);
+    if (conn->state_ == Conn::State::kConnecting) {
+      conn->CloseNow(ClosedError("engine stopped"));
+    } else if (conn->state_ == Conn::State::kOpen) {
+      conn->pending_reason_ = ClosedError("engine stopped");
+      conn->Close();
+    }
+  }
+  stop_timer_ = loop_->RunAtNanos(deadline_ns, [this] {
+    stop_timer_ = TimerId();
+    ForceCloseAll();
+  });
+}
+
+void Worker::ForceCloseAll() {
+  std::vector<uint64_t> ids;
+  for (auto& [id, conn] : conns_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    Conn* conn = Find(id);
+    if (conn == nullptr) continue;
+    Conn::Guard guard(conn);
+    conn->CloseNow(EngineStoppingError());
+  }
+}
+
+bool Worker::HasReadyWork() const {
+  if (index_ == 0 && engine_->signal_stop_.load(std::memory_order_relaxed) &&
+      !engine_->stopping()) {
+    return true;
+  }
+  if (!stopping_ || stop_reported_ || !conns_.empty()) return false;
+  for (LoopService* s : services_) {
+    if (!s->Quiescent()) return false;
+  }
+  return true;
+}
+
+void Worker::RunReadyWork() {
+  if (index_ == 0 && engine_->signal_stop_.load(std::memory_order_relaxed) &&
+      !engine_->stopping()) {
+    engine_->Stop();
+  }
+  if (!stopping_ || stop_reported_ || !conns_.empty()) return;
+  for (LoopService* s : services_) {
+    if (!s->Quiescent()) return;
+  }
+  stop_reported_ = true;
+  if (stop_timer_.valid()) loop_->CancelTimer(stop_timer_);
+  engine_->WorkerStopped();
+}
+
+}  // namespace netloop::internal

@@ -1,0 +1,77 @@
+// One engine loop plus the connections it owns (engine internal). Every
+// method runs on the loop thread unless marked otherwise.
+#ifndef NETLOOP_REACTOR_WORKER_H_
+#define NETLOOP_REACTOR_WORKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "reactor/conn.h"
+#include "reactor/engine.h"
+#include "reactor/event_loop.h"
+#include "reactor/listener.h"
+
+namespace netloop::internal {
+
+class Worker final : public IterationHook {
+ public:
+  Worker(Engine* engine, int index, std::unique_ptr<EventLoop> loop);
+  ~Worker();
+
+  EventLoop& loop() { return *loop_; }
+  int index() const { return index_; }
+  Engine& engine() { return *engine_; }
+  EventHandler& handler() { return *engine_->handler_; }
+  const Options& options() const { return engine_->options_; }
+
+  // Takes ownership of `fd` (accepted, or connecting when `connecting`) and
+  // opens a Conn for it. Counted in load() by whoever chose this worker.
+  void AddConnection(int fd, const SocketAddress& peer, uint64_t id, bool is_client,
+                     bool connecting, void* context, int64_t connect_deadline_ns);
+  Conn* Find(uint64_t id) const;
+  // A Conn closed or detached: stop tracking it.
+  void Forget(Conn* conn);
+
+  void AddListener(std::unique_ptr<Listener> listener) {
+    listeners_.push_back(std::move(listener));
+  }
+  void CloseListeners();
+  void AddService(LoopService* service) {
+    for (LoopService* s : services_) {
+      if (s == service) return;
+    }
+    services_.push_back(service);
+    if (stopping_) service->BeginStop(stop_deadline_ns_);
+  }
+  void BeginStop(int64_t deadline_ns);
+
+  // Open connections plus hand-offs on their way here. Any thread.
+  int64_t load() const { return load_.load(std::memory_order_relaxed); }
+  void AddLoad(int64_t delta) { load_.fetch_add(delta, std::memory_order_relaxed); }
+
+  // IterationHook: notices when a stopping worker has nothing left.
+  bool HasReadyWork() const override;
+  void RunReadyWork() override;
+
+ private:
+  void ForceCloseAll();
+
+  Engine* const engine_;
+  const int index_;
+  std::unique_ptr<EventLoop> loop_;
+  absl::flat_hash_map<uint64_t, Conn*> conns_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<LoopService*> services_;
+  std::atomic<int64_t> load_{0};
+  bool stopping_ = false;
+  bool stop_reported_ = false;
+  int64_t stop_deadline_ns_ = 0;
+  TimerId stop_timer_;
+};
+
+}  // namespace netloop::internal
+
+#endif  // NETLOOP_REACTOR_WORKER_H_
