@@ -1,0 +1,306 @@
+#include "fiberbridge/fiber_conn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "fiberbridge/scheduler.h"
+#include "reactor/clock.h"
+#include "reactor/errors.h"
+#include "reactor/socket_ops.h"
+
+namespace netloop::fiber {
+
+// The pollDesc: fd, one waiter slot per direction with its deadline, and the
+// stop hook that lets a stopping scheduler close the connection.
+class FiberConnCore final : public IoWatcher, public StopListener {
+ public:
+  struct Slot {
+    FiberTask* waiter = nullptr;
+    int64_t deadline_ns = kNeverNanos;
+    TimerId timer;
+  };
+
+  FiberConnCore(Scheduler* s, int fd, std::string unread)
+      : sched_(s), fd_(fd), unread_(std::move(unread)) {}
+
+  absl::Status Register() {
+    absl::Status st = sched_->loop().Watch(
+        fd_, kIoReadable | kIoWritable | kIoPeerClosed | kIoEdgeTriggered, this);
+    if (st.ok()) sched_->AddStopListener(this);
+    return st;
+  }
+
+  void OnIoReady(uint32_t events) override {
+    if (events & (kIoReadable | kIoPeerClosed | kIoError)) WakeSlot(read_);
+    if (events & (kIoWritable | kIoError)) WakeSlot(write_);
+  }
+
+  void OnSchedulerStop() override { Close(); }
+
+  void WakeSlot(Slot& slot) {
+    if (slot.waiter == nullptr) return;
+    FiberTask* t = slot.waiter;
+    slot.waiter = nullptr;
+    if (slot.timer.valid()) {
+      sched_->loop().CancelTimer(slot.timer);
+      slot.timer = TimerId();
+    }
+    sched_->Wake(t);
+  }
+
+  // Fails fast if the deadline already passed (Go: an expired deadline fails
+  // every call until it is moved).
+  absl::Status Check(const Slot& slot) const {
+    if (closed_) return ClosedError("use of closed connection");
+    if (slot.deadline_ns != kNeverNanos && slot.deadline_ns <= MonotonicNanos()) {
+      return DeadlineExceededError();
+    }
+    return absl::OkStatus();
+  }
+
+  // Parks the calling fiber until `slot` is woken by readiness, its deadline,
+  // or Close. Returns what the caller should report (OK: retry the syscall).
+  absl::Status Wait(Slot& slot) {
+    if (absl::Status st = Check(slot); !st.ok()) return st;
+    FiberTask* self = Scheduler::CurrentTask();
+    if (self == nullptr || self->scheduler != sched_) {
+      return absl::FailedPreconditionError(
+          "FiberConn used outside a fiber of its own loop");
+    }
+    if (slot.waiter != nullptr) {
+      return absl::FailedPreconditionError(
+          "another fiber is already parked on this direction");
+    }
+    slot.waiter = self;
+    ArmTimer(slot);
+    sched_->Park();
+    return Check(slot);
+  }
+
+  void ArmTimer(Slot& slot) {
+    if (slot.waiter == nullptr || slot.deadline_ns == kNeverNanos) return;
+    if (slot.timer.valid() && sched_->loop().RescheduleTimer(slot.timer, slot.deadline_ns)) {
+      return;
+    }
+    slot.timer = sched_->loop().RunAtNanos(slot.deadline_ns, [this, &slot] {
+      slot.timer = TimerId();
+      WakeSlot(slot);
+    });
+  }
+
+  void SetDeadline(Slot& slot, absl::Time t) {
+    slot.deadline_ns = ToMonotonicNanos(t);
+    if (slot.waiter == nullptr) return;
+    if (slot.deadline_ns == kNeverNanos) {
+      if (slot.timer.valid()) sched_->loop().CancelTimer(slot.timer);
+      slot.timer = TimerId();
+    } else if (slot.deadline_ns <= MonotonicNanos()) {
+      WakeSlot(slot);  // the parked call returns DeadlineExceeded
+    } else {
+      ArmTimer(slot);
+    }
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    sched_->RemoveStopListener(this);
+    (void)sched_->loop().Unwatch(fd_, this);
+    ::close(fd_);
+    WakeSlot(read_);
+    WakeSlot(write_);
+  }
+
+  Scheduler* const sched_;
+  int fd_;
+  bool closed_ = false;
+  std::string unread_;
+  std::string pending_;  // bytes WriteAll must keep while it waits
+  Slot read_;
+  Slot write_;
+};
+
+// ---------------------------------------------------------------- FiberConn
+
+absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
+  Scheduler* s = Scheduler::Current();
+  if (s == nullptr) {
+    return absl::FailedPreconditionError("FiberConn::Adopt off a loop thread");
+  }
+  auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
+  if (absl::Status st = core->Register(); !st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  return std::unique_ptr<FiberConn>(new FiberConn(std::move(core)));
+}
+
+FiberConn::~FiberConn() { core_->Close(); }
+
+absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
+  FiberConnCore& c = *core_;
+  if (buf.empty()) return 0;
+  if (!c.unread_.empty()) {
+    size_t n = std::min(buf.size(), c.unread_.size());
+    memcpy(buf.data(), c.unread_.data(), n);
+    c.unread_.erase(0, n);
+    return n;
+  }
+  for (;;) {
+    if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
+    ssize_t n = ::read(c.fd_, buf.data(), buf.size());
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) return PeerClosedError();
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+    if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
+  }
+}
+
+absl::StatusOr<std::string_view> FiberConn::ReadView() {
+  FiberConnCore& c = *core_;
+  EventLoop& loop = c.sched_->loop();
+  if (!c.unread_.empty()) {
+    size_t n = std::min(loop.read_buffer_size(), c.unread_.size());
+    memcpy(loop.read_buffer(), c.unread_.data(), n);
+    c.unread_.erase(0, n);
+    return std::string_view(loop.read_buffer(), n);
+  }
+  for (;;) {
+    if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
+    ssize_t n = ::read(c.fd_, loop.read_buffer(), loop.read_buffer_size());
+    if (n > 0) return std::string_view(loop.read_buffer(), static_cast<size_t>(n));
+    if (n == 0) return PeerClosedError();
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+    if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
+  }
+}
+
+absl::Status FiberConn::ReadFull(std::span<char> buf) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    absl::StatusOr<size_t> n = Read(buf.subspan(done));
+    if (!n.ok()) return n.status();
+    done += *n;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
+  FiberConnCore& c = *core_;
+  const size_t total = data.size();
+  const char* shared_begin = c.sched_->loop().read_buffer();
+  const char* shared_end = shared_begin + c.sched_->loop().read_buffer_size();
+  bool copied = false;
+  while (!data.empty()) {
+    if (absl::Status st = c.Check(c.write_); !st.ok()) {
+      c.pending_.clear();
+      return st;
+    }
+    ssize_t n = ::send(c.fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      data.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      c.pending_.clear();
+      return ResetError(errno);
+    }
+    // About to park: bytes that live in the loop's shared read buffer would
+    // be overwritten by other connections' reads meanwhile; keep a copy.
+    if (!copied && data.data() >= shared_begin && data.data() < shared_end) {
+      c.pending_.assign(data.data(), data.size());
+      data = c.pending_;
+      copied = true;
+    }
+    if (absl::Status st = c.Wait(c.write_); !st.ok()) {
+      c.pending_.clear();
+      return st;
+    }
+  }
+  if (copied) {
+    c.pending_.clear();
+    c.pending_.shrink_to_fit();
+  }
+  return total;
+}
+
+absl::Status FiberConn::WriteAll(std::string_view data) { return Write(data).status(); }
+
+void FiberConn::Close() { core_->Close(); }
+
+absl::Status FiberConn::CloseWrite() {
+  if (core_->closed_) return ClosedError();
+  if (::shutdown(core_->fd_, SHUT_WR) != 0) return ResetError(errno);
+  return absl::OkStatus();
+}
+
+void FiberConn::SetDeadline(absl::Time t) {
+  SetReadDeadline(t);
+  SetWriteDeadline(t);
+}
+void FiberConn::SetReadDeadline(absl::Time t) { core_->SetDeadline(core_->read_, t); }
+void FiberConn::SetWriteDeadline(absl::Time t) { core_->SetDeadline(core_->write_, t); }
+
+SocketAddress FiberConn::LocalAddress() const { return LocalAddressOf(core_->fd_); }
+SocketAddress FiberConn::RemoteAddress() const { return PeerAddressOf(core_->fd_); }
+int FiberConn::fd() const { return core_->closed_ ? -1 : core_->fd_; }
+EventLoop& FiberConn::loop() const { return core_->sched_->loop(); }
+
+FiberConnRef FiberConn::Ref() const {
+  FiberConnRef r;
+  r.loop_ = &core_->sched_->loop();
+  r.core_ = core_;
+  return r;
+}
+
+void FiberConnRef::Close() const {
+  if (loop_ == nullptr) return;
+  loop_->RunInLoop([core = core_] {
+    if (auto c = core.lock()) c->Close();
+  });
+}
+
+absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
+                                                absl::Time deadline) {
+  if (Scheduler::CurrentTask() == nullptr) {
+    return absl::FailedPreconditionError("fiber::Dial outside a fiber");
+  }
+  absl::StatusOr<NetAddress> parsed = ParseAddress(address);
+  if (!parsed.ok()) return parsed.status();
+  bool in_progress = false;
+  absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
+  if (!fd.ok()) return fd.status();
+  if (parsed->address.is_ip()) {
+    ApplySocketTuning(*fd, parsed->address.family(), SocketTuning{});
+  }
+  absl::StatusOr<std::unique_ptr<FiberConn>> conn = FiberConn::Adopt(*fd);
+  if (!conn.ok()) return conn.status();
+  if (in_progress) {
+    FiberConnCore& c = *(*conn)->core_;
+    c.write_.deadline_ns = ToMonotonicNanos(deadline);
+    for (;;) {
+      absl::Status st = c.Wait(c.write_);
+      if (!st.ok()) return st;
+      int err = SocketError(c.fd_);
+      if (err == 0) {
+        // Writable without an error: connected (or, rarely, a spurious wake).
+        SocketAddress peer = PeerAddressOf(c.fd_);
+        if (peer.length() > 0) break;
+        continue;
+      }
+      return ConnectFailedError(err);
+    }
+    c.write_.deadline_ns = kNeverNanos;
+  }
+  return conn;
+}
+
+}  // namespace netloop::fiber

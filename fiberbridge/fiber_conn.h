@@ -1,0 +1,104 @@
+// A connection for blocking-style code running in a fiber. Read and Write
+// look blocking; underneath, EAGAIN parks the fiber on the connection's read
+// or write waiter slot and the loop resumes it on readiness, as Go's netpoller
+// parks a goroutine on its pollDesc. The fd is registered once, edge-triggered,
+// for both directions: no epoll_ctl per operation.
+//
+// Thread rules: use a FiberConn from fibers of the loop that owns it (the one
+// it was opened on). One reader and one writer may be parked at the same time
+// (two fibers). From other threads use FiberConnRef.
+//
+// Deadlines follow Go exactly: absolute times; an expired deadline wakes a
+// parked fiber with DeadlineExceeded and fails later calls until it is moved;
+// moving or clearing it while a fiber is parked takes effect at once.
+#ifndef NETLOOP_FIBERBRIDGE_FIBER_CONN_H_
+#define NETLOOP_FIBERBRIDGE_FIBER_CONN_H_
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "reactor/address.h"
+#include "reactor/event_loop.h"
+
+namespace netloop::fiber {
+
+class FiberConnCore;
+class FiberConn;
+
+// Inside a fiber: connects, parking until connected or `deadline`. Errors:
+// ConnectFailed (refused, unreachable), DeadlineExceeded.
+absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
+                                                absl::Time deadline = absl::InfiniteFuture());
+
+// A handle usable from any thread, safe after the connection is gone.
+class FiberConnRef {
+ public:
+  FiberConnRef() = default;
+  // Closes the connection on its loop: parked fibers wake with Closed.
+  void Close() const;
+
+ private:
+  friend class FiberConn;
+  EventLoop* loop_ = nullptr;
+  std::weak_ptr<FiberConnCore> core_;
+};
+
+class FiberConn {
+ public:
+  // Adopts a connected, non-blocking socket on the current loop (call on a
+  // loop thread). `unread` holds bytes already read from it (Conn::Detach).
+  static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(int fd, std::string unread = {});
+
+  // Closes if still open.
+  ~FiberConn();
+  FiberConn(const FiberConn&) = delete;
+  FiberConn& operator=(const FiberConn&) = delete;
+
+  // Reads what is available (at least 1 byte), parking until some is.
+  // Errors: IsPeerClosed (EOF), a reset error, Closed, DeadlineExceeded.
+  absl::StatusOr<size_t> Read(std::span<char> buf);
+  // Zero-copy read into the loop's shared buffer. The view stays valid until
+  // this fiber next parks or yields (any blocking call), so consume it, or
+  // pass it straight to Write/WriteAll (which keep their own copy of bytes
+  // they must wait to send).
+  absl::StatusOr<std::string_view> ReadView();
+  // Reads exactly buf.size() bytes (io.ReadFull).
+  absl::Status ReadFull(std::span<char> buf);
+
+  // Writes all of `data`, parking while the socket buffer is full. On error
+  // some prefix may have been sent.
+  absl::Status WriteAll(std::string_view data);
+  // Go's Write: returns bytes written, == data.size() unless an error.
+  absl::StatusOr<size_t> Write(std::string_view data);
+
+  // Closes the socket; fibers parked on it wake with Closed. Idempotent.
+  void Close();
+  // Half-close (FIN) of the write side.
+  absl::Status CloseWrite();
+
+  // Absolute deadlines; absl::InfiniteFuture() clears.
+  void SetDeadline(absl::Time t);
+  void SetReadDeadline(absl::Time t);
+  void SetWriteDeadline(absl::Time t);
+
+  SocketAddress LocalAddress() const;
+  SocketAddress RemoteAddress() const;
+  int fd() const;
+  EventLoop& loop() const;
+  FiberConnRef Ref() const;
+
+ private:
+  friend absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view, absl::Time);
+  explicit FiberConn(std::shared_ptr<FiberConnCore> core) : core_(std::move(core)) {}
+  std::shared_ptr<FiberConnCore> core_;
+};
+
+}  // namespace netloop::fiber
+
+#endif  // NETLOOP_FIBERBRIDGE_FIBER_CONN_H_

@@ -1,0 +1,100 @@
+#include "fiberbridge/server.h"
+
+#include <utility>
+
+#include "reactor/logging.h"
+
+namespace netloop::fiber {
+namespace {
+
+// Runs `handler` over the detached socket in a fiber on the current loop.
+void SpawnConnFiber(Scheduler& s, DetachedConn detached, const ConnHandler* handler,
+                    std::atomic<size_t>* live) {
+  if (live != nullptr) live->fetch_add(1, std::memory_order_relaxed);
+  s.Spawn([fd = detached.fd, unread = std::move(detached.unread), handler, live]() mutable {
+    absl::StatusOr<std::unique_ptr<FiberConn>> conn = FiberConn::Adopt(fd, std::move(unread));
+    if (conn.ok()) {
+      (*handler)(**conn);
+    } else {
+      NETLOOP_LOG(kWarning) << "fiber connection: " << conn.status().message();
+    }
+    if (live != nullptr) live->fetch_sub(1, std::memory_order_relaxed);
+  });
+}
+
+}  // namespace
+
+// The engine-side handler: every accepted connection leaves the callback
+// world at once and becomes a fiber on the loop that accepted it.
+class FiberServer::Bridge final : public EventHandler {
+ public:
+  explicit Bridge(FiberServer* server) : server_(server) {}
+
+  Action OnBoot(Engine& engine) override {
+    // The loops are not running yet: registering from here is allowed.
+    for (int i = 0; i < engine.num_loops(); ++i) {
+      Scheduler& s = Scheduler::For(engine.loop(i), server_->scheduler_options_);
+      engine.AddLoopService(i, &s);
+    }
+    return Action::kNone;
+  }
+
+  Action OnOpen(Conn& conn) override {
+    absl::StatusOr<DetachedConn> detached = conn.Detach();
+    if (!detached.ok()) return Action::kClose;
+    SpawnConnFiber(Scheduler::For(conn.loop()), std::move(*detached), &server_->handler_,
+                   &server_->live_);
+    return Action::kNone;
+  }
+
+ private:
+  FiberServer* server_;
+};
+
+FiberServer::FiberServer() = default;
+
+FiberServer::~FiberServer() {
+  if (bridge_ != nullptr) {
+    engine_.Stop(absl::Now());
+    (void)engine_.Wait();
+  }
+}
+
+absl::Status FiberServer::Start(std::vector<std::string> addresses, Options options,
+                                ConnHandler handler, SchedulerOptions scheduler_options) {
+  handler_ = std::move(handler);
+  scheduler_options_ = scheduler_options;
+  bridge_ = std::make_unique<Bridge>(this);
+  return engine_.Start(*bridge_, std::move(addresses), options);
+}
+
+void FiberServer::Stop(absl::Time deadline) { engine_.Stop(deadline); }
+
+absl::Status FiberServer::Wait() { return engine_.Wait(); }
+
+absl::Status FiberServer::Serve(std::vector<std::string> addresses, Options options,
+                                ConnHandler handler) {
+  FiberServer server;
+  absl::Status s = server.Start(std::move(addresses), options, std::move(handler));
+  if (!s.ok()) return s;
+  server.engine().StopOnSignals();
+  return server.Wait();
+}
+
+absl::Status HandOff(Conn& conn, ConnHandler handler) {
+  Engine& engine = conn.engine();
+  int index = conn.loop_index();
+  absl::StatusOr<DetachedConn> detached = conn.Detach();
+  if (!detached.ok()) return detached.status();
+  Scheduler& s = Scheduler::For(conn.loop());
+  engine.AddLoopService(index, &s);  // so Engine::Stop waits for the fiber
+  // The handler travels with its fiber; the callback side keeps nothing.
+  auto owned = std::make_shared<ConnHandler>(std::move(handler));
+  s.Spawn([fd = detached->fd, unread = std::move(detached->unread), owned]() mutable {
+    absl::StatusOr<std::unique_ptr<FiberConn>> fc = FiberConn::Adopt(fd, std::move(unread));
+    if (fc.ok()) (*owned)(**fc);
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace netloop::fiber
