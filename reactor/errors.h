@@ -32,9 +32,7 @@ CloseReason GetCloseReason(const absl::Status& status);
 inline bool IsPeerClosed(const absl::Status& s) {
   return GetCloseReason(s) == CloseReason::kPeerClosed;
 }
-inline bool IsDeadlineExceeded(const absl::Status& s) {
-  return GetCloseReason(s) == CloseReason::kDeadline;
-}
+// For deadlines use absl::IsDeadlineExceeded (the code says it all).
 
 }  // namespace netloop
 

@@ -1,0 +1,532 @@
+// Conn behaviour over loopback: framing across arbitrary splits, big writes
+// through EPOLLOUT, async writes from other threads, wake, every way to close,
+// backpressure, idle timeout, dial.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "reactor/netloop.h"
+#include "tests/test_util.h"
+
+namespace netloop {
+namespace {
+
+using testing::Connect;
+using testing::Pattern;
+using testing::ReadExactly;
+using testing::ReadToEof;
+using testing::WaitFor;
+using testing::WriteAll;
+
+// Runs an engine for the duration of a test.
+class EngineFixture {
+ public:
+  EngineFixture(EventHandler& h, Options o = {}, std::vector<std::string> addrs = {
+                                                     "tcp://127.0.0.1:0"}) {
+    if (o.loops == 0) o.loops = 2;
+    status_ = engine.Start(h, std::move(addrs), o);
+  }
+  ~EngineFixture() {
+    engine.Stop(absl::Now() + absl::Seconds(5));
+    (void)engine.Wait();
+  }
+  bool ok() const { return status_.ok(); }
+  std::string uri() { return engine.ListenAddresses()[0]; }
+  Engine engine;
+
+ private:
+  absl::Status status_;
+};
+
+// 4-byte big-endian length + payload; replies with the payload reversed.
+class FrameHandler : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    for (;;) {
+      if (!conn.Peek().second.empty()) wrapped_views.fetch_add(1);
+      ByteView header = conn.Peek(4);
+      if (header.size() < 4) return Action::kNone;
+      char h[4];
+      std::string tmp;
+      header.AppendTo(&tmp);
+      memcpy(h, tmp.data(), 4);
+      uint32_t len = (uint8_t(h[0]) << 24) | (uint8_t(h[1]) << 16) | (uint8_t(h[2]) << 8) |
+                     uint8_t(h[3]);
+      if (conn.InboundBuffered() < 4 + len) return Action::kNone;
+      conn.Discard(4);
+      std::string_view payload = conn.PeekContiguous(len);
+      EXPECT_EQ(payload.size(), len);
+      std::string reply(payload.rbegin(), payload.rend());
+      conn.Discard(len);
+      EXPECT_TRUE(conn.Write(reply).ok());
+    }
+  }
+  std::atomic<int> wrapped_views{0};
+};
+
+std::string Frame(std::string_view payload) {
+  uint32_t n = static_cast<uint32_t>(payload.size());
+  std::string out = {char(n >> 24), char(n >> 16), char(n >> 8), char(n)};
+  out.append(payload);
+  return out;
+}
+
+void SetNoDelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+TEST(ConnTest, FramesSplitAtEveryByteBoundary) {
+  FrameHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  std::string stream = Frame("hello") + Frame(Pattern(300, 1)) + Frame("") + Frame("xyz");
+  std::string expected = std::string("olleh");
+  std::string p = Pattern(300, 1);
+  expected += std::string(p.rbegin(), p.rend()) + "zyx";
+  for (size_t split = 1; split < stream.size(); ++split) {
+    int fd = Connect(f.uri());
+    ASSERT_GE(fd, 0);
+    SetNoDelay(fd);
+    ASSERT_TRUE(WriteAll(fd, stream.substr(0, split)));
+    usleep(200);  // let the first piece arrive on its own
+    ASSERT_TRUE(WriteAll(fd, stream.substr(split)));
+    auto got = ReadExactly(fd, expected.size());
+    ASSERT_TRUE(got.has_value()) << "split " << split;
+    ASSERT_EQ(*got, expected) << "split " << split;
+    close(fd);
+  }
+}
+
+TEST(ConnTest, ByteByByteAndWrappedRingViews) {
+  FrameHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_GE(fd, 0);
+  SetNoDelay(fd);
+  // Byte by byte: every read leaves a partial frame in the ring.
+  std::string frame = Frame("drip");
+  for (char c : frame) {
+    ASSERT_TRUE(WriteAll(fd, std::string(1, c)));
+    usleep(100);
+  }
+  auto got = ReadExactly(fd, 4);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, "pird");
+  // Frames of 1000 bytes sent in 700-byte pieces make the leftovers walk
+  // around the 1 KiB ring until a frame header wraps its end.
+  std::string big;
+  for (int i = 0; i < 60; ++i) big += Frame(Pattern(997 + i % 5, i));
+  for (size_t off = 0; off < big.size(); off += 700) {
+    ASSERT_TRUE(WriteAll(fd, big.substr(off, 700)));
+    usleep(300);
+  }
+  size_t expect_bytes = 0;
+  for (int i = 0; i < 60; ++i) expect_bytes += 997 + i % 5;
+  got = ReadExactly(fd, expect_bytes);
+  ASSERT_TRUE(got.has_value());
+  std::string expected;
+  for (int i = 0; i < 60; ++i) {
+    std::string p = Pattern(997 + i % 5, i);
+    expected.append(p.rbegin(), p.rend());
+  }
+  EXPECT_EQ(*got, expected);
+  EXPECT_GT(h.wrapped_views.load(), 0) << "the wrapped (two-piece) path was not exercised";
+  close(fd);
+}
+
+// Writes `total` bytes on open; the client reads slowly at first.
+class BigWriter : public EventHandler {
+ public:
+  explicit BigWriter(std::string data) : data_(std::move(data)) {}
+  Action OnOpen(Conn& conn) override {
+    EXPECT_TRUE(conn.Write(data_).ok());
+    buffered_after_write.store(conn.OutboundBuffered());
+    return Action::kClose;  // graceful: drains first
+  }
+  void OnClose(Conn&, const absl::Status& reason) override {
+    close_ok.store(reason.ok());
+    closed.fetch_add(1);
+  }
+  std::string data_;
+  std::atomic<size_t> buffered_after_write{0};
+  std::atomic<bool> close_ok{false};
+  std::atomic<int> closed{0};
+};
+
+TEST(ConnTest, MultiMegabyteWriteCompletesThroughWritableEvents) {
+  std::string data = Pattern(32 << 20, 77);
+  BigWriter h(data);
+  Options o;
+  o.socket.send_buffer_bytes = 64 * 1024;
+  o.write_high_water = 0;  // no backpressure in this test
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri(), 30);
+  ASSERT_GE(fd, 0);
+  usleep(100 * 1000);  // the socket fills up while we do not read
+  auto got = ReadToEof(fd, 64 << 20);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_GT(h.buffered_after_write.load(), 0u) << "the write should have hit EAGAIN";
+  ASSERT_EQ(got->size(), data.size());
+  EXPECT_TRUE(*got == data) << "bytes differ";
+  EXPECT_TRUE(WaitFor([&] { return h.closed.load() == 1; }));
+  EXPECT_TRUE(h.close_ok.load());
+  close(fd);
+}
+
+// Remembers the first connection for the tests below.
+class RecordingHandler : public EventHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    std::lock_guard<std::mutex> lock(mu);
+    refs.push_back(conn.Ref());
+    opens.fetch_add(1);
+    return Action::kNone;
+  }
+  Action OnTraffic(Conn& conn) override {
+    traffic.fetch_add(1);
+    inbound_seen.fetch_add(conn.InboundBuffered());
+    conn.Discard();
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status& reason) override {
+    std::lock_guard<std::mutex> lock(mu);
+    reasons.push_back(reason);
+    closes.fetch_add(1);
+  }
+  ConnRef First() {
+    std::lock_guard<std::mutex> lock(mu);
+    return refs.empty() ? ConnRef() : refs[0];
+  }
+  absl::Status LastReason() {
+    std::lock_guard<std::mutex> lock(mu);
+    return reasons.empty() ? absl::UnknownError("none") : reasons.back();
+  }
+  std::mutex mu;
+  std::vector<ConnRef> refs;
+  std::vector<absl::Status> reasons;
+  std::atomic<int> opens{0}, closes{0}, traffic{0};
+  std::atomic<size_t> inbound_seen{0};
+};
+
+TEST(ConnTest, AsyncWriteFromForeignThreadsKeepsPerThreadOrder) {
+  RecordingHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  ConnRef ref = h.First();
+  constexpr int kThreads = 4, kPer = 1000;
+  std::atomic<int> callbacks{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPer; ++i) {
+        char msg[9];
+        snprintf(msg, sizeof(msg), "%d%07d", t, i);
+        ref.AsyncWrite(std::string(msg, 8), [&](Conn* c, absl::Status s) {
+          EXPECT_NE(c, nullptr);
+          EXPECT_TRUE(s.ok());
+          callbacks.fetch_add(1);
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto got = ReadExactly(fd, 8 * kThreads * kPer);
+  ASSERT_TRUE(got.has_value());
+  std::vector<int> next(kThreads, 0);
+  for (size_t off = 0; off < got->size(); off += 8) {
+    int t = (*got)[off] - '0';
+    int i = std::stoi(got->substr(off + 1, 7));
+    ASSERT_EQ(i, next[t]) << "thread " << t << " out of order";
+    next[t]++;
+  }
+  EXPECT_TRUE(WaitFor([&] { return callbacks.load() == kThreads * kPer; }));
+  // After close: the callback reports the connection gone.
+  close(fd);
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
+  std::atomic<int> late{0};
+  ref.AsyncWrite("late", [&](Conn* c, absl::Status s) {
+    EXPECT_EQ(c, nullptr);
+    EXPECT_FALSE(s.ok());
+    late.fetch_add(1);
+  });
+  EXPECT_TRUE(WaitFor([&] { return late.load() == 1; }));
+}
+
+TEST(ConnTest, WakeCallsOnTrafficWithoutNewBytes) {
+  RecordingHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  EXPECT_EQ(h.traffic.load(), 0);
+  std::thread([&] { h.First().Wake(); }).join();
+  EXPECT_TRUE(WaitFor([&] { return h.traffic.load() == 1; }));
+  EXPECT_EQ(h.inbound_seen.load(), 0u);
+  close(fd);
+}
+
+// Replies "bye" and returns kClose: the reply must arrive before EOF.
+class ReplyThenClose : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    conn.Discard();
+    (void)conn.Write("bye");
+    return Action::kClose;
+  }
+  void OnClose(Conn&, const absl::Status& r) override {
+    ok.store(r.ok());
+    closes.fetch_add(1);
+  }
+  std::atomic<bool> ok{false};
+  std::atomic<int> closes{0};
+};
+
+TEST(ConnTest, CloseFromHandlerDeliversReplyThenEof) {
+  ReplyThenClose h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WriteAll(fd, "hi"));
+  auto got = ReadToEof(fd);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, "bye");
+  EXPECT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
+  EXPECT_TRUE(h.ok.load()) << "local close reports OK";
+  close(fd);
+}
+
+TEST(ConnTest, CloseWithErrorFromAnotherThreadReportsThatStatus) {
+  RecordingHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  std::thread([&] { h.First().CloseWithError(absl::AbortedError("kicked")); }).join();
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
+  EXPECT_EQ(h.LastReason().code(), absl::StatusCode::kAborted);
+  auto got = ReadToEof(fd);
+  EXPECT_TRUE(got.has_value() && got->empty());
+  // ConnRef::Close after close is a harmless no-op.
+  h.First().Close();
+  close(fd);
+  usleep(50 * 1000);
+  EXPECT_EQ(h.closes.load(), 1) << "OnClose exactly once";
+}
+
+TEST(ConnTest, PeerEofAndResetReasons) {
+  RecordingHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int a = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  close(a);  // FIN
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
+  EXPECT_TRUE(IsPeerClosed(h.LastReason())) << h.LastReason();
+  int b = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 2; }));
+  linger lg{1, 0};
+  setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  close(b);  // RST
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 2; }));
+  EXPECT_EQ(GetCloseReason(h.LastReason()), CloseReason::kReset) << h.LastReason();
+}
+
+// Echoes after the peer's FIN too (half-close): reply goes out, then close.
+class SlowEcho : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    ByteView b = conn.Next();
+    std::string copy;
+    b.AppendTo(&copy);
+    EXPECT_TRUE(conn.Write(copy).ok());
+    return Action::kNone;
+  }
+};
+
+TEST(ConnTest, HalfCloseStillReceivesWholeReply) {
+  SlowEcho h;
+  Options o;
+  o.socket.send_buffer_bytes = 32 * 1024;
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  std::string data = Pattern(4 << 20, 5);
+  std::thread writer([&] {
+    EXPECT_TRUE(WriteAll(fd, data));
+    shutdown(fd, SHUT_WR);
+  });
+  auto got = ReadToEof(fd, 8 << 20);
+  writer.join();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->size(), data.size());
+  EXPECT_TRUE(*got == data);
+  close(fd);
+}
+
+// Writes 256 KiB per OnTraffic to a client that does not read.
+class Flooder : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    conn.Discard();
+    std::string chunk(256 * 1024, 'f');
+    (void)conn.Write(chunk);
+    max_buffered.store(std::max(max_buffered.load(), conn.OutboundBuffered()));
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status&) override { closes.fetch_add(1); }
+  void OnBackpressure(Conn& conn, bool paused) override {
+    (paused ? pauses : resumes).fetch_add(1);
+  }
+  std::atomic<size_t> max_buffered{0};
+  std::atomic<int> pauses{0}, resumes{0}, closes{0};
+};
+
+TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
+  Flooder h;
+  Options o;
+  o.write_high_water = 1 << 20;
+  o.write_low_water = 256 * 1024;
+  o.socket.send_buffer_bytes = 64 * 1024;
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  // Each byte asks for 256 KiB; a client that never reads.
+  std::string requests(200, 'r');
+  for (char c : requests) {
+    WriteAll(fd, std::string(1, c));
+    usleep(200);
+  }
+  ASSERT_TRUE(WaitFor([&] { return h.pauses.load() >= 1; }));
+  usleep(100 * 1000);
+  // Reading stopped: outbound stays near the mark (one chunk past it at most)
+  // although 200 x 256 KiB were requested.
+  EXPECT_LE(h.max_buffered.load(), (1u << 20) + 256 * 1024);
+  // Drain: the client reads everything that was sent, reading resumes.
+  char buf[65536];
+  auto deadline = absl::Now() + absl::Seconds(20);
+  size_t drained = 0;
+  while (h.resumes.load() == 0 && absl::Now() < deadline) {
+    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) drained += n;
+    if (n <= 0) usleep(1000);
+  }
+  EXPECT_GT(drained, size_t{1} << 20);
+  EXPECT_GE(h.resumes.load(), 1) << "pauses " << h.pauses.load() << " max "
+                                 << h.max_buffered.load();
+  close(fd);
+}
+
+TEST(ConnTest, IdleTimeoutClosesOnlyTheIdleConnection) {
+  RecordingHandler h;
+  Options o;
+  o.idle_timeout = absl::Milliseconds(300);
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int idle = Connect(f.uri());
+  int busy = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 2; }));
+  for (int i = 0; i < 12; ++i) {  // 600 ms of traffic every 50 ms
+    ASSERT_TRUE(WriteAll(busy, "x"));
+    usleep(50 * 1000);
+  }
+  EXPECT_EQ(h.closes.load(), 1);
+  EXPECT_TRUE(absl::IsDeadlineExceeded(h.LastReason())) << h.LastReason();
+  auto eof = ReadToEof(idle);
+  EXPECT_TRUE(eof.has_value());
+  close(idle);
+  close(busy);
+}
+
+// A client engine dialling a server engine.
+class DialHandler : public EventHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    if (conn.is_client()) (void)conn.Write("ping");
+    opens.fetch_add(1);
+    return Action::kNone;
+  }
+  Action OnTraffic(Conn& conn) override {
+    std::string got;
+    conn.Next().AppendTo(&got);
+    if (conn.is_client()) {
+      reply += got;
+      if (reply == "pong") done.store(true);
+    } else if (got == "ping") {
+      (void)conn.Write("pong");
+    }
+    return Action::kNone;
+  }
+  void OnClose(Conn& conn, const absl::Status& reason) override {
+    if (conn.is_client()) {
+      std::lock_guard<std::mutex> lock(mu);
+      client_reason = reason;
+      client_closed.store(true);
+    }
+  }
+  std::atomic<int> opens{0};
+  std::atomic<bool> done{false}, client_closed{false};
+  std::string reply;
+  std::mutex mu;
+  absl::Status client_reason;
+};
+
+TEST(DialTest, ExchangesDataWithAServerEngine) {
+  DialHandler server_h, client_h;
+  EngineFixture server(server_h);
+  ASSERT_TRUE(server.ok());
+  Engine client;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(client.Start(client_h, {}, o).ok());
+  auto ref = client.Dial(server.uri());
+  ASSERT_TRUE(ref.ok());
+  EXPECT_TRUE(WaitFor([&] { return client_h.done.load(); }));
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
+}
+
+TEST(DialTest, RefusedPortReportsConnectFailedWithoutOnOpen) {
+  // Bind a port and close it again: nothing listens there.
+  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
+  close(probe);
+  DialHandler h;
+  Engine client;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(client.Start(h, {}, o).ok());
+  auto ref = client.Dial("tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  if (ref.ok()) {
+    ASSERT_TRUE(WaitFor([&] { return h.client_closed.load(); }));
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(GetCloseReason(h.client_reason), CloseReason::kConnectFailed) << h.client_reason;
+  }
+  EXPECT_EQ(h.opens.load(), 0);
+  EXPECT_FALSE(client.Dial("tcp://nonsense").ok()) << "bad addresses fail at once";
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
+}
+
+}  // namespace
+}  // namespace netloop

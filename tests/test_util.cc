@@ -1,0 +1,89 @@
+#include "tests/test_util.h"
+
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "reactor/address.h"
+
+namespace netloop::testing {
+
+uint16_t PortOf(const std::string& uri) {
+  size_t colon = uri.rfind(':');
+  return static_cast<uint16_t>(std::stoi(uri.substr(colon + 1)));
+}
+
+int Connect(const std::string& uri, int timeout_seconds) {
+  auto addr = ParseAddress(uri);
+  if (!addr.ok()) return -1;
+  int fd = socket(addr->address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval tv{timeout_seconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (connect(fd, addr->address.sockaddr_ptr(), addr->address.length()) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::optional<std::string> ReadExactly(int fd, size_t n) {
+  std::string out(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = recv(fd, out.data() + got, n - got, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return std::nullopt;
+    got += static_cast<size_t>(r);
+  }
+  return out;
+}
+
+std::optional<std::string> ReadToEof(int fd, size_t max) {
+  std::string out;
+  char buf[65536];
+  while (out.size() < max) {
+    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return std::nullopt;
+    if (r == 0) return out;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  return out;
+}
+
+std::string Pattern(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  uint32_t x = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; ++i) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    s[i] = static_cast<char>(x);
+  }
+  return s;
+}
+
+long RaiseFdLimit() {
+  rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  getrlimit(RLIMIT_NOFILE, &rl);
+  return static_cast<long>(rl.rlim_cur);
+}
+
+}  // namespace netloop::testing

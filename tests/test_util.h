@@ -1,0 +1,45 @@
+// Blocking loopback client helpers for tests. Every socket gets 10 s send and
+// receive timeouts, so a broken server fails a test instead of hanging it.
+#ifndef NETLOOP_TESTS_TEST_UTIL_H_
+#define NETLOOP_TESTS_TEST_UTIL_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace netloop::testing {
+
+// Port of "tcp://host:port" / "tcp://[::1]:port".
+uint16_t PortOf(const std::string& uri);
+// Connects to a "tcp://..." or "unix://..." URI; -1 on failure.
+int Connect(const std::string& uri, int timeout_seconds = 10);
+bool WriteAll(int fd, std::string_view data);
+// Exactly n bytes, or nullopt on EOF, error or timeout.
+std::optional<std::string> ReadExactly(int fd, size_t n);
+// Everything until EOF (at most `max` bytes); nullopt on error or timeout.
+std::optional<std::string> ReadToEof(int fd, size_t max = 1 << 26);
+// Deterministic pseudo-random bytes.
+std::string Pattern(size_t n, uint32_t seed);
+// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new limit.
+long RaiseFdLimit();
+// Waits (bounded) until pred() holds; false on timeout.
+template <typename Pred>
+bool WaitFor(Pred pred, int timeout_ms = 10000);
+
+}  // namespace netloop::testing
+
+#include <chrono>
+#include <thread>
+
+template <typename Pred>
+bool netloop::testing::WaitFor(Pred pred, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+#endif  // NETLOOP_TESTS_TEST_UTIL_H_
