@@ -1,0 +1,256 @@
+// Engine lifecycle over loopback: graceful stop with draining, forced stop at
+// the deadline, the ticker, loop timers and task ordering, 10k connections.
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "reactor/netloop.h"
+#include "tests/test_util.h"
+
+namespace netloop {
+namespace {
+
+using testing::Connect;
+using testing::ReadExactly;
+using testing::ReadToEof;
+using testing::WaitFor;
+using testing::WriteAll;
+
+// On open, queues `bytes` of output (more than the socket takes).
+class Sender : public EventHandler {
+ public:
+  explicit Sender(size_t bytes) : bytes_(bytes) {}
+  Action OnOpen(Conn& conn) override {
+    (void)conn.Write(std::string(bytes_, 's'));
+    opens.fetch_add(1);
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status& reason) override {
+    std::lock_guard<std::mutex> lock(mu);
+    reasons.push_back(reason);
+  }
+  void OnShutdown(Engine&) override { shutdowns.fetch_add(1); }
+  size_t bytes_;
+  std::atomic<int> opens{0}, shutdowns{0};
+  std::mutex mu;
+  std::vector<absl::Status> reasons;
+};
+
+TEST(EngineStopTest, PendingOutboundDrainsBeforeClose) {
+  Sender h(8 << 20);
+  Engine engine;
+  Options o;
+  o.loops = 2;
+  o.write_high_water = 0;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+  std::vector<int> fds;
+  for (int i = 0; i < 4; ++i) fds.push_back(Connect(engine.ListenAddresses()[0], 30));
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 4; }));
+  engine.Stop(absl::Now() + absl::Seconds(20));
+  for (int fd : fds) {
+    auto got = ReadToEof(fd, 16 << 20);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->size(), size_t{8} << 20) << "every queued byte arrives before EOF";
+    close(fd);
+  }
+  EXPECT_TRUE(engine.Wait().ok());
+  EXPECT_EQ(h.shutdowns.load(), 1);
+  std::lock_guard<std::mutex> lock(h.mu);
+  ASSERT_EQ(h.reasons.size(), 4u) << "OnClose once per connection";
+  for (const auto& r : h.reasons) EXPECT_EQ(GetCloseReason(r), CloseReason::kClosed) << r;
+}
+
+TEST(EngineStopTest, NonReadingClientIsCutAtTheDeadline) {
+  Sender h(16 << 20);
+  Engine engine;
+  Options o;
+  o.loops = 1;
+  o.write_high_water = 0;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+  int fd = Connect(engine.ListenAddresses()[0]);
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  absl::Time start = absl::Now();
+  engine.Stop(absl::Now() + absl::Milliseconds(300));
+  EXPECT_TRUE(engine.Wait().ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  std::lock_guard<std::mutex> lock(h.mu);
+  ASSERT_EQ(h.reasons.size(), 1u);
+  EXPECT_EQ(GetCloseReason(h.reasons[0]), CloseReason::kEngineStopping) << h.reasons[0];
+  close(fd);
+}
+
+TEST(EngineStopTest, StopIsIdempotentAndNewConnectionsAreRefused) {
+  Sender h(10);
+  Engine engine;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, Options{.loops = 2}).ok());
+  std::string uri = engine.ListenAddresses()[0];
+  std::thread t1([&] { engine.Stop(absl::Now() + absl::Seconds(1)); });
+  std::thread t2([&] { engine.Stop(absl::Now() + absl::Seconds(1)); });
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(engine.Wait().ok());
+  EXPECT_EQ(h.shutdowns.load(), 1);
+  EXPECT_LT(Connect(uri, 1), 0) << "listeners are closed";
+}
+
+class Ticker : public EventHandler {
+ public:
+  TickResult OnTick() override {
+    int n = ticks.fetch_add(1) + 1;
+    return {absl::Milliseconds(10), n >= 5 ? Action::kShutdown : Action::kNone};
+  }
+  std::atomic<int> ticks{0};
+};
+
+TEST(EngineTickTest, OnTickRepeatsAndCanShutDown) {
+  Ticker h;
+  Options o;
+  o.loops = 1;
+  o.ticker = true;
+  absl::Time start = absl::Now();
+  EXPECT_TRUE(Engine::Run(h, {}, o).ok()) << "Run returns once OnTick shuts down";
+  EXPECT_EQ(h.ticks.load(), 5);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST(EventLoopTest, TimersRunCancelAndRepeat) {
+  auto loop_or = EventLoop::Create();
+  ASSERT_TRUE(loop_or.ok());
+  EventLoop& loop = **loop_or;
+  std::atomic<int> once{0}, every{0}, cancelled{0};
+  std::thread runner([&] { loop.Run(); });
+  loop.RunInLoop([&] {
+    loop.RunAfter(absl::Milliseconds(20), [&] { once.fetch_add(1); });
+    TimerId c = loop.RunAfter(absl::Milliseconds(10), [&] { cancelled.fetch_add(1); });
+    EXPECT_TRUE(loop.CancelTimer(c));
+    loop.RunEvery(absl::Milliseconds(5), [&] { every.fetch_add(1); });
+    loop.RunAt(absl::Now() + absl::Milliseconds(30), [&] { once.fetch_add(10); });
+  });
+  EXPECT_TRUE(WaitFor([&] { return once.load() == 11 && every.load() >= 5; }));
+  loop.Quit();
+  runner.join();
+  EXPECT_EQ(cancelled.load(), 0);
+}
+
+TEST(EventLoopTest, QueuedTasksKeepPerThreadOrder) {
+  auto loop_or = EventLoop::Create();
+  ASSERT_TRUE(loop_or.ok());
+  EventLoop& loop = **loop_or;
+  std::thread runner([&] { loop.Run(); });
+  constexpr int kThreads = 3, kPer = 5000;
+  std::vector<int> last(kThreads, -1);  // touched on the loop thread only
+  std::atomic<int> done{0};
+  std::atomic<bool> ordered{true};
+  std::vector<std::thread> producers;
+  for (int t = 0; t < kThreads; ++t) {
+    producers.emplace_back([&, t] {
+      for (int i = 0; i < kPer; ++i) {
+        loop.QueueInLoop([&, t, i] {
+          if (last[t] != i - 1) ordered = false;
+          last[t] = i;
+          done.fetch_add(1);
+        });
+      }
+    });
+  }
+  for (auto& p : producers) p.join();
+  EXPECT_TRUE(WaitFor([&] { return done.load() == kThreads * kPer; }));
+  EXPECT_TRUE(ordered.load());
+  loop.Quit();
+  runner.join();
+}
+
+class CountingEcho : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    ByteView b = conn.Next();
+    std::string_view pieces[] = {b.first, b.second};
+    (void)conn.Writev(pieces);
+    return Action::kNone;
+  }
+};
+
+// The clients live in a child process (forked before any engine thread
+// exists), so the server side alone holds 10,000 descriptors.
+TEST(EngineScaleTest, TenThousandConnections) {
+  constexpr int kConns = 10000;
+  testing::RaiseFdLimit();
+  int to_child[2], to_parent[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(to_parent), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // Child: raw syscalls only.
+    uint16_t port = 0;
+    if (read(to_child[0], &port, sizeof(port)) != sizeof(port)) _exit(2);
+    std::vector<int> fds;
+    fds.reserve(kConns);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    timeval tv{20, 0};
+    for (int i = 0; i < kConns; ++i) {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (fd < 0) _exit(3);
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) _exit(4);
+      fds.push_back(fd);
+    }
+    for (int fd : fds) {
+      if (write(fd, "ping", 4) != 4) _exit(5);
+    }
+    for (int fd : fds) {
+      char buf[4];
+      size_t got = 0;
+      while (got < 4) {
+        ssize_t n = read(fd, buf + got, 4 - got);
+        if (n <= 0) _exit(6);
+        got += static_cast<size_t>(n);
+      }
+      if (memcmp(buf, "ping", 4) != 0) _exit(7);
+    }
+    char c = 'r';
+    if (write(to_parent[1], &c, 1) != 1) _exit(8);
+    if (read(to_child[0], &c, 1) != 1) _exit(9);
+    for (int fd : fds) close(fd);
+    _exit(0);
+  }
+  CountingEcho h;
+  Engine engine;
+  Options o;
+  o.loops = 2;
+  o.backlog = 4096;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+  uint16_t port = testing::PortOf(engine.ListenAddresses()[0]);
+  ASSERT_EQ(write(to_child[1], &port, sizeof(port)), static_cast<ssize_t>(sizeof(port)));
+  pollfd pfd{to_parent[0], POLLIN, 0};
+  ASSERT_EQ(poll(&pfd, 1, 90000), 1) << "the child did not finish its echoes in time";
+  char c;
+  ASSERT_EQ(read(to_parent[0], &c, 1), 1) << "child failed early";
+  EXPECT_EQ(engine.CountConnections(), static_cast<size_t>(kConns));
+  ASSERT_EQ(write(to_child[1], "g", 1), 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_TRUE(WaitFor([&] { return engine.CountConnections() == 0; }, 30000));
+  engine.Stop(absl::Now() + absl::Seconds(5));
+  EXPECT_TRUE(engine.Wait().ok());
+  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) close(fd);
+}
+
+}  // namespace
+}  // namespace netloop
