@@ -39,6 +39,7 @@ struct ConnState {
   uint32_t index = 0;
   uint64_t received = 0;  // echo: verified bytes
   int in_flight = 0;
+  int to_send = 0;  // successors owed by the current OnTraffic
   std::vector<int64_t> send_times;  // FIFO ring, capacity = pipeline
   size_t head = 0;
   size_t count = 0;
@@ -75,9 +76,13 @@ class LoadHandler final : public EventHandler {
         x ^= x << 5;
         c = static_cast<char>(x);
       }
+      std::string batch;
+      for (int k = 0; k < std::max(1, spec.pipeline); ++k) batch += p;
+      batches_.push_back(std::move(batch));
       patterns_.push_back(std::move(p));
     }
     request_ = absl::StrCat("GET ", spec.http_path, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    for (int k = 0; k < std::max(1, spec.pipeline); ++k) request_batch_ += request_;
   }
 
   Action OnOpen(Conn& conn) override {
@@ -92,16 +97,40 @@ class LoadHandler final : public EventHandler {
       return Action::kNone;
     }
     int64_t now = MonotonicNanos();
-    for (int i = 0; i < spec_.pipeline; ++i) Send(conn, *st, now);
+    for (int i = 0; i < spec_.pipeline; ++i) {
+      st->PushSend(now);
+      ++st->in_flight;
+    }
+    (void)conn.Write(spec_.workload == Workload::kEcho ? batches_[st->index % kPatterns]
+                                                       : request_batch_);
     return Action::kNone;
   }
 
   Action OnTraffic(Conn& conn) override {
     auto* st = static_cast<ConnState*>(conn.context());
-    if (spec_.workload == Workload::kEcho) return OnEchoBytes(conn, *st);
-    if (spec_.workload == Workload::kHttp) return OnHttpBytes(conn, *st);
-    conn.Discard();
-    return Action::kNone;
+    if (spec_.workload == Workload::kIdle) {
+      conn.Discard();
+      return Action::kNone;
+    }
+    // Closed loop: every completion sends its successor, all of them in one
+    // write at the end, as a pipelining client does (a server then sees
+    // batches, not single messages).
+    st->to_send = 0;
+    Action a = spec_.workload == Workload::kEcho ? OnEchoBytes(conn, *st)
+                                                 : OnHttpBytes(conn, *st);
+    if (st->to_send > 0 && conn.is_open()) {
+      const std::string& batch = spec_.workload == Workload::kEcho
+                                     ? batches_[st->index % kPatterns]
+                                     : request_batch_;
+      size_t one = batch.size() / std::max(1, spec_.pipeline);
+      int64_t now = MonotonicNanos();
+      for (int i = 0; i < st->to_send; ++i) {
+        st->PushSend(now);
+        ++st->in_flight;
+      }
+      (void)conn.Write(std::string_view(batch).substr(0, one * st->to_send));
+    }
+    return a;
   }
 
   void OnClose(Conn& conn, const absl::Status& reason) override {
@@ -186,7 +215,7 @@ class LoadHandler final : public EventHandler {
       ls.messages.fetch_add(1, std::memory_order_relaxed);
       ls.bytes.fetch_add(bytes, std::memory_order_relaxed);
     }
-    if (spec_.rate <= 0 && !stopping_.load(std::memory_order_relaxed)) Send(conn, st, now);
+    if (spec_.rate <= 0 && !stopping_.load(std::memory_order_relaxed)) ++st.to_send;
   }
 
   Action OnEchoBytes(Conn& conn, ConnState& st) {
@@ -254,7 +283,9 @@ class LoadHandler final : public EventHandler {
   const LoadSpec& spec_;
   std::vector<std::unique_ptr<LoopStats>> stats_;
   std::vector<std::string> patterns_;
+  std::vector<std::string> batches_;  // each pattern repeated `pipeline` times
   std::string request_;
+  std::string request_batch_;
   std::atomic<uint32_t> next_index_{0};
   std::atomic<bool> measuring_{false};
   std::atomic<bool> stopping_{false};

@@ -1,0 +1,314 @@
+// duel: the head-to-head runner. Starts each server itself (pinned to CPU 1,
+// load on CPU 0), runs the same workloads against each, alternating servers
+// within every repeat, and prints one markdown table; writes it and an SVG
+// chart next to the workspace.
+//
+//   bazel run -c opt //tools:duel -- --quick
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "tools/duel/report.h"
+#include "tools/duel/server_process.h"
+#include "tools/loadgen/load_client.h"
+
+namespace netloop::duel {
+namespace {
+
+struct ServerSpec {
+  std::string name;
+  std::vector<std::string> argv;  // argv[0] relative to the runfiles root
+  bool floor = false;
+  bool nginx = false;
+};
+
+struct WorkloadSpec {
+  std::string name;
+  loadgen::Workload kind;
+  int connections;
+  int pipeline;
+  bool http;
+};
+
+std::string FindBinary(const std::string& rel, const char* argv0) {
+  std::vector<std::string> roots;
+  if (const char* r = std::getenv("RUNFILES_DIR")) roots.push_back(absl::StrCat(r, "/netloop/"));
+  roots.push_back(absl::StrCat(argv0, ".runfiles/netloop/"));
+  roots.push_back("");
+  roots.push_back("bazel-bin/");
+  for (const std::string& root : roots) {
+    std::string p = root + rel;
+    if (access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+std::string Which(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string all = path ? path : "/usr/bin:/usr/sbin";
+  all += ":/usr/sbin:/sbin";
+  size_t start = 0;
+  while (start <= all.size()) {
+    size_t end = all.find(':', start);
+    if (end == std::string::npos) end = all.size();
+    std::string p = all.substr(start, end - start) + "/" + name;
+    if (access(p.c_str(), X_OK) == 0) return p;
+    start = end + 1;
+  }
+  return "";
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+absl::StatusOr<ServerProcess> StartServer(const ServerSpec& s, int cpu, const std::string& tmp) {
+  if (!s.nginx) return ServerProcess::Start(s.argv, cpu);
+  int port = FreePort();
+  std::string conf = tmp + "/nginx.conf";
+  std::ofstream(conf) << "worker_processes 1;\ndaemon off;\nmaster_process off;\n"
+                      << "error_log " << tmp << "/error.log;\npid " << tmp << "/nginx.pid;\n"
+                      << "events { worker_connections 20000; }\n"
+                      << "http {\n  access_log off;\n  keepalive_requests 1000000000;\n"
+                      << "  keepalive_timeout 300s;\n  client_body_temp_path " << tmp
+                      << ";\n  proxy_temp_path " << tmp << ";\n  fastcgi_temp_path " << tmp
+                      << ";\n  uwsgi_temp_path " << tmp << ";\n  scgi_temp_path " << tmp
+                      << ";\n  server {\n    listen 127.0.0.1:" << port
+                      << ";\n    location / { default_type text/plain; return 200 \"Hello, "
+                         "World!\"; }\n  }\n}\n";
+  return ServerProcess::StartOnPort({s.argv[0], "-p", tmp, "-c", conf}, cpu, port);
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+}  // namespace
+}  // namespace netloop::duel
+
+int main(int argc, char** argv) {
+  using namespace netloop::duel;
+  using netloop::loadgen::LoadResult;
+  using netloop::loadgen::LoadSpec;
+  using netloop::loadgen::Workload;
+  CLI::App app{"netloop head-to-head: callback vs fiber vs the raw epoll floor"};
+  bool quick = false;
+  int repeats = 0;
+  double cell_seconds = 0, warmup_seconds = -1;
+  int idle_conns = 0;
+  std::string out_md, out_svg, only;
+  bool no_pin = false;
+  app.add_flag("--quick", quick, "about a minute: 1 repeat, 2 s cells, 2000 idle connections");
+  app.add_option("--repeats", repeats, "repeats per cell (default 3, quick 1)");
+  app.add_option("--cell-seconds", cell_seconds, "measured seconds per cell (default 5, quick 2)");
+  app.add_option("--warmup-seconds", warmup_seconds, "warm-up per cell (default 1, quick 0.5)");
+  app.add_option("--idle-conns", idle_conns, "idle connections (default 10000, quick 2000)");
+  app.add_option("--out", out_md, "markdown output (default: <workspace>/duel.md)");
+  app.add_option("--svg", out_svg, "SVG chart output (default: <workspace>/duel.svg)");
+  app.add_option("--only", only, "run only workloads whose name contains this");
+  app.add_flag("--no-pin", no_pin, "do not pin server and load to CPUs");
+  CLI11_PARSE(app, argc, argv);
+  if (repeats <= 0) repeats = quick ? 1 : 3;
+  if (cell_seconds <= 0) cell_seconds = quick ? 2 : 5;
+  if (warmup_seconds < 0) warmup_seconds = quick ? 0.5 : 1;
+  rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  // Each side of a connection holds a descriptor here; leave headroom.
+  long fd_cap = static_cast<long>(rl.rlim_cur) - 500;
+  if (idle_conns <= 0) idle_conns = quick ? 2000 : 10000;
+  std::string idle_note;
+  if (idle_conns > fd_cap) {
+    idle_note = absl::StrCat(" (", idle_conns, " asked, ulimit -n allows ", fd_cap, ")");
+    idle_conns = static_cast<int>(fd_cap);
+  }
+  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  std::string base = ws ? std::string(ws) + "/" : "";
+  if (out_md.empty()) out_md = base + "duel.md";
+  if (out_svg.empty()) out_svg = base + "duel.svg";
+
+  const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  const bool pin = !no_pin && ncpu >= 2;
+  const int server_cpu = pin ? 1 : -1;
+  if (pin) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+  }
+  char tmpl[] = "/tmp/netloop-duel-XXXXXX";
+  std::string tmp = mkdtemp(tmpl) ? tmpl : "/tmp";
+
+  auto bin = [&](const std::string& rel) { return FindBinary(rel, argv[0]); };
+  const std::vector<std::string> net_args = {"--address", "tcp://127.0.0.1:0", "--loops", "1"};
+  auto with = [](std::string b, std::vector<std::string> a) {
+    a.insert(a.begin(), std::move(b));
+    return a;
+  };
+  std::vector<ServerSpec> echo_servers = {
+      {"raw epoll (floor)", with(bin("bench/raw_epoll_server"), {"--mode=echo", "--port=0"}),
+       true},
+      {"netloop callback", with(bin("examples/echo/echo"), net_args)},
+      {"netloop fiber", with(bin("examples/echo_fiber/echo_fiber"), net_args)},
+  };
+  std::vector<ServerSpec> http_servers = {
+      {"raw epoll (floor)", with(bin("bench/raw_epoll_server"), {"--mode=http", "--port=0"}),
+       true},
+      {"netloop callback", with(bin("examples/http/http_server"), net_args)},
+      {"netloop fiber", with(bin("examples/http/http_fiber_server"), net_args)},
+  };
+  std::string nginx = Which("nginx");
+  if (!nginx.empty()) http_servers.push_back({"nginx 1 worker", {nginx}, false, true});
+
+  std::vector<WorkloadSpec> workloads = {
+      {"echo 1KiB ×50 conns", Workload::kEcho, 50, 1, false},
+      {"echo 1KiB ×1000 conns", Workload::kEcho, 1000, 1, false},
+      {"echo 1KiB ×50 pipelined 16", Workload::kEcho, 50, 16, false},
+      {"http plaintext ×50", Workload::kHttp, 50, 1, true},
+      {"http plaintext ×50 pipelined 16", Workload::kHttp, 50, 16, true},
+      {absl::StrCat("idle ", idle_conns, " conns"), Workload::kIdle, idle_conns, 1, false},
+  };
+
+  std::vector<Row> rows;
+  bool failed = false;
+  for (const WorkloadSpec& w : workloads) {
+    if (!only.empty() && w.name.find(only) == std::string::npos) continue;
+    const std::vector<ServerSpec>& servers = w.http ? http_servers : echo_servers;
+    std::map<std::string, std::vector<LoadResult>> results;
+    std::map<std::string, std::string> notes;
+    for (int rep = 0; rep < repeats; ++rep) {
+      for (size_t k = 0; k < servers.size(); ++k) {
+        // Rotate the order each repeat so no server always runs first.
+        const ServerSpec& s = servers[(k + rep) % servers.size()];
+        if (s.argv[0].empty()) {
+          notes[s.name] = "skipped: binary not built";
+          continue;
+        }
+        if (w.kind == Workload::kIdle && s.nginx) continue;
+        std::fprintf(stderr, "[%s] %s, repeat %d/%d ...\n", w.name.c_str(), s.name.c_str(),
+                     rep + 1, repeats);
+        absl::StatusOr<ServerProcess> server = StartServer(s, server_cpu, tmp);
+        if (!server.ok()) {
+          std::fprintf(stderr, "!!! %s failed to start: %s\n", s.name.c_str(),
+                       server.status().ToString().c_str());
+          failed = true;
+          notes[s.name] = "FAILED to start";
+          continue;
+        }
+        LoadSpec spec;
+        spec.address = server->address();
+        spec.workload = w.kind;
+        spec.connections = w.connections;
+        spec.pipeline = w.pipeline;
+        spec.message_size = 1024;
+        spec.warmup = absl::Seconds(warmup_seconds);
+        spec.duration = absl::Seconds(cell_seconds);
+        spec.server_pids = {server->pid()};
+        absl::StatusOr<LoadResult> r = netloop::loadgen::RunLoad(spec);
+        bool alive = server->Alive();
+        std::string how = server->Stop();
+        if (!alive) {
+          std::fprintf(stderr, "!!! %s CRASHED during %s (%s)\n", s.name.c_str(),
+                       w.name.c_str(), how.c_str());
+          failed = true;
+          notes[s.name] = "CRASHED";
+          continue;
+        }
+        if (!r.ok()) {
+          std::fprintf(stderr, "!!! %s: load failed: %s\n", s.name.c_str(),
+                       r.status().ToString().c_str());
+          failed = true;
+          notes[s.name] = "load FAILED";
+          continue;
+        }
+        if (r->error_count() > 0) {
+          std::fprintf(stderr, "!!! %s: %llu errors (wrong bytes or lost connections):\n%s",
+                       s.name.c_str(), static_cast<unsigned long long>(r->error_count()),
+                       r->ToText().c_str());
+          failed = true;
+          notes[s.name] = "ERRORS";
+          continue;
+        }
+        results[s.name].push_back(*r);
+      }
+    }
+    double floor_cpu = 0;
+    for (const ServerSpec& s : servers) {
+      const auto& runs = results[s.name];
+      Row row;
+      row.workload = w.name;
+      row.server = s.name;
+      row.idle = w.kind == Workload::kIdle;
+      row.note = notes[s.name];
+      row.repeats = static_cast<int>(runs.size());
+      if (row.idle && s.nginx) continue;
+      if (runs.empty()) {
+        if (row.note.empty()) row.note = "no result";
+        rows.push_back(row);
+        continue;
+      }
+      std::vector<double> mps, cpu, p50, p99, rss;
+      for (const LoadResult& r : runs) {
+        mps.push_back(r.messages_per_second);
+        cpu.push_back(r.server_cpu_us_per_message);
+        p50.push_back(r.latency_ns.Percentile(50) / 1e3);
+        p99.push_back(r.latency_ns.Percentile(99) / 1e3);
+        rss.push_back(r.server_rss_per_connection);
+      }
+      row.msgs_per_sec = Median(mps);
+      row.cpu_us = Median(cpu);
+      row.cpu_us_min = *std::min_element(cpu.begin(), cpu.end());
+      row.cpu_us_max = *std::max_element(cpu.begin(), cpu.end());
+      row.p50_us = Median(p50);
+      row.p99_us = Median(p99);
+      row.rss_per_conn = Median(rss);
+      if (s.floor) floor_cpu = row.cpu_us;
+      if (!row.idle && floor_cpu > 0) row.ratio = row.cpu_us / floor_cpu;
+      rows.push_back(row);
+    }
+  }
+
+  std::string preamble = absl::StrFormat(
+      "netloop duel: %d repeat(s), %.1f s cells after %.1f s warm-up; %s; loads verify every "
+      "byte; idle workload%s. Ratio = server CPU µs/msg over the raw epoll floor's in the "
+      "same run.\n\n",
+      repeats, cell_seconds, warmup_seconds,
+      pin ? "servers pinned to CPU 1, load on CPU 0" : "not pinned", idle_note);
+  std::string md = RenderMarkdown(rows, preamble);
+  std::printf("%s", md.c_str());
+  std::ofstream(out_md) << md;
+  std::ofstream(out_svg) << RenderSvg(rows, "netloop duel: callback vs fiber vs raw epoll");
+  std::fprintf(stderr, "wrote %s and %s\n", out_md.c_str(), out_svg.c_str());
+  if (failed) {
+    std::fprintf(stderr, "!!! DUEL FAILED: a server crashed, failed to start or sent wrong bytes\n");
+    return 1;
+  }
+  return 0;
+}

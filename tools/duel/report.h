@@ -1,0 +1,32 @@
+// The duel's output: one markdown table and a self-contained SVG chart, built
+// from the medians of each (workload, server) cell.
+#ifndef NETLOOP_TOOLS_DUEL_REPORT_H_
+#define NETLOOP_TOOLS_DUEL_REPORT_H_
+
+#include <string>
+#include <vector>
+
+namespace netloop::duel {
+
+struct Row {
+  std::string workload;
+  std::string server;
+  bool idle = false;       // an idle-connections row (RSS only)
+  std::string note;        // "skipped: ..." etc.
+  int repeats = 0;
+  double msgs_per_sec = 0;
+  double cpu_us = 0;       // server CPU µs per message, median
+  double cpu_us_min = 0;
+  double cpu_us_max = 0;
+  double p50_us = 0;
+  double p99_us = 0;
+  double rss_per_conn = 0;  // idle rows
+  double ratio = 0;         // cpu_us (or rss, idle rows) / the floor's; 0 = none
+};
+
+std::string RenderMarkdown(const std::vector<Row>& rows, const std::string& preamble);
+std::string RenderSvg(const std::vector<Row>& rows, const std::string& title);
+
+}  // namespace netloop::duel
+
+#endif  // NETLOOP_TOOLS_DUEL_REPORT_H_
