@@ -49,8 +49,14 @@ std::string_view Request::FindHeader(std::string_view name) const {
 
 RequestParser::Result RequestParser::Parse(std::string_view data, Request* req,
                                            size_t* consumed) {
+  // A bare LF is rejected as soon as it arrives (only new bytes are looked
+  // at): lenient line endings are where proxies and servers disagree.
   size_t from = scanned_ > 3 ? scanned_ - 3 : 0;
   size_t end = data.find("\r\n\r\n", from);
+  const size_t head_limit = end == std::string_view::npos ? data.size() : end + 4;
+  for (size_t i = scanned_; i < head_limit; ++i) {  // never the body
+    if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) return Fail(400);
+  }
   if (end == std::string_view::npos) {
     scanned_ = data.size();
     if (data.size() >= limits_.max_header_bytes) return Fail(431);
