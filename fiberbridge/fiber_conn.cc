@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <utility>
 
 #include "fiberbridge/scheduler.h"
@@ -25,8 +26,9 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     TimerId timer;
   };
 
-  FiberConnCore(Scheduler* s, int fd, std::string unread)
-      : sched_(s), fd_(fd), unread_(std::move(unread)) {}
+  FiberConnCore(Scheduler* s, int fd, std::string unread) : sched_(s), fd_(fd) {
+    if (!unread.empty()) unread_ = std::make_unique<std::string>(std::move(unread));
+  }
 
   absl::Status Register() {
     absl::Status st = sched_->loop().Watch(
@@ -119,8 +121,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   Scheduler* const sched_;
   int fd_;
   bool closed_ = false;
-  std::string unread_;
-  std::string pending_;  // bytes WriteAll must keep while it waits
+  // Rarely used, so allocated only when needed: an idle connection pays 16
+  // bytes for them, not 64.
+  std::unique_ptr<std::string> unread_;   // bytes read before adoption
+  std::unique_ptr<std::string> pending_;  // bytes Write must keep while it waits
   Slot read_;
   Slot write_;
 };
@@ -140,15 +144,33 @@ absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string 
   return std::unique_ptr<FiberConn>(new FiberConn(std::move(core)));
 }
 
+absl::Status FiberConn::Serve(int fd, std::string unread,
+                             absl::FunctionRef<void(FiberConn&)> handler) {
+  Scheduler* s = Scheduler::Current();
+  if (s == nullptr) {
+    ::close(fd);
+    return absl::FailedPreconditionError("FiberConn::Serve off a loop thread");
+  }
+  auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
+  if (absl::Status st = core->Register(); !st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  FiberConn conn(std::move(core));
+  handler(conn);
+  return absl::OkStatus();
+}
+
 FiberConn::~FiberConn() { core_->Close(); }
 
 absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
   FiberConnCore& c = *core_;
   if (buf.empty()) return 0;
-  if (!c.unread_.empty()) {
-    size_t n = std::min(buf.size(), c.unread_.size());
-    memcpy(buf.data(), c.unread_.data(), n);
-    c.unread_.erase(0, n);
+  if (c.unread_ != nullptr) {
+    size_t n = std::min(buf.size(), c.unread_->size());
+    memcpy(buf.data(), c.unread_->data(), n);
+    c.unread_->erase(0, n);
+    if (c.unread_->empty()) c.unread_.reset();
     return n;
   }
   for (;;) {
@@ -165,10 +187,11 @@ absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
 absl::StatusOr<std::string_view> FiberConn::ReadView() {
   FiberConnCore& c = *core_;
   EventLoop& loop = c.sched_->loop();
-  if (!c.unread_.empty()) {
-    size_t n = std::min(loop.read_buffer_size(), c.unread_.size());
-    memcpy(loop.read_buffer(), c.unread_.data(), n);
-    c.unread_.erase(0, n);
+  if (c.unread_ != nullptr) {
+    size_t n = std::min(loop.read_buffer_size(), c.unread_->size());
+    memcpy(loop.read_buffer(), c.unread_->data(), n);
+    c.unread_->erase(0, n);
+    if (c.unread_->empty()) c.unread_.reset();
     return std::string_view(loop.read_buffer(), n);
   }
   for (;;) {
@@ -200,7 +223,7 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
   bool copied = false;
   while (!data.empty()) {
     if (absl::Status st = c.Check(c.write_); !st.ok()) {
-      c.pending_.clear();
+      c.pending_.reset();
       return st;
     }
     ssize_t n = ::send(c.fd_, data.data(), data.size(), MSG_NOSIGNAL);
@@ -210,25 +233,22 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      c.pending_.clear();
+      c.pending_.reset();
       return ResetError(errno);
     }
     // About to park: bytes that live in the loop's shared read buffer would
     // be overwritten by other connections' reads meanwhile; keep a copy.
     if (!copied && data.data() >= shared_begin && data.data() < shared_end) {
-      c.pending_.assign(data.data(), data.size());
-      data = c.pending_;
+      c.pending_ = std::make_unique<std::string>(data);
+      data = *c.pending_;
       copied = true;
     }
     if (absl::Status st = c.Wait(c.write_); !st.ok()) {
-      c.pending_.clear();
+      c.pending_.reset();
       return st;
     }
   }
-  if (copied) {
-    c.pending_.clear();
-    c.pending_.shrink_to_fit();
-  }
+  c.pending_.reset();
   return total;
 }
 

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -54,6 +55,11 @@ class FiberConn {
   // Adopts a connected, non-blocking socket on the current loop (call on a
   // loop thread). `unread` holds bytes already read from it (Conn::Detach).
   static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(int fd, std::string unread = {});
+  // Adopt, then run `handler` with the connection kept on the calling fiber's
+  // stack (no separate allocation), closing it when the handler returns.
+  // Inside a fiber.
+  static absl::Status Serve(int fd, std::string unread,
+                            absl::FunctionRef<void(FiberConn&)> handler);
 
   // Closes if still open.
   ~FiberConn();

@@ -49,16 +49,12 @@ Scheduler::~Scheduler() {
     NETLOOP_LOG(kWarning) << live_ << " fiber(s) still parked when their loop was "
                           << "destroyed: abandoned (stacks leaked, not unwound)";
   }
-  // Fibers that never finished cannot be destroyed safely: leak them.
-  for (FiberTask* t = ready_head_; t != nullptr; t = t->next_ready) {
-    (void)t->fiber.release();
-  }
+  // Fibers that never finished cannot be destroyed safely: their tasks are
+  // leaked on purpose (never deleted, so never unwound).
 }
 
 void Scheduler::Spawn(absl::AnyInvocable<void()> fn) {
-  auto* task = new FiberTask;
-  task->scheduler = this;
-  task->fiber = std::make_unique<Fiber>(stack_pool_, std::move(fn));
+  auto* task = new FiberTask(this, stack_pool_, std::move(fn));
   ++live_;
   Enqueue(task);
 }
@@ -88,9 +84,9 @@ void Scheduler::RunReadyWork() {
     task->queued = false;
     current_task = task;
     ++switches_;
-    task->fiber->Resume();
+    task->fiber.Resume();
     current_task = nullptr;
-    if (task->fiber->finished()) {
+    if (task->fiber.finished()) {
       --live_;
       delete task;  // the stack goes back to the pool
     }

@@ -23,10 +23,13 @@ namespace netloop::fiber {
 
 class Scheduler;
 
-// A fiber under a scheduler. Valid until the fiber's function returns.
+// A fiber under a scheduler, in one heap block with its bookkeeping. Valid
+// until the fiber's function returns.
 struct FiberTask {
-  Scheduler* scheduler = nullptr;
-  std::unique_ptr<Fiber> fiber;
+  FiberTask(Scheduler* s, StackPool& pool, absl::AnyInvocable<void()> fn)
+      : scheduler(s), fiber(pool, std::move(fn)) {}
+  Scheduler* scheduler;
+  Fiber fiber;
   FiberTask* next_ready = nullptr;
   bool parked = false;  // suspended and waiting for Wake
   bool queued = false;  // in the ready queue
