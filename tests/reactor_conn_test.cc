@@ -2,6 +2,7 @@
 // through EPOLLOUT, async writes from other threads, wake, every way to close,
 // backpressure, idle timeout, dial.
 #include <netinet/in.h>
+#include <signal.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -451,6 +452,49 @@ TEST(ConnTest, IdleTimeoutClosesOnlyTheIdleConnection) {
   EXPECT_TRUE(eof.has_value());
   close(idle);
   close(busy);
+}
+
+// Streams to its peer on every Wake until the write fails.
+class Streamer : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    conn.Discard();
+    std::string chunk(64 * 1024, 'z');
+    for (int i = 0; i < 64 && conn.is_open(); ++i) {
+      if (!conn.Write(chunk).ok()) {
+        write_failed.store(true);
+        break;
+      }
+    }
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status& r) override {
+    std::lock_guard<std::mutex> lock(mu);
+    reason = r;
+    closed.store(true);
+  }
+  std::atomic<bool> write_failed{false}, closed{false};
+  std::mutex mu;
+  absl::Status reason;
+};
+
+TEST(ConnTest, WritingToAResetPeerNeverRaisesSigpipe) {
+  Streamer h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  // Undo the engine's process-wide SIG_IGN: only MSG_NOSIGNAL protects now.
+  signal(SIGPIPE, SIG_DFL);
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WriteAll(fd, "go"));
+  usleep(20 * 1000);
+  linger lg{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  close(fd);  // RST while the server is writing
+  ASSERT_TRUE(WaitFor([&] { return h.closed.load(); }));
+  std::lock_guard<std::mutex> lock(h.mu);
+  EXPECT_EQ(GetCloseReason(h.reason), CloseReason::kReset) << h.reason;
+  // Still alive: a SIGPIPE would have killed the test binary.
+  signal(SIGPIPE, SIG_IGN);
 }
 
 // A client engine dialling a server engine.
