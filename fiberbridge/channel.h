@@ -30,14 +30,7 @@ class Channel {
   absl::Status Send(T value) {
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_) return ClosedError("send on closed channel");
-    if (RecvNode* r = PopRecv()) {
-      r->value.emplace(std::move(value));
-      FiberTask* task = r->waiter.task;
-      r->waiter.done = true;
-      lock.unlock();
-      Scheduler::WakeFromAnyThread(task);
-      return absl::OkStatus();
-    }
+    if (HandToReceiver(value, lock)) return absl::OkStatus();
     if (size_ < capacity_) {
       PushRing(std::move(value));
       return absl::OkStatus();
@@ -72,14 +65,7 @@ class Channel {
   bool TrySend(T& value) {
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_) return false;
-    if (RecvNode* r = PopRecv()) {
-      r->value.emplace(std::move(value));
-      FiberTask* task = r->waiter.task;
-      r->waiter.done = true;
-      lock.unlock();
-      Scheduler::WakeFromAnyThread(task);
-      return true;
-    }
+    if (HandToReceiver(value, lock)) return true;
     if (size_ >= capacity_) return false;
     PushRing(std::move(value));
     return true;
@@ -101,8 +87,8 @@ class Channel {
       sends_ = internal::WaiterList();
       recvs_ = internal::WaiterList();
     }
-    WakeAll(sends);
-    WakeAll(recvs);
+    internal::WakeAll(sends);
+    internal::WakeAll(recvs);
   }
 
   size_t capacity() const { return capacity_; }
@@ -155,12 +141,17 @@ class Channel {
     lock.lock();
   }
 
-  static void WakeAll(internal::WaiterList& list) {
-    for (internal::Waiter* w = list.Pop(); w != nullptr;) {
-      internal::Waiter* next = list.Pop();
-      Scheduler::WakeFromAnyThread(w->task);
-      w = next;
-    }
+  // Gives `value` straight to a parked receiver, if any (unlocking to wake
+  // it). Returns whether it did.
+  bool HandToReceiver(T& value, std::unique_lock<std::mutex>& lock) {
+    RecvNode* r = PopRecv();
+    if (r == nullptr) return false;
+    r->value.emplace(std::move(value));
+    FiberTask* task = r->waiter.task;
+    r->waiter.done = true;
+    lock.unlock();
+    Scheduler::WakeFromAnyThread(task);
+    return true;
   }
 
   const size_t capacity_;

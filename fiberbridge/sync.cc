@@ -67,13 +67,7 @@ void CondVar::Broadcast() {
     all = waiters_;
     waiters_ = internal::WaiterList();
   }
-  // Read each node's task before waking: a woken fiber's stack (where its
-  // node lives) may be reused as soon as it runs.
-  for (internal::Waiter* w = all.Pop(); w != nullptr;) {
-    internal::Waiter* next = all.Pop();
-    Scheduler::WakeFromAnyThread(w->task);
-    w = next;
-  }
+  internal::WakeAll(all);
 }
 
 void WaitGroup::Add(int64_t n) {
@@ -86,11 +80,7 @@ void WaitGroup::Add(int64_t n) {
     ready = waiters_;
     waiters_ = internal::WaiterList();
   }
-  for (internal::Waiter* w = ready.Pop(); w != nullptr;) {
-    internal::Waiter* next = ready.Pop();
-    Scheduler::WakeFromAnyThread(w->task);
-    w = next;
-  }
+  internal::WakeAll(ready);
 }
 
 void WaitGroup::Wait() {

@@ -39,6 +39,18 @@ class WaiterList {
   Waiter* tail_ = nullptr;
 };
 
+// Wakes every waiter of a list the caller has already detached from its
+// primitive (outside the lock). Each node's successor is read before its
+// fiber is woken: a woken fiber's stack, where its node lives, may be reused
+// as soon as it runs.
+inline void WakeAll(WaiterList& list) {
+  for (Waiter* w = list.Pop(); w != nullptr;) {
+    Waiter* next = list.Pop();
+    Scheduler::WakeFromAnyThread(w->task);
+    w = next;
+  }
+}
+
 // Parks the current fiber after the caller pushed `w` and released its lock.
 // A waker on another loop may already have popped `w` and posted the wake:
 // that is safe, because the post runs on this loop only after this fiber has

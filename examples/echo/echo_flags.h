@@ -3,6 +3,8 @@
 #ifndef NETLOOP_EXAMPLES_ECHO_ECHO_FLAGS_H_
 #define NETLOOP_EXAMPLES_ECHO_ECHO_FLAGS_H_
 
+#include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +62,22 @@ inline absl::StatusOr<Options> ToOptions(const EchoFlags& f) {
         "--policy must be round-robin, least-connections or source-hash");
   }
   return o;
+}
+
+// ToOptions, printing the error for `program` on failure.
+inline std::optional<Options> OptionsOrReport(const EchoFlags& f, const char* program) {
+  absl::StatusOr<Options> o = ToOptions(f);
+  if (!o.ok()) {
+    std::fprintf(stderr, "%s: %s\n", program, std::string(o.status().message()).c_str());
+    return std::nullopt;
+  }
+  return *o;
+}
+
+// The line tools/duel and the tests wait for, one per bound address.
+inline void PrintListening(const std::vector<std::string>& uris) {
+  for (const std::string& uri : uris) std::printf("listening on %s\n", uri.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace netloop::examples

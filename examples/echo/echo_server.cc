@@ -33,11 +33,9 @@ int main(int argc, char** argv) {
   netloop::examples::EchoFlags flags;
   netloop::examples::AddEchoFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
-  absl::StatusOr<netloop::Options> options = netloop::examples::ToOptions(flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(options.status().message()).c_str());
-    return 2;
-  }
+  std::optional<netloop::Options> options =
+      netloop::examples::OptionsOrReport(flags, "echo");
+  if (!options) return 2;
   EchoHandler handler;
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);
@@ -46,10 +44,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   engine.StopOnSignals();
-  for (const std::string& uri : engine.ListenAddresses()) {
-    std::printf("listening on %s\n", uri.c_str());
-  }
-  std::fflush(stdout);
+  netloop::examples::PrintListening(engine.ListenAddresses());
   s = engine.Wait();
   return s.ok() ? 0 : 1;
 }

@@ -32,11 +32,9 @@ int main(int argc, char** argv) {
   int stack_kib = 64;
   app.add_option("--stack-kib", stack_kib, "fiber stack size in KiB")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
-  absl::StatusOr<netloop::Options> options = netloop::examples::ToOptions(flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(options.status().message()).c_str());
-    return 2;
-  }
+  std::optional<netloop::Options> options =
+      netloop::examples::OptionsOrReport(flags, "echo_fiber");
+  if (!options) return 2;
   netloop::fiber::FiberServer server;
   netloop::fiber::SchedulerOptions sched;
   sched.stack_size = static_cast<size_t>(stack_kib) * 1024;
@@ -46,9 +44,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   server.engine().StopOnSignals();
-  for (const std::string& uri : server.ListenAddresses()) {
-    std::printf("listening on %s\n", uri.c_str());
-  }
-  std::fflush(stdout);
+  netloop::examples::PrintListening(server.ListenAddresses());
   return server.Wait().ok() ? 0 : 1;
 }

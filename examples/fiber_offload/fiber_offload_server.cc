@@ -65,11 +65,9 @@ int main(int argc, char** argv) {
   flags.addresses = {"tcp://127.0.0.1:9002"};
   netloop::examples::AddEchoFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
-  absl::StatusOr<netloop::Options> options = netloop::examples::ToOptions(flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(options.status().message()).c_str());
-    return 2;
-  }
+  std::optional<netloop::Options> options =
+      netloop::examples::OptionsOrReport(flags, "fiber_offload");
+  if (!options) return 2;
   netloop::fiber::FiberServer server;
   absl::Status s = server.Start(flags.addresses, *options, Serve);
   if (!s.ok()) {
@@ -77,9 +75,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   server.engine().StopOnSignals();
-  for (const std::string& uri : server.ListenAddresses()) {
-    std::printf("listening on %s\n", uri.c_str());
-  }
-  std::fflush(stdout);
+  netloop::examples::PrintListening(server.ListenAddresses());
   return server.Wait().ok() ? 0 : 1;
 }

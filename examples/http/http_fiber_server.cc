@@ -54,11 +54,9 @@ int main(int argc, char** argv) {
   flags.idle_timeout_seconds = 60;
   netloop::examples::AddEchoFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
-  absl::StatusOr<netloop::Options> options = netloop::examples::ToOptions(flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(options.status().message()).c_str());
-    return 2;
-  }
+  std::optional<netloop::Options> options =
+      netloop::examples::OptionsOrReport(flags, "http_fiber_server");
+  if (!options) return 2;
   // The fiber applies the idle timeout itself, as a read deadline.
   absl::Duration idle = options->idle_timeout;
   options->idle_timeout = absl::ZeroDuration();
@@ -79,9 +77,6 @@ int main(int argc, char** argv) {
     });
   }
   server.engine().StopOnSignals();
-  for (const std::string& uri : server.ListenAddresses()) {
-    std::printf("listening on %s\n", uri.c_str());
-  }
-  std::fflush(stdout);
+  netloop::examples::PrintListening(server.ListenAddresses());
   return server.Wait().ok() ? 0 : 1;
 }

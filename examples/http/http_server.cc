@@ -65,11 +65,9 @@ int main(int argc, char** argv) {
   flags.idle_timeout_seconds = 60;
   netloop::examples::AddEchoFlags(app, flags);
   CLI11_PARSE(app, argc, argv);
-  absl::StatusOr<netloop::Options> options = netloop::examples::ToOptions(flags);
-  if (!options.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(options.status().message()).c_str());
-    return 2;
-  }
+  std::optional<netloop::Options> options =
+      netloop::examples::OptionsOrReport(flags, "http_server");
+  if (!options) return 2;
   HttpHandler handler;
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);
@@ -78,9 +76,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   engine.StopOnSignals();
-  for (const std::string& uri : engine.ListenAddresses()) {
-    std::printf("listening on %s\n", uri.c_str());
-  }
-  std::fflush(stdout);
+  netloop::examples::PrintListening(engine.ListenAddresses());
   return engine.Wait().ok() ? 0 : 1;
 }
