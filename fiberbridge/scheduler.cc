@@ -125,6 +125,12 @@ void Scheduler::Yield() {
 
 void Scheduler::AddStopListener(StopListener* l) {
   if (l->linked_) return;
+  if (stopping_) {
+    // Registered after BeginStop (a fiber spawned before the stop that only
+    // now runs): it is told at once, or it would park past the stop forever.
+    l->OnSchedulerStop();
+    return;
+  }
   l->linked_ = true;
   l->prev_ = nullptr;
   l->next_ = listeners_;

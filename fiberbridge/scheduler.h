@@ -87,6 +87,7 @@ class Scheduler final : public LoopLocal, public IterationHook, public LoopServi
   // Inside a fiber: lets every other ready fiber and the loop's I/O run first.
   void Yield();
 
+  // On a stopping scheduler, calls l->OnSchedulerStop() at once instead.
   void AddStopListener(StopListener* l);
   void RemoveStopListener(StopListener* l);
   bool stopping() const { return stopping_; }

@@ -18,6 +18,7 @@
 #include "fiberbridge/server.h"
 #include "fiberbridge/sync.h"
 #include "gtest/gtest.h"
+#include "reactor/clock.h"
 #include "reactor/netloop.h"
 #include "tests/test_util.h"
 
@@ -341,6 +342,29 @@ TEST(FiberServerTest, StopUnparksEveryFiberWithClosed) {
     EXPECT_TRUE(eof.has_value() && eof->empty());
     close(fd);
   }
+}
+
+// Fibers spawned before Stop but not yet run register their connections
+// after it: they must still be closed, not left parked.
+TEST(FiberServerTest, StopReachesFibersThatHaveNotRunYet) {
+  Loops loops(1);
+  std::atomic<int> closed{0};
+  Pair p1, p2;
+  ASSERT_TRUE(loops.Run([&] {
+    Scheduler& s = *Scheduler::Current();
+    // Both spawned; neither runs before BeginStop below.
+    for (int fd : {p1.fiber_end, p2.fiber_end}) {
+      s.Spawn([fd, &closed] {
+        (void)FiberConn::Serve(fd, {}, [&closed](FiberConn& c) {
+          char buf[4];
+          auto n = c.Read(buf);
+          if (GetCloseReason(n.status()) == CloseReason::kClosed) closed++;
+        });
+      });
+    }
+    s.BeginStop(MonotonicNanos() + 1'000'000'000);
+  }));
+  EXPECT_TRUE(WaitFor([&] { return closed.load() == 2; }, 5000));
 }
 
 TEST(FiberServerTest, TenThousandParkedFibers) {
