@@ -23,7 +23,12 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   struct Slot {
     FiberTask* waiter = nullptr;
     int64_t deadline_ns = kNeverNanos;
+    // Armed lazily and kept across parks: a server that pushes its deadline
+    // forward before every read (Go's usual idle timeout) then costs a store
+    // per request, not a timer insert and cancel. It re-checks the deadline
+    // when it fires.
     TimerId timer;
+    int64_t timer_when = kNeverNanos;
   };
 
   FiberConnCore(Scheduler* s, int fd, std::string unread) : sched_(s), fd_(fd) {
@@ -48,10 +53,6 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     if (slot.waiter == nullptr) return;
     FiberTask* t = slot.waiter;
     slot.waiter = nullptr;
-    if (slot.timer.valid()) {
-      sched_->loop().CancelTimer(slot.timer);
-      slot.timer = TimerId();
-    }
     sched_->Wake(t);
   }
 
@@ -84,33 +85,51 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     return Check(slot);
   }
 
+  // Makes sure a timer fires no later than the deadline.
   void ArmTimer(Slot& slot) {
-    if (slot.waiter == nullptr || slot.deadline_ns == kNeverNanos) return;
+    if (slot.deadline_ns == kNeverNanos) return;
+    if (slot.timer.valid() && slot.timer_when <= slot.deadline_ns) return;  // fires first
     if (slot.timer.valid() && sched_->loop().RescheduleTimer(slot.timer, slot.deadline_ns)) {
+      slot.timer_when = slot.deadline_ns;
       return;
     }
-    slot.timer = sched_->loop().RunAtNanos(slot.deadline_ns, [this, &slot] {
-      slot.timer = TimerId();
-      WakeSlot(slot);
-    });
+    slot.timer_when = slot.deadline_ns;
+    slot.timer = sched_->loop().RunAtNanos(slot.deadline_ns, [this, &slot] { OnTimer(slot); });
+  }
+
+  void OnTimer(Slot& slot) {
+    slot.timer = TimerId();
+    slot.timer_when = kNeverNanos;
+    if (slot.waiter == nullptr || slot.deadline_ns == kNeverNanos) return;
+    if (slot.deadline_ns <= MonotonicNanos()) {
+      WakeSlot(slot);  // the parked call returns DeadlineExceeded
+    } else {
+      ArmTimer(slot);  // the deadline moved later while parked
+    }
   }
 
   void SetDeadline(Slot& slot, absl::Time t) {
     slot.deadline_ns = ToMonotonicNanos(t);
-    if (slot.waiter == nullptr) return;
-    if (slot.deadline_ns == kNeverNanos) {
-      if (slot.timer.valid()) sched_->loop().CancelTimer(slot.timer);
-      slot.timer = TimerId();
-    } else if (slot.deadline_ns <= MonotonicNanos()) {
-      WakeSlot(slot);  // the parked call returns DeadlineExceeded
+    if (slot.waiter == nullptr || slot.deadline_ns == kNeverNanos) return;
+    if (slot.deadline_ns <= MonotonicNanos()) {
+      WakeSlot(slot);
     } else {
       ArmTimer(slot);
     }
   }
 
+  void CancelTimer(Slot& slot) {
+    if (slot.timer.valid()) sched_->loop().CancelTimer(slot.timer);
+    slot.timer = TimerId();
+    slot.timer_when = kNeverNanos;
+  }
+
   void Close() {
     if (closed_) return;
     closed_ = true;
+    // The timers point at this object, which may be freed after Close.
+    CancelTimer(read_);
+    CancelTimer(write_);
     sched_->RemoveStopListener(this);
     (void)sched_->loop().Unwatch(fd_, this);
     ::close(fd_);
@@ -319,6 +338,7 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
       return ConnectFailedError(err);
     }
     c.write_.deadline_ns = kNeverNanos;
+    c.CancelTimer(c.write_);
   }
   return conn;
 }

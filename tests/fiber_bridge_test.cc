@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <string>
@@ -225,6 +226,44 @@ TEST(FiberDeadlineTest, DataAfterClearedDeadline) {
     EXPECT_EQ(std::string(buf, *n), "late");
   }));
   feeder.join();
+}
+
+// The idle-timeout idiom: push the read deadline before every read. It must
+// keep working while data flows, fire once the peer goes quiet, and never
+// pile up timers (one lazy timer per direction).
+TEST(FiberDeadlineTest, DeadlinePushedBeforeEveryReadStaysCheap) {
+  Loops loops;
+  Pair p;
+  std::atomic<bool> stop{false};
+  std::thread feeder([&] {
+    for (int i = 0; i < 40 && !stop.load(); ++i) {
+      WriteAll(p.test_end, "x");
+      usleep(5 * 1000);
+    }
+  });
+  int reads = 0;
+  size_t max_timers = 0;
+  absl::Status last;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    char buf[8];
+    for (;;) {
+      (*c)->SetReadDeadline(absl::Now() + absl::Milliseconds(100));
+      auto n = (*c)->Read(buf);
+      max_timers = std::max(max_timers, loops.loop().PendingTimers());
+      if (!n.ok()) {
+        last = n.status();
+        break;
+      }
+      reads += static_cast<int>(*n);
+    }
+  }));
+  stop = true;
+  feeder.join();
+  EXPECT_GE(reads, 30) << "reads succeeded while data flowed";
+  EXPECT_TRUE(absl::IsDeadlineExceeded(last)) << last;
+  EXPECT_LE(max_timers, 2u) << "deadline pushes must not accumulate timers";
 }
 
 TEST(FiberDeadlineTest, DeadlineInThePastFailsAtOnce) {
