@@ -440,11 +440,14 @@ absl::StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
     const uint64_t b0 = handler.TotalBytes();
     const absl::Time t0 = absl::Now();
     SleepWithProgress(spec.duration, spec, handler, "measuring");
+    // Close the window first, so counters and histograms stop together (a
+    // completion already past the flag check may still land: at most one per
+    // loop).
+    handler.set_measuring(false);
     const uint64_t m1 = handler.TotalMessages();
     const uint64_t b1 = handler.TotalBytes();
     const absl::Time t1 = absl::Now();
     const int64_t cpu1 = ServerCpuNs(spec.server_pids);
-    handler.set_measuring(false);
     result.messages = m1 - m0;
     result.bytes = b1 - b0;
     result.seconds = absl::ToDoubleSeconds(t1 - t0);

@@ -1,0 +1,115 @@
+// The load engine must count real work and catch a lying server; the duel must
+// run end to end and write its table and chart.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "reactor/netloop.h"
+#include "tools/loadgen/histogram.h"
+#include "tools/loadgen/load_client.h"
+
+namespace netloop::loadgen {
+namespace {
+
+class Echo : public EventHandler {
+ public:
+  explicit Echo(bool corrupt) : corrupt_(corrupt) {}
+  Action OnTraffic(Conn& conn) override {
+    std::string bytes;
+    conn.Next().AppendTo(&bytes);
+    if (corrupt_ && bytes.size() > 10) bytes[bytes.size() / 2] ^= 0x5a;
+    (void)conn.Write(bytes);
+    return Action::kNone;
+  }
+
+ private:
+  bool corrupt_;
+};
+
+LoadResult RunAgainst(bool corrupt, Workload w = Workload::kEcho, int pipeline = 1) {
+  Echo h(corrupt);
+  Engine engine;
+  EXPECT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, Options{.loops = 1}).ok());
+  LoadSpec spec;
+  spec.address = engine.ListenAddresses()[0];
+  spec.workload = w;
+  spec.connections = 8;
+  spec.pipeline = pipeline;
+  spec.warmup = absl::Milliseconds(100);
+  spec.duration = absl::Milliseconds(400);
+  spec.server_pids = {getpid()};
+  auto r = RunLoad(spec);
+  engine.Stop(absl::Now() + absl::Seconds(2));
+  (void)engine.Wait();
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : LoadResult{};
+}
+
+TEST(LoadClientTest, CountsVerifiedEchoes) {
+  LoadResult r = RunAgainst(false, Workload::kEcho, 4);
+  EXPECT_GT(r.messages, 100u);
+  EXPECT_EQ(r.error_count(), 0u) << r.ToText();
+  // Every counted message has its latency recorded (give or take a
+  // completion in flight when the window closed).
+  EXPECT_NEAR(static_cast<double>(r.latency_ns.count()), static_cast<double>(r.messages),
+              r.messages * 0.001 + 2);
+  EXPECT_GT(r.latency_ns.Percentile(50), 0);
+  EXPECT_GT(r.server_cpu_seconds, 0.0);
+  EXPECT_NE(r.ToJson().find("\"messages_per_second\""), std::string::npos);
+}
+
+TEST(LoadClientTest, CatchesACorruptingServer) {
+  LoadResult r = RunAgainst(true);
+  EXPECT_GT(r.errors["verify_mismatch"], 0u) << r.ToText();
+}
+
+TEST(LoadClientTest, IdleConnectionsAreCounted) {
+  LoadResult r = RunAgainst(false, Workload::kIdle);
+  EXPECT_EQ(r.idle_connections, 8);
+}
+
+TEST(HistogramTest, PercentilesWithinTheErrorBound) {
+  Histogram h;
+  for (int64_t v = 1; v <= 1'000'000; ++v) h.Record(v);
+  for (double p : {50.0, 90.0, 99.0, 99.9}) {
+    double exact = p / 100 * 1'000'000;
+    EXPECT_NEAR(h.Percentile(p), exact, exact * Histogram::kRelativeError + 1) << p;
+  }
+  EXPECT_EQ(h.Percentile(100), 1'000'000);
+  Histogram big;
+  big.Record(int64_t{1} << 62);  // no clipping at a fixed maximum
+  EXPECT_EQ(big.max(), int64_t{1} << 62);
+  EXPECT_NEAR(static_cast<double>(big.Percentile(50)), static_cast<double>(int64_t{1} << 62),
+              static_cast<double>(int64_t{1} << 62) * Histogram::kRelativeError);
+  h.Merge(big);
+  EXPECT_EQ(h.count(), 1'000'001u);
+}
+
+TEST(DuelTest, RunsEndToEndAndWritesTableAndChart) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the duel's servers are benchmarks: run in the default build only";
+#endif
+  std::string dir = std::string(getenv("TEST_TMPDIR"));
+  std::string duel = std::string(getenv("TEST_SRCDIR")) + "/netloop/tools/duel/duel";
+  std::string cmd = duel + " --quick --cell-seconds 0.3 --warmup-seconds 0.1 --idle-conns 50 " +
+                    "--only echo --no-pin --out " + dir + "/t.md --svg " + dir + "/t.svg";
+  int status = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::stringstream md, svg;
+  md << std::ifstream(dir + "/t.md").rdbuf();
+  svg << std::ifstream(dir + "/t.svg").rdbuf();
+  EXPECT_NE(md.str().find("| echo 1KiB ×50 conns | netloop fiber |"), std::string::npos)
+      << md.str();
+  EXPECT_NE(md.str().find("raw epoll (floor)"), std::string::npos);
+  EXPECT_EQ(svg.str().rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.str().find("<rect"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace netloop::loadgen
