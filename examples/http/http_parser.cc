@@ -1,21 +1,68 @@
 #include "examples/http/http_parser.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
+#include <limits>
 
 namespace netloop::http {
 namespace {
 
-bool IsTokenChar(unsigned char c) {
-  // RFC 9110 tchar.
-  if (c >= '0' && c <= '9') return true;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+// RFC 9110 tchar, as a table: the method and every header name go through it.
+constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) t[c] = true;
+  return t;
+}();
+
+bool IsTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
+
+bool IsToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!IsTokenChar(c)) return false;
+  }
+  return true;
 }
+
+// Controls other than HT may not appear in a field value (RFC 9110 5.5);
+// obs-text (0x80-0xFF) may.
+bool IsValidFieldValueSlow(std::string_view s) {
+  for (char ch : s) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
+}
+
+// Values are most of a head's bytes, so they are checked eight at a time:
+// flag any byte below 0x20 or equal to 0x7f (the classic "has a byte less
+// than n" word trick), and only on a flag look byte by byte, since HT is
+// allowed and the trick cannot tell it apart.
+bool IsValidFieldValue(std::string_view s) {
+  constexpr uint64_t kOnes = 0x0101010101010101;
+  constexpr uint64_t kHigh = 0x8080808080808080;
+  uint64_t flags = 0;
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t x;
+    std::memcpy(&x, s.data() + i, 8);
+    const uint64_t del = x ^ (kOnes * 0x7f);  // 0x7f bytes become zero
+    flags |= ((x - kOnes * 0x20) & ~x) | ((del - kOnes) & ~del);
+  }
+  if ((flags & kHigh) != 0) return IsValidFieldValueSlow(s);
+  return IsValidFieldValueSlow(s.substr(i));
+}
+
+char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if ((a[i] | 0x20) != (b[i] | 0x20)) return false;
+    if (ToLowerAscii(a[i]) != ToLowerAscii(b[i])) return false;
   }
   return true;
 }
@@ -26,16 +73,8 @@ std::string_view TrimOws(std::string_view v) {
   return v;
 }
 
-// Applies a Connection header's comma-separated options.
-void ApplyConnection(std::string_view value, Request* req) {
-  while (!value.empty()) {
-    size_t comma = value.find(',');
-    std::string_view opt = TrimOws(value.substr(0, comma));
-    if (EqualsIgnoreCase(opt, "close")) req->keep_alive = false;
-    if (EqualsIgnoreCase(opt, "keep-alive")) req->keep_alive = true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
+uint32_t Clamp32(size_t v) {
+  return static_cast<uint32_t>(std::min<size_t>(v, std::numeric_limits<uint32_t>::max()));
 }
 
 }  // namespace
@@ -47,108 +86,178 @@ std::string_view Request::FindHeader(std::string_view name) const {
   return {};
 }
 
+RequestParser::RequestParser(const ParserLimits& limits)
+    : max_header_bytes_(Clamp32(limits.max_header_bytes)),
+      max_body_bytes_(std::min<uint32_t>(Clamp32(limits.max_body_bytes),
+                                         std::numeric_limits<uint32_t>::max() - 1)),
+      max_headers_(static_cast<uint16_t>(std::min(limits.max_headers, kMaxHeaders))) {}
+
+void RequestParser::Reset() {
+  error_status_ = 0;
+  skip_ = 0;
+  scanned_ = 0;
+  head_end_ = 0;
+  body_length_ = 0;
+}
+
+RequestParser::Result RequestParser::Fail(int status) {
+  error_status_ = static_cast<uint16_t>(status);
+  return Result::kError;
+}
+
+int RequestParser::MethodPrefixStatus(std::string_view data) const {
+  // Looks at no more than kMaxMethodLength + 1 bytes, so running it on every
+  // call keeps a one-byte drip linear.
+  const size_t end = std::min(data.size(), skip_ + kMaxMethodLength + 1);
+  for (size_t i = skip_; i < end; ++i) {
+    if (data[i] == ' ') return i == skip_ ? 400 : 0;
+    if (!IsTokenChar(data[i])) return 400;
+  }
+  return end - skip_ > kMaxMethodLength ? 501 : 0;
+}
+
 RequestParser::Result RequestParser::Parse(std::string_view data, Request* req,
                                            size_t* consumed) {
-  // A bare LF is rejected as soon as it arrives (only new bytes are looked
-  // at): lenient line endings are where proxies and servers disagree.
-  size_t from = scanned_ > 3 ? scanned_ - 3 : 0;
-  size_t end = data.find("\r\n\r\n", from);
-  const size_t head_limit = end == std::string_view::npos ? data.size() : end + 4;
-  for (size_t i = scanned_; i < head_limit; ++i) {  // never the body
-    if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) return Fail(400);
-  }
-  if (end == std::string_view::npos) {
-    scanned_ = data.size();
-    if (data.size() >= limits_.max_header_bytes) return Fail(431);
-    // Reject an obviously bad start early instead of buffering 8 KiB of it.
-    // (Methods are short: looking at 32 bytes keeps a one-byte drip O(n).)
-    for (size_t i = 0; i < data.size() && data[i] != ' '; ++i) {
-      if (i >= 32 || !IsTokenChar(static_cast<unsigned char>(data[i]))) return Fail(400);
+  if (error_status_ != 0) return Result::kError;
+  bool parsed_now = false;
+  if (head_end_ == 0) {
+    if (scanned_ == 0) {
+      if (data.empty()) return Result::kNeedMore;
+      if (data[0] == '\r') {
+        if (data.size() < 2) return Result::kNeedMore;
+        if (data[1] != '\n') return Fail(400);
+        skip_ = 2;
+        scanned_ = 2;
+      }
     }
-    return Result::kNeedMore;
+    if (int status = MethodPrefixStatus(data); status != 0) return Fail(status);
+    // Every LF must close a CRLF; the head ends at the first CRLF CRLF. Only
+    // bytes not looked at before are searched, and never past the limit, so
+    // an oversized head costs max_header_bytes and no more.
+    const size_t limit = std::min<size_t>(data.size(), max_header_bytes_);
+    size_t i = scanned_;
+    while (i < limit) {
+      const void* hit = std::memchr(data.data() + i, '\n', limit - i);
+      if (hit == nullptr) {
+        i = limit;
+        break;
+      }
+      const size_t lf = static_cast<const char*>(hit) - data.data();
+      if (lf == 0 || data[lf - 1] != '\r') return Fail(400);
+      // The previous LF, two back, was itself checked to follow a CR; it must
+      // not be the skipped leading CRLF's (that would be an empty request
+      // line, which ParseHead rejects once a real end arrives).
+      if (lf >= skip_ + 3u && data[lf - 2] == '\n') {
+        head_end_ = static_cast<uint32_t>(lf + 1);
+        break;
+      }
+      i = lf + 1;
+    }
+    if (head_end_ == 0) {
+      scanned_ = static_cast<uint32_t>(i);
+      if (data.size() >= max_header_bytes_) return Fail(431);
+      return Result::kNeedMore;
+    }
+    if (Result r = ParseHead(data, req); r != Result::kComplete) return r;
+    body_length_ = static_cast<uint32_t>(req->content_length);
+    parsed_now = true;
   }
-  scanned_ = end;
-  size_t head_size = end + 4;
-  if (head_size > limits_.max_header_bytes) return Fail(431);
-  Result r = ParseHead(data.substr(0, end + 2), req);
-  if (r != Result::kComplete) return r;
-  if (data.size() - head_size < req->content_length) return Result::kNeedMore;
-  req->body = data.substr(head_size, req->content_length);
-  *consumed = head_size + req->content_length;
+  if (data.size() - head_end_ < body_length_) return Result::kNeedMore;
+  // The head was judged on an earlier call, but the caller's bytes may have
+  // moved since: rebuild the views (once per request, so still linear).
+  if (!parsed_now) {
+    if (Result r = ParseHead(data, req); r != Result::kComplete) return r;
+  }
+  req->body = data.substr(head_end_, body_length_);
+  *consumed = head_end_ + body_length_;
+  Reset();
   return Result::kComplete;
 }
 
-RequestParser::Result RequestParser::ParseHead(std::string_view head, Request* req) {
-  // `head` ends with the CRLF of the last header line (or the request line).
+RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* req) {
+  // Every line in `head` ends with CRLF (the scan checked each LF); the last
+  // is the empty line.
+  const std::string_view head = data.substr(skip_, head_end_ - skip_);
   req->header_count = 0;
   req->content_length = 0;
   req->body = {};
-  bool have_length = false;
-  bool have_transfer_encoding = false;
 
-  size_t line_end = head.find("\r\n");
-  std::string_view line = head.substr(0, line_end);
-  // Request line: method SP target SP HTTP/1.x
-  size_t sp1 = line.find(' ');
+  size_t eol = head.find("\r\n");
+  const std::string_view line = head.substr(0, eol);
+  // Request line: method SP request-target SP HTTP-version.
+  const size_t sp1 = line.find(' ');
   if (sp1 == 0 || sp1 == std::string_view::npos) return Fail(400);
   req->method = line.substr(0, sp1);
-  for (unsigned char c : req->method) {
-    if (!IsTokenChar(c)) return Fail(400);
-  }
-  size_t sp2 = line.find(' ', sp1 + 1);
+  if (!IsToken(req->method)) return Fail(400);
+  if (req->method.size() > kMaxMethodLength) return Fail(501);
+  const size_t sp2 = line.find(' ', sp1 + 1);
   if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return Fail(400);
   req->target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  for (unsigned char c : req->target) {
+  for (char ch : req->target) {
+    const unsigned char c = static_cast<unsigned char>(ch);
     if (c <= 0x20 || c == 0x7f) return Fail(400);
   }
-  std::string_view version = line.substr(sp2 + 1);
-  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' ||
-      version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9') {
+  const std::string_view version = line.substr(sp2 + 1);
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || !is_digit(version[5]) ||
+      version[6] != '.' || !is_digit(version[7])) {
     return Fail(400);
   }
   if (version[5] != '1') return Fail(505);
   req->minor_version = version[7] - '0';
-  req->keep_alive = req->minor_version >= 1;
 
-  size_t pos = line_end + 2;
-  while (pos < head.size()) {
-    size_t eol = head.find("\r\n", pos);
-    if (eol == std::string_view::npos) return Fail(400);
-    std::string_view h = head.substr(pos, eol - pos);
+  bool have_length = false;
+  bool have_transfer_encoding = false;
+  bool saw_close = false;
+  bool saw_keep_alive = false;
+  size_t pos = eol + 2;
+  while (true) {
+    eol = head.find("\r\n", pos);
+    const std::string_view h = head.substr(pos, eol - pos);
     pos = eol + 2;
-    if (h.empty()) return Fail(400);
+    if (h.empty()) break;  // the blank line: always the last
     if (h[0] == ' ' || h[0] == '\t') return Fail(400);  // obs-fold
-    for (char c : h) {
-      if (c == '\r' || c == '\n' || c == '\0') return Fail(400);  // bare CR/LF
-    }
-    size_t colon = h.find(':');
-    if (colon == 0 || colon == std::string_view::npos) return Fail(400);
-    std::string_view name = h.substr(0, colon);
-    for (unsigned char c : name) {
-      if (!IsTokenChar(c)) return Fail(400);  // includes whitespace before ':'
-    }
-    std::string_view value = TrimOws(h.substr(colon + 1));
-    if (req->header_count >= limits_.max_headers || req->header_count >= kMaxHeaders) {
-      return Fail(431);
-    }
+    const size_t colon = h.find(':');
+    if (colon == std::string_view::npos) return Fail(400);
+    const std::string_view name = h.substr(0, colon);
+    if (!IsToken(name)) return Fail(400);  // also whitespace before the colon
+    const std::string_view raw_value = h.substr(colon + 1);
+    if (!IsValidFieldValue(raw_value)) return Fail(400);  // bare CR, NUL, ...
+    const std::string_view value = TrimOws(raw_value);
+    if (req->header_count >= max_headers_) return Fail(431);
     req->headers[req->header_count++] = Header{name, value};
-    if (EqualsIgnoreCase(name, "content-length")) {
-      if (have_length || value.empty() || value.size() > 18) return Fail(400);
+
+    // Most names are none of the three that matter; comparing lengths
+    // inline first skips the calls for them.
+    if (name.size() == 14 && EqualsIgnoreCase(name, "content-length")) {
+      if (have_length || value.empty()) return Fail(400);
+      have_length = true;
+      // Saturates instead of overflowing: a huge valid number is 413, not 400.
+      constexpr size_t kSaturated = size_t{1} << 62;
       size_t n = 0;
       for (char c : value) {
         if (c < '0' || c > '9') return Fail(400);
-        n = n * 10 + static_cast<size_t>(c - '0');
+        n = std::min(n * 10 + static_cast<size_t>(c - '0'), kSaturated);
       }
-      have_length = true;
       req->content_length = n;
-    } else if (EqualsIgnoreCase(name, "transfer-encoding")) {
+    } else if (name.size() == 17 && EqualsIgnoreCase(name, "transfer-encoding")) {
       have_transfer_encoding = true;
-    } else if (EqualsIgnoreCase(name, "connection")) {
-      ApplyConnection(value, req);
+    } else if (name.size() == 10 && EqualsIgnoreCase(name, "connection")) {
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        const size_t comma = rest.find(',');
+        const std::string_view option = TrimOws(rest.substr(0, comma));
+        saw_close |= EqualsIgnoreCase(option, "close");
+        saw_keep_alive |= EqualsIgnoreCase(option, "keep-alive");
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
     }
   }
+  // Both framings at once is the classic smuggling vector: refuse outright.
   if (have_transfer_encoding) return Fail(have_length ? 400 : 501);
-  if (req->content_length > limits_.max_body_bytes) return Fail(413);
+  if (req->content_length > max_body_bytes_) return Fail(413);
+  req->keep_alive = !saw_close && (req->minor_version >= 1 || saw_keep_alive);
   return Result::kComplete;
 }
 

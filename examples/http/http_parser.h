@@ -1,77 +1,132 @@
-// An incremental HTTP/1.x request-head parser shared by the callback and fiber
-// servers. Pure: bytes in, a Request of views out; no allocation per request.
+// An incremental HTTP/1.x request parser shared by the callback and fiber
+// servers. Pure: bytes in, a Request of views out; no allocation, no I/O, no
+// dependency on the reactor.
 //
-// Incremental means a request split at any byte boundary parses the same, and
-// feeding more bytes does not rescan for the end of the header section (the
-// scan offset is kept), so a client dripping one byte at a time costs O(n)
-// total, not O(n^2).
+// Incremental: a request split at any byte boundary parses to the same result
+// (the same Request, or the same error status). Calling again with more bytes
+// resumes the search for the end of the header section where the last call
+// stopped, and while a body is arriving only its length is compared, so a
+// client dripping one byte per call costs O(n) in total, not O(n^2).
 //
-// Not supported, answered with an error and a close: chunked request bodies
-// (501), obs-fold header continuations (400). A bare LF line ending is
-// rejected (400): accepting it invites request-smuggling disagreements with
-// proxies.
+// What is accepted and what is refused (RFC 9112 terms):
+//   - Line endings must be CRLF. A bare LF anywhere in the head is answered
+//     400: servers and proxies that disagree on lenient line endings are how
+//     requests get smuggled. A bare CR (not followed by LF) is 400 too.
+//   - One empty line (CRLF) before the request line is skipped (RFC 9112 2.2:
+//     some clients send one after a POST body); a second one is 400.
+//   - Request line: method is a token of at most kMaxMethodLength bytes
+//     (longer: 501); exactly one SP, a target without controls or spaces, one
+//     SP, "HTTP/<digit>.<digit>". Major version other than 1: 505.
+//   - Header lines: "name: value", name a token (so no whitespace before the
+//     colon), value without controls other than HT. obs-fold (a line starting
+//     with SP or HT) is 400.
+//   - Content-Length: digits only, at most one such header (even duplicates of
+//     the same value are 400), over ParserLimits::max_body_bytes is 413.
+//   - Transfer-Encoding: with Content-Length 400; alone 501 (chunked request
+//     bodies are not supported: the server answers 501 and closes).
+//   - Header section (request line through the blank line) over
+//     ParserLimits::max_header_bytes, or more than max_headers header lines:
+//     431.
+//   - Missing or duplicate Host is NOT checked: the routes here do not use it.
 #ifndef NETLOOP_EXAMPLES_HTTP_HTTP_PARSER_H_
 #define NETLOOP_EXAMPLES_HTTP_HTTP_PARSER_H_
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace netloop::http {
 
+// Storage for header views in a Request; ParserLimits::max_headers may lower
+// the accepted count but not raise it.
+inline constexpr size_t kMaxHeaders = 64;
+
+// Longer method tokens are answered 501 (no method we know is that long, and
+// the parser must be able to judge a method before the whole head arrives).
+inline constexpr size_t kMaxMethodLength = 32;
+
 struct ParserLimits {
-  size_t max_header_bytes = 8 * 1024;  // request line + headers + blank line
-  size_t max_headers = 64;
+  // Request line + header lines + the blank line. Values above 4 GiB are
+  // clamped (the parser keeps its state in 32-bit fields).
+  size_t max_header_bytes = 8 * 1024;
+  // Header lines; clamped to kMaxHeaders.
+  size_t max_headers = kMaxHeaders;
+  // Content-Length above this is 413. Clamped to 4 GiB - 1.
   size_t max_body_bytes = 1024 * 1024;
 };
 
-inline constexpr size_t kMaxHeaders = 64;  // storage; ParserLimits may lower it
-
 struct Header {
-  std::string_view name;
-  std::string_view value;
+  std::string_view name;   // as sent (compare case-insensitively)
+  std::string_view value;  // leading and trailing SP/HT removed
 };
 
-// Views point into the bytes given to Parse and stay valid while those bytes
-// are unchanged.
+// A parsed request. Every view points into the bytes last passed to
+// RequestParser::Parse and stays valid while those bytes are neither changed,
+// moved nor freed. Only meaningful after Parse returned kComplete.
 struct Request {
-  std::string_view method;
-  std::string_view target;
-  int minor_version = 1;  // HTTP/1.<minor>
+  std::string_view method;  // case-sensitive token, e.g. "GET"
+  std::string_view target;  // origin-form as sent, query included
+  int minor_version = 1;    // HTTP/1.<minor_version>
   std::array<Header, kMaxHeaders> headers;
   size_t header_count = 0;
+  // HTTP/1.1: true unless a Connection header lists "close". HTTP/1.0: false
+  // unless it lists "keep-alive". "close" wins over "keep-alive".
   bool keep_alive = true;
   size_t content_length = 0;
-  std::string_view body;
+  std::string_view body;  // content_length bytes
 
-  // Case-insensitive lookup; empty if absent.
+  // Value of the first header named `name` (ASCII case-insensitive), or an
+  // empty view if there is none. Linear in header_count.
   std::string_view FindHeader(std::string_view name) const;
 };
 
+// Parses one request at a time from the start of a connection's unconsumed
+// input. One parser per connection; not thread-safe (use it from the thread
+// that owns the connection). It holds only a few integers between calls.
 class RequestParser {
  public:
-  enum class Result { kComplete, kNeedMore, kError };
+  enum class Result {
+    kComplete,  // *req filled; the parser is ready for the next request
+    kNeedMore,  // call again with the same bytes followed by more
+    kError,     // answer error_status() and close; sticky until Reset()
+  };
 
-  explicit RequestParser(ParserLimits limits = {}) : limits_(limits) {}
+  explicit RequestParser(const ParserLimits& limits = {});
 
-  // Parses the request at the start of `data`. kComplete: *req is filled and
-  // *consumed is the request's length including its body; call Reset()
-  // before parsing the next request. kNeedMore: call again with the same
-  // bytes plus more. kError: error_status() is the status to answer with.
+  // Parses the request at the start of `data`. Between calls returning
+  // kNeedMore, `data` must start with the same bytes as before (it may have
+  // moved in memory). On kComplete, *consumed is the request's size including
+  // its body and any skipped leading CRLF; the next request starts at
+  // data[*consumed], to be passed to the next call. On kNeedMore and kError,
+  // *req and *consumed are unspecified.
   Result Parse(std::string_view data, Request* req, size_t* consumed);
-  void Reset() { scanned_ = 0; }
+
+  // Forgets any partial request and error; the next Parse starts afresh.
+  void Reset();
+
+  // The HTTP status to answer after kError (400, 413, 431, 501 or 505);
+  // 0 otherwise.
   int error_status() const { return error_status_; }
 
  private:
-  Result Fail(int status) {
-    error_status_ = status;
-    return Result::kError;
-  }
-  Result ParseHead(std::string_view head, Request* req);
+  Result Fail(int status);
+  // The status a bad method at the start of `data` earns, or 0. A method can
+  // be judged before the rest of the head has arrived, so a stream of garbage
+  // fails at once instead of after max_header_bytes.
+  int MethodPrefixStatus(std::string_view data) const;
+  // Parses the head data[skip_, head_end_) into *req.
+  Result ParseHead(std::string_view data, Request* req);
 
-  ParserLimits limits_;
-  size_t scanned_ = 0;  // bytes already searched for the blank line
-  int error_status_ = 0;
+  // Limits, clamped to 32 bits so 10k idle connections hold 32 bytes each.
+  uint32_t max_header_bytes_;
+  uint32_t max_body_bytes_;
+  uint16_t max_headers_;
+  uint16_t error_status_ = 0;
+  uint8_t skip_ = 0;          // leading CRLF bytes skipped (0 or 2)
+  uint32_t scanned_ = 0;      // bytes searched for the end of the head so far
+  uint32_t head_end_ = 0;     // end of the blank line once found, else 0
+  uint32_t body_length_ = 0;  // Content-Length, once the head has parsed
 };
 
 }  // namespace netloop::http

@@ -1,8 +1,15 @@
 // The per-connection HTTP/1.1 protocol engine both server models drive: bytes
-// in, responses out. It answers TechEmpower's plaintext test (GET /plaintext
-// and GET /), HEAD, POST /echo (echoes the body), 404 and 405, and every
-// parser error with its status and a close. Pipelined requests are answered in
-// order, all appended to one output buffer so a server writes them at once.
+// in, responses out, no I/O and no dependency on the reactor.
+//
+// Routes (the query string is ignored):
+//   GET|HEAD /plaintext, GET|HEAD /  200 "Hello, World!" (text/plain)
+//   POST /echo                       200, the request body echoed back
+//   any other method on those paths  405 with Allow
+//   any other path                   404
+// Every response carries Server, Date, Content-Type and Content-Length;
+// responses to HEAD carry no body. Request bodies (Content-Length) are read
+// and ignored except by /echo. Parser errors are answered with their status
+// (400, 413, 431, 501, 505) and "Connection: close".
 #ifndef NETLOOP_EXAMPLES_HTTP_HTTP_SESSION_H_
 #define NETLOOP_EXAMPLES_HTTP_HTTP_SESSION_H_
 
@@ -16,23 +23,37 @@
 namespace netloop::http {
 
 struct SessionResult {
-  size_t consumed = 0;             // bytes of input fully handled
-  bool close_after_write = false;  // close once *out is written
+  // Bytes at the start of `input` that were handled; drop them from the
+  // connection's input buffer. After an error this is all of `input`.
+  size_t consumed = 0;
+  // Close the connection once *out has been written: the client asked for it
+  // ("Connection: close", or HTTP/1.0 without keep-alive) or sent garbage.
+  bool close_after_write = false;
 };
 
+// One per connection; a few dozen bytes (the parser's resume state), so idle
+// connections cost little. Not thread-safe: use it on the thread that owns
+// the connection.
 class HttpSession {
  public:
-  explicit HttpSession(ParserLimits limits = {}) : parser_(limits) {}
+  explicit HttpSession(const ParserLimits& limits = {}) : parser_(limits) {}
 
-  // Handles every complete request at the start of `input`, appending one
-  // response each to *out; an incomplete tail is left unconsumed for the next
-  // call (with more bytes appended). After an error response, or a request
-  // asking to close, nothing further is processed and close_after_write is
-  // set. Loop thread of the connection (uses per-thread scratch space).
+  // Answers every complete request at the start of `input`, appending one
+  // response per request to *out in request order (pipelining). A trailing
+  // incomplete request is left unconsumed: call again with those bytes
+  // followed by whatever arrives next. Once a response closes the connection
+  // nothing after it is processed, and later calls append nothing and report
+  // close_after_write again.
+  //
+  // *out is only appended to, so a reused std::string with enough capacity
+  // costs no allocation. `date` is copied into each response. Uses a
+  // thread-local scratch Request (2 KiB of header views kept off fiber
+  // stacks); nothing of `input` is referenced after the call returns.
   SessionResult Process(std::string_view input, const HttpDate& date, std::string* out);
 
  private:
   RequestParser parser_;
+  bool closed_ = false;
 };
 
 }  // namespace netloop::http
