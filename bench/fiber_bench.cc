@@ -1,11 +1,16 @@
-// Fiber costs: a raw switch, a park/wake through the loop's scheduler, and a
-// Channel ping-pong between two fibers, with allocations per operation.
+// Fiber costs: a raw switch, a park/wake through the loop's scheduler, a park
+// on EAGAIN resumed by the poller, a Channel ping-pong between two fibers on
+// one loop and across two loops, with allocations per operation.
+#include <sys/socket.h>
+
 #include <future>
+#include <thread>
 
 #include "bench/alloc_counter.h"
 #include "benchmark/benchmark.h"
 #include "fiberbridge/channel.h"
 #include "fiberbridge/fiber.h"
+#include "fiberbridge/fiber_conn.h"
 #include "fiberbridge/scheduler.h"
 #include "reactor/event_loop.h"
 
@@ -68,7 +73,6 @@ BENCHMARK(BM_YieldThroughLoop)->UseRealTime();
 void BM_ChannelPingPong(benchmark::State& state) {
   RunOnLoop(state, [](benchmark::State& st) {
     Channel<int> ping(0), pong(0);
-    bool stop = false;
     Spawn([&] {
       for (;;) {
         auto v = ping.Recv();
@@ -85,10 +89,83 @@ void BM_ChannelPingPong(benchmark::State& state) {
     st.counters["allocs/op"] = benchmark::Counter(
         static_cast<double>(bench::Allocations() - allocs), benchmark::Counter::kAvgIterations);
     ping.Close();
-    (void)stop;
+    Yield();  // the echo fiber sees Closed and returns before the loop goes
   });
 }
 BENCHMARK(BM_ChannelPingPong)->UseRealTime();
+
+// Park on EAGAIN and resume on readiness, through the loop's poller: two
+// fibers bounce one byte over a socketpair, so each round trip is two parks,
+// two epoll wake-ups and two resumes.
+void BM_ParkResumeOnIo(benchmark::State& state) {
+  RunOnLoop(state, [](benchmark::State& st) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) {
+      st.SkipWithError("socketpair");
+      return;
+    }
+    auto a = FiberConn::Adopt(sv[0]);
+    auto b = FiberConn::Adopt(sv[1]);
+    if (!a.ok() || !b.ok()) {
+      st.SkipWithError("adopt");
+      return;
+    }
+    FiberConn* echo = b->get();
+    Spawn([echo] {
+      char c;
+      while (echo->Read({&c, 1}).ok() && echo->WriteAll({&c, 1}).ok()) {
+      }
+    });
+    char c = 'p';
+    uint64_t allocs = bench::Allocations();
+    for (auto _ : st) {
+      if (!(*a)->WriteAll({&c, 1}).ok() || !(*a)->Read({&c, 1}).ok()) {
+        st.SkipWithError("i/o");
+        break;
+      }
+    }
+    st.counters["allocs/op"] = benchmark::Counter(
+        static_cast<double>(bench::Allocations() - allocs), benchmark::Counter::kAvgIterations);
+    (*b)->Close();  // the echo fiber wakes with Closed and returns
+    Yield();
+  });
+}
+BENCHMARK(BM_ParkResumeOnIo)->UseRealTime();
+
+// A fiber on one loop wakes a fiber on another: Channel ping-pong across two
+// loop threads, each wake posted through the target loop's task queue.
+void BM_CrossLoopWake(benchmark::State& state) {
+  auto far = EventLoop::Create();
+  if (!far.ok()) {
+    state.SkipWithError("loop");
+    return;
+  }
+  std::thread t([&] { (*far)->Run(); });
+  Channel<int> ping(0), pong(0);
+  std::promise<void> echo_done;
+  Spawn(**far, [&] {
+    for (;;) {
+      auto v = ping.Recv();
+      if (!v.ok() || !pong.Send(*v).ok()) break;
+    }
+    echo_done.set_value();
+  });
+  RunOnLoop(state, [&](benchmark::State& st) {
+    uint64_t allocs = bench::Allocations();
+    int i = 0;
+    for (auto _ : st) {
+      (void)ping.Send(i++);
+      benchmark::DoNotOptimize(pong.Recv());
+    }
+    st.counters["allocs/op"] = benchmark::Counter(
+        static_cast<double>(bench::Allocations() - allocs), benchmark::Counter::kAvgIterations);
+    ping.Close();
+  });
+  echo_done.get_future().wait();
+  (*far)->Quit();
+  t.join();
+}
+BENCHMARK(BM_CrossLoopWake)->UseRealTime();
 
 }  // namespace
 }  // namespace netloop::fiber

@@ -1,29 +1,38 @@
 #include "fiberbridge/fiber.h"
 
-#include <cassert>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <utility>
 
 #include "fiberbridge/overflow_guard.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if NETLOOP_FIBER_ASAN
 #include <sanitizer/common_interface_defs.h>
-#define NETLOOP_ASAN 1
 #endif
-#if defined(__SANITIZE_THREAD__)
+#if NETLOOP_FIBER_TSAN
 #include <sanitizer/tsan_interface.h>
-#define NETLOOP_TSAN 1
 #endif
 
 namespace netloop::fiber {
 namespace {
-thread_local Fiber* current_fiber = nullptr;
+
+// initial-exec: see overflow_guard.h.
+thread_local Fiber* current_fiber __attribute__((tls_model("initial-exec"))) = nullptr;
+
+[[noreturn]] __attribute__((cold, noinline)) void Die(const char* msg) {
+  ssize_t ignored = write(STDERR_FILENO, msg, __builtin_strlen(msg));
+  (void)ignored;
+  std::abort();
+}
+
 }  // namespace
 
-// Hands Boost the stack the Fiber already took from its pool, and gives it
-// back when Boost is done with it (after the fiber function returned).
+// Hands Boost the stack the Fiber took from its pool, and gives it back once
+// Boost is done with it: after the entry returned, on the resumer's stack.
 struct Fiber::PoolAllocator {
   StackPool* pool;
   Stack stack;
@@ -37,91 +46,106 @@ struct Fiber::PoolAllocator {
 };
 
 Fiber::Fiber(StackPool& pool, absl::AnyInvocable<void()> entry)
-    : pool_(&pool), stack_(pool.Allocate()), entry_(std::move(entry)) {
-  context_ = boost::context::fiber(
-      std::allocator_arg, PoolAllocator{pool_, stack_},
-      [this](boost::context::fiber&& caller) { return Body(std::move(caller)); });
-#if NETLOOP_TSAN
-  tsan_fiber_ = __tsan_create_fiber(0);
+    : pool_(&pool), stack_(pool.Allocate()), entry_(std::move(entry)) {}
+
+Fiber::~Fiber() {
+  if (!started_) {
+    // The Boost context is built by the first Resume, so nothing ran on the
+    // stack and it goes straight back.
+    pool_->Release(stack_);
+    return;
+  }
+  if (!finished_) Die("netloop: destroying a suspended fiber (resume it until it returns)\n");
+#if NETLOOP_FIBER_TSAN
+  __tsan_destroy_fiber(tsan_fiber_);
 #endif
 }
 
-Fiber::~Fiber() {
-  assert((finished_ || !started_) && "destroying a suspended fiber");
-#if NETLOOP_TSAN
-  if (tsan_fiber_ != nullptr) __tsan_destroy_fiber(tsan_fiber_);
+void Fiber::Start() {
+  started_ = true;
+#if NETLOOP_FIBER_TSAN
+  tsan_fiber_ = __tsan_create_fiber(0);
+  __tsan_set_fiber_name(tsan_fiber_, "netloop fiber");
 #endif
-  // A never-started fiber's context unwinds harmlessly (its body never runs)
-  // and returns the stack through PoolAllocator.
 }
 
 boost::context::fiber Fiber::Body(boost::context::fiber&& caller) {
   caller_ = std::move(caller);
-#if NETLOOP_ASAN
+#if NETLOOP_FIBER_ASAN
   __sanitizer_finish_switch_fiber(nullptr, &caller_stack_bottom_, &caller_stack_size_);
 #endif
   try {
     entry_();
   } catch (const boost::context::detail::forced_unwind&) {
-    throw;  // Boost's own unwinding of a destroyed context
+    throw;  // Boost's own unwinding; cannot happen while ~Fiber forbids it
   } catch (const std::exception& e) {
     std::fprintf(stderr, "netloop: exception escaped a fiber: %s\n", e.what());
     std::terminate();
   } catch (...) {
-    std::fprintf(stderr, "netloop: unknown exception escaped a fiber\n");
+    std::fprintf(stderr, "netloop: exception escaped a fiber (not a std::exception)\n");
     std::terminate();
   }
-  entry_ = nullptr;
+  entry_ = nullptr;  // captures die here, on the fiber, before the stack goes
   finished_ = true;
-#if NETLOOP_ASAN
-  // nullptr: this stack is going away.
+#if NETLOOP_FIBER_ASAN
+  // nullptr: this stack is finished, ASan may drop its fake frames.
   __sanitizer_start_switch_fiber(nullptr, caller_stack_bottom_, caller_stack_size_);
 #endif
-#if NETLOOP_TSAN
+#if NETLOOP_FIBER_TSAN
   __tsan_switch_to_fiber(tsan_caller_, 0);
 #endif
   return std::move(caller_);
 }
 
 void Fiber::Resume() {
-  assert(!finished_ && current_fiber != this);
-  InstallOverflowGuardForThisThread();
-  Fiber* previous = current_fiber;
+  if (finished_ || current_fiber == this) [[unlikely]] {
+    Die("netloop: Fiber::Resume on a finished or running fiber\n");
+  }
+  InstallOverflowHandlerForThisThread();
+  Fiber* const previous = current_fiber;
   current_fiber = this;
-  started_ = true;
-  SetCurrentGuard(stack_.base, stack_.guard, stack_.usable());
-#if NETLOOP_ASAN
-  void* fake = nullptr;
-  __sanitizer_start_switch_fiber(&fake, stack_.usable_bottom(), stack_.usable());
-#endif
-#if NETLOOP_TSAN
+  SetRunningStack(&stack_);
+  const bool first = !started_;
+  if (first) [[unlikely]] Start();
+#if NETLOOP_FIBER_TSAN
   tsan_caller_ = __tsan_get_current_fiber();
   __tsan_switch_to_fiber(tsan_fiber_, 0);
 #endif
+#if NETLOOP_FIBER_ASAN
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, stack_.usable_bottom(), stack_.usable());
+#endif
+  if (first) [[unlikely]] {
+    // Building the Boost context switches onto the new stack and straight back
+    // (Boost parks its entry frame there). Done here rather than in the
+    // constructor, a fiber that never runs never touches its stack (nor needs
+    // Boost's forced unwinding to be destroyed), and the sanitizers see that
+    // switch inside the annotated first one.
+    context_ = boost::context::fiber(
+        std::allocator_arg, PoolAllocator{pool_, stack_},
+        [this](boost::context::fiber&& caller) { return Body(std::move(caller)); });
+  }
   context_ = std::move(context_).resume();
-#if NETLOOP_ASAN
-  __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#if NETLOOP_FIBER_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif
   current_fiber = previous;
-  if (previous != nullptr) {
-    SetCurrentGuard(previous->stack_.base, previous->stack_.guard, previous->stack_.usable());
-  } else {
-    SetCurrentGuard(nullptr, 0, 0);
-  }
+  SetRunningStack(previous != nullptr ? &previous->stack_ : nullptr);
 }
 
 void Fiber::Suspend() {
-  Fiber* self = current_fiber;
-  assert(self != nullptr && "Fiber::Suspend outside a fiber");
-#if NETLOOP_ASAN
+  Fiber* const self = current_fiber;
+  if (self == nullptr) [[unlikely]] Die("netloop: Fiber::Suspend outside a fiber\n");
+#if NETLOOP_FIBER_ASAN
   __sanitizer_start_switch_fiber(&self->asan_fake_stack_, self->caller_stack_bottom_,
                                  self->caller_stack_size_);
 #endif
-#if NETLOOP_TSAN
+#if NETLOOP_FIBER_TSAN
   __tsan_switch_to_fiber(self->tsan_caller_, 0);
 #endif
   self->caller_ = std::move(self->caller_).resume();
-#if NETLOOP_ASAN
+#if NETLOOP_FIBER_ASAN
+  // The resumer may differ from last time (another fiber nesting us).
   __sanitizer_finish_switch_fiber(self->asan_fake_stack_, &self->caller_stack_bottom_,
                                   &self->caller_stack_size_);
 #endif

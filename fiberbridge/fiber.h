@@ -1,13 +1,16 @@
-// A stackful fiber on Boost.Context's fcontext switch (a few ns per switch;
-// never ucontext, whose sigprocmask syscall costs ~270 ns here). The
-// scheduler resumes a fiber; the fiber suspends itself back to whoever
-// resumed it. Stacks come from a StackPool; overflowing one hits its guard page
-// and is reported (see overflow_guard.h), never silent corruption.
+// A stackful fiber (Go's g without the scheduler) on Boost.Context's
+// fcontext switch: a few ns per switch and no syscall (ucontext's swapcontext
+// pays a sigprocmask each way). The scheduler resumes a fiber; the fiber
+// suspends itself back to whoever resumed it. Its stack comes from a
+// StackPool; running off the end hits the guard and is reported (see
+// overflow_guard.h), never silent corruption.
 //
-// Switches are annotated for AddressSanitizer and ThreadSanitizer when those
-// are on, so sanitizer builds see fiber stacks correctly.
+// In sanitizer builds every switch is annotated for AddressSanitizer (stack
+// bounds and fake stacks) and ThreadSanitizer (one TSan fiber per Fiber), so
+// reports on fiber stacks are correct. Nothing of that is compiled otherwise.
 //
-// Not thread-safe: a fiber is resumed by the thread that owns its pool.
+// Thread safety: none. A fiber is created, resumed and destroyed on the thread
+// that owns its pool; it never migrates.
 #ifndef NETLOOP_FIBERBRIDGE_FIBER_H_
 #define NETLOOP_FIBERBRIDGE_FIBER_H_
 
@@ -18,50 +21,79 @@
 #include "absl/functional/any_invocable.h"
 #include "fiberbridge/stack_pool.h"
 
+// Which sanitizers need switch annotations (GCC spells it one way, Clang the
+// other). The member layout depends on it, so every file sees the same answer.
+#if defined(__SANITIZE_ADDRESS__)
+#define NETLOOP_FIBER_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define NETLOOP_FIBER_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(NETLOOP_FIBER_ASAN)
+#define NETLOOP_FIBER_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(NETLOOP_FIBER_TSAN)
+#define NETLOOP_FIBER_TSAN 1
+#endif
+#endif
+
 namespace netloop::fiber {
 
 class Fiber {
  public:
-  // Prepares a fiber that runs `entry` on a stack from `pool` when first
-  // resumed. The pool must outlive the fiber.
+  // Takes a stack from `pool` and keeps `entry` to run on it at the first
+  // Resume(); nothing runs yet. The pool must outlive the fiber. Heap: only
+  // what `entry`'s captures need (AnyInvocable stores small ones inline).
   Fiber(StackPool& pool, absl::AnyInvocable<void()> entry);
-  // A fiber must have finished (or never started): unwinding a suspended
-  // stack from outside is not supported, so the scheduler always resumes
-  // parked fibers until they return.
+  // Returns the stack to the pool. The fiber must have finished or never been
+  // resumed: a suspended stack is never unwound from outside (its frames may
+  // own locks, buffers, registrations), so destroying one aborts with a
+  // message. A scheduler resumes every parked fiber (with a "closed" status)
+  // until it returns.
   ~Fiber();
   Fiber(const Fiber&) = delete;
   Fiber& operator=(const Fiber&) = delete;
 
-  // Runs the fiber until it suspends or finishes. Not from inside itself.
+  // Runs the fiber until it calls Suspend() or its entry returns. From the
+  // owning thread, outside this fiber (a fiber may resume another; the inner
+  // one then suspends back into it). Aborts if the fiber has finished. The
+  // first call on a thread also installs the overflow handler there.
+  // No heap allocation.
   void Resume();
-  // Inside a fiber: returns control to the Resume() that ran it.
+  // Inside a fiber: returns control to the Resume() that ran it, and returns
+  // when the fiber is next resumed. No heap allocation.
   static void Suspend();
-  // The fiber running on this thread, or nullptr.
+  // The fiber running on this thread, or nullptr on the thread's own stack.
   static Fiber* Current();
 
-  bool finished() const { return finished_; }
+  // Whether Resume() ever ran.
   bool started() const { return started_; }
+  // Whether the entry returned. Its stack is then already back in the pool.
+  bool finished() const { return finished_; }
+  // Usable bytes of this fiber's stack.
   size_t stack_size() const { return stack_.usable(); }
 
  private:
   struct PoolAllocator;
   boost::context::fiber Body(boost::context::fiber&& caller);
+  void Start();
 
   StackPool* pool_;
   Stack stack_;
   absl::AnyInvocable<void()> entry_;
-  boost::context::fiber context_;  // the fiber, while it is not running
+  boost::context::fiber context_;  // the suspended fiber, while not running
   boost::context::fiber caller_;   // whoever resumed it, while it runs
   bool started_ = false;
   bool finished_ = false;
-  // Sanitizer bookkeeping, only in sanitizer builds: every byte here is paid
-  // by each parked connection.
-#if defined(__SANITIZE_ADDRESS__)
+  // Sanitizer bookkeeping, only in sanitizer builds: each parked connection
+  // pays for every byte here.
+#if NETLOOP_FIBER_ASAN
   void* asan_fake_stack_ = nullptr;
   const void* caller_stack_bottom_ = nullptr;
   size_t caller_stack_size_ = 0;
 #endif
-#if defined(__SANITIZE_THREAD__)
+#if NETLOOP_FIBER_TSAN
   void* tsan_fiber_ = nullptr;
   void* tsan_caller_ = nullptr;
 #endif

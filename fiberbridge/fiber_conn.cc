@@ -153,6 +153,7 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
   Scheduler* s = Scheduler::Current();
   if (s == nullptr) {
+    ::close(fd);  // ownership passed either way, as on every other failure
     return absl::FailedPreconditionError("FiberConn::Adopt off a loop thread");
   }
   auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
@@ -312,6 +313,9 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
   if (Scheduler::CurrentTask() == nullptr) {
     return absl::FailedPreconditionError("fiber::Dial outside a fiber");
   }
+  // As in Go, an expired deadline fails before trying: a loopback connect
+  // can complete at once and would otherwise ignore it.
+  if (ToMonotonicNanos(deadline) <= MonotonicNanos()) return DeadlineExceededError();
   absl::StatusOr<NetAddress> parsed = ParseAddress(address);
   if (!parsed.ok()) return parsed.status();
   bool in_progress = false;

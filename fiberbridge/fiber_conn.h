@@ -54,6 +54,7 @@ class FiberConn {
  public:
   // Adopts a connected, non-blocking socket on the current loop (call on a
   // loop thread). `unread` holds bytes already read from it (Conn::Detach).
+  // Owns `fd` from the call on: closes it on failure too.
   static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(int fd, std::string unread = {});
   // Adopt, then run `handler` with the connection kept on the calling fiber's
   // stack (no separate allocation), closing it when the handler returns.

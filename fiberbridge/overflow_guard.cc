@@ -2,6 +2,8 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -9,48 +11,87 @@
 #include <mutex>
 
 namespace netloop::fiber {
+namespace overflow_internal {
+thread_local const Stack* running_stack __attribute__((tls_model("initial-exec"))) = nullptr;
+thread_local bool thread_ready __attribute__((tls_model("initial-exec"))) = false;
+}  // namespace overflow_internal
+
 namespace {
 
-struct GuardInfo {
-  const char* begin = nullptr;
-  size_t size = 0;
-  size_t stack_size = 0;
-};
+// A frame that skips the guard lands at most this far below it and still
+// counts as an overflow when the stack pointer is down there too.
+constexpr uintptr_t kBelowGuardSlack = 1 << 20;
+constexpr size_t kAltStackSize = 64 * 1024;
 
-thread_local GuardInfo current_guard;
-thread_local bool thread_ready = false;
 struct sigaction previous_action;
 
-// Formats n into buf (async-signal-safe); returns the length.
-size_t FormatSize(size_t n, char* buf) {
-  char tmp[24];
+// The thread's alternate signal stack, released when the thread exits.
+struct AltStack {
+  void* memory = nullptr;
+  ~AltStack() {
+    if (memory == nullptr) return;
+    stack_t off;
+    memset(&off, 0, sizeof(off));
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, nullptr);
+    munmap(memory, kAltStackSize);
+  }
+};
+thread_local AltStack alt_stack;
+
+uintptr_t InterruptedStackPointer(void* context) {
+  const auto* uc = static_cast<const ucontext_t*>(context);
+#if defined(__x86_64__)
+  return static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
+#elif defined(__aarch64__)
+  return static_cast<uintptr_t>(uc->uc_mcontext.sp);
+#else
+  (void)uc;
+  return 0;  // unknown: only faults inside the guard are recognised
+#endif
+}
+
+bool IsOverflow(const Stack& s, uintptr_t addr, uintptr_t sp) {
+  const uintptr_t guard_begin = reinterpret_cast<uintptr_t>(s.base);
+  const uintptr_t bottom = guard_begin + s.guard;
+  if (addr >= guard_begin && addr < bottom) return true;
+  const uintptr_t low = guard_begin > kBelowGuardSlack ? guard_begin - kBelowGuardSlack : 0;
+  return sp >= low && sp < bottom && addr >= low && addr < guard_begin;
+}
+
+// Formats n in decimal into buf (async-signal-safe); returns the length.
+size_t FormatDecimal(size_t n, char* buf) {
+  char digits[24];
   size_t len = 0;
   do {
-    tmp[len++] = static_cast<char>('0' + n % 10);
+    digits[len++] = static_cast<char>('0' + n % 10);
     n /= 10;
   } while (n != 0);
-  for (size_t i = 0; i < len; ++i) buf[i] = tmp[len - 1 - i];
+  for (size_t i = 0; i < len; ++i) buf[i] = digits[len - 1 - i];
   return len;
 }
 
+[[noreturn]] void ReportOverflow(size_t stack_size) {
+  char msg[128];
+  static constexpr char kPrefix[] = "netloop: fiber stack overflow (fiber stack size ";
+  static constexpr char kSuffix[] = " bytes)\n";
+  size_t len = sizeof(kPrefix) - 1;
+  memcpy(msg, kPrefix, len);
+  len += FormatDecimal(stack_size, msg + len);
+  memcpy(msg + len, kSuffix, sizeof(kSuffix) - 1);
+  len += sizeof(kSuffix) - 1;
+  ssize_t ignored = write(STDERR_FILENO, msg, len);
+  (void)ignored;
+  abort();
+}
+
 void OnSegv(int sig, siginfo_t* info, void* context) {
-  const char* addr = static_cast<const char*>(info->si_addr);
-  const GuardInfo g = current_guard;
-  // A large frame may jump past the guard page: count a little below it too.
-  if (g.begin != nullptr && addr >= g.begin - 64 * 1024 && addr < g.begin + g.size) {
-    char msg[160];
-    const char prefix[] = "netloop: fiber stack overflow (fiber stack size ";
-    size_t len = sizeof(prefix) - 1;
-    memcpy(msg, prefix, len);
-    len += FormatSize(g.stack_size, msg + len);
-    const char suffix[] = " bytes); raise SchedulerOptions::stack_size\n";
-    memcpy(msg + len, suffix, sizeof(suffix) - 1);
-    len += sizeof(suffix) - 1;
-    ssize_t ignored = write(STDERR_FILENO, msg, len);
-    (void)ignored;
-    abort();
+  const Stack* s = overflow_internal::running_stack;
+  if (s != nullptr &&
+      IsOverflow(*s, reinterpret_cast<uintptr_t>(info->si_addr), InterruptedStackPointer(context))) {
+    ReportOverflow(s->usable());
   }
-  // Not ours: hand it on.
+  // Not ours.
   if (previous_action.sa_flags & SA_SIGINFO) {
     if (previous_action.sa_sigaction != nullptr) {
       previous_action.sa_sigaction(sig, info, context);
@@ -60,42 +101,60 @@ void OnSegv(int sig, siginfo_t* info, void* context) {
     previous_action.sa_handler(sig);
     return;
   }
-  // Default action: restore it and return, so the fault repeats and kills.
+  // Default action (an ignored SIGSEGV from a fault is fatal anyway). A fault
+  // repeats on return and now kills; a SIGSEGV sent by kill() is re-raised,
+  // pending until this handler returns.
   signal(SIGSEGV, SIG_DFL);
+  if (info->si_code <= 0) raise(SIGSEGV);
+}
+
+void InstallProcessHandler() {
+  // Read the previous action before ours can run, so it is never seen half
+  // written.
+  sigaction(SIGSEGV, nullptr, &previous_action);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_sigaction = OnSegv;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, nullptr);
+}
+
+void InstallAltStack() {
+  stack_t current;
+  if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE) &&
+      current.ss_size >= MINSIGSTKSZ) {
+    return;
+  }
+  void* p = mmap(nullptr, kAltStackSize, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    static constexpr char kMsg[] = "netloop: no alternate signal stack; overflows will not be reported\n";
+    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    (void)ignored;
+    return;
+  }
+  stack_t ss;
+  memset(&ss, 0, sizeof(ss));
+  ss.ss_sp = p;
+  ss.ss_size = kAltStackSize;
+  if (sigaltstack(&ss, nullptr) != 0) {
+    munmap(p, kAltStackSize);
+    return;
+  }
+  alt_stack.memory = p;
 }
 
 }  // namespace
 
-void InstallOverflowGuardForThisThread() {
-  if (thread_ready) return;
+namespace overflow_internal {
+
+void InstallSlow() {
   thread_ready = true;
   static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = OnSegv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &previous_action);
-  });
-  stack_t current;
-  if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE) &&
-      current.ss_sp != nullptr) {
-    return;  // the thread already has one (a sanitizer's, say)
-  }
-  // Leaked deliberately: it must outlive every signal on this thread.
-  size_t size = 64 * 1024;
-  stack_t ss;
-  ss.ss_sp = malloc(size);
-  ss.ss_size = size;
-  ss.ss_flags = 0;
-  if (ss.ss_sp != nullptr) sigaltstack(&ss, nullptr);
+  std::call_once(once, InstallProcessHandler);
+  InstallAltStack();
 }
 
-void SetCurrentGuard(const char* guard_begin, size_t guard_size, size_t stack_size) {
-  current_guard.begin = guard_begin;
-  current_guard.size = guard_size;
-  current_guard.stack_size = stack_size;
-}
-
+}  // namespace overflow_internal
 }  // namespace netloop::fiber

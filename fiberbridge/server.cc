@@ -5,9 +5,6 @@
 #include "reactor/logging.h"
 
 namespace netloop::fiber {
-namespace {
-
-}  // namespace
 
 // The engine-side handler: every accepted connection leaves the callback
 // world at once and becomes a fiber on the loop that accepted it.
@@ -35,7 +32,9 @@ class FiberServer::Bridge final : public EventHandler {
     server->live_.fetch_add(1, std::memory_order_relaxed);
     Scheduler::For(conn.loop()).Spawn([server, fd] {
       absl::Status s = FiberConn::Serve(fd, {}, server->handler_);
-      if (!s.ok()) NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+      if (!s.ok()) {
+        NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+      }
       server->live_.fetch_sub(1, std::memory_order_relaxed);
     });
     return Action::kNone;

@@ -6,19 +6,77 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 
+// Linux 6.13 uapi; older libc headers lack it.
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
 namespace netloop::fiber {
+namespace {
+
+constexpr size_t kMinStack = 16 * 1024;
+constexpr size_t kMaxStack = 8 * 1024 * 1024;
+
+size_t RoundUp(size_t n, size_t page) { return (n + page - 1) / page * page; }
+
+[[noreturn]] void Die(const char* what, size_t bytes) {
+  std::fprintf(stderr, "netloop: %s (%zu bytes): %s (address space or vm.max_map_count?)\n",
+               what, bytes, strerror(errno));
+  std::abort();
+}
+
+// 0 = not probed yet, 1 = supported, 2 = not supported. Racing probes agree,
+// so a relaxed store suffices.
+std::atomic<int> guard_marker_support{0};
+
+bool ProbeGuardMarkers(size_t page) {
+  int state = guard_marker_support.load(std::memory_order_relaxed);
+  if (state != 0) return state == 1;
+  void* p = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  bool ok = p != MAP_FAILED && madvise(p, page, MADV_GUARD_INSTALL) == 0;
+  if (p != MAP_FAILED) munmap(p, 2 * page);
+  guard_marker_support.store(ok ? 1 : 2, std::memory_order_relaxed);
+  return ok;
+}
+
+void* MapReserved(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  if (p == MAP_FAILED) Die("cannot map fiber stacks", bytes);
+  return p;
+}
+
+}  // namespace
 
 StackPool::StackPool(StackPoolOptions options)
     : options_(options), page_(static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
-  size_t want = std::max<size_t>(options.stack_size, 16 * 1024);
-  usable_ = (want + page_ - 1) / page_ * page_;
+  usable_ = RoundUp(std::clamp(options.stack_size, kMinStack, kMaxStack), page_);
+  guard_ = RoundUp(std::max<size_t>(options.guard_size, 1), page_);
+  options_.stacks_per_slab = std::max<size_t>(options.stacks_per_slab, 1);
 }
 
 StackPool::~StackPool() {
   for (const Stack& s : cache_) munmap(s.base, s.mapped);
+  if (slab_next_ != slab_end_) munmap(slab_next_, slab_end_ - slab_next_);
+}
+
+bool StackPool::guard_markers() const {
+  return guard_marker_support.load(std::memory_order_relaxed) == 1;
+}
+
+void StackPool::MapSlab() {
+  // Without guard markers every guard splits its region anyway: one stack per
+  // mapping then, so each can be unmapped without leaving holes behind.
+  const size_t stacks = ProbeGuardMarkers(page_) ? options_.stacks_per_slab : 1;
+  const size_t bytes = stacks * (guard_ + usable_);
+  // The previous slab's remainder is always empty here (see Allocate).
+  slab_next_ = static_cast<char*>(MapReserved(bytes));
+  slab_end_ = slab_next_ + bytes;
 }
 
 Stack StackPool::Allocate() {
@@ -28,19 +86,18 @@ Stack StackPool::Allocate() {
     cache_.pop_back();
     return s;
   }
+  if (slab_next_ == slab_end_) MapSlab();
   Stack s;
-  s.guard = page_;
-  s.mapped = usable_ + page_;
-  void* p = mmap(nullptr, s.mapped, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-  if (p == MAP_FAILED || mprotect(p, page_, PROT_NONE) != 0) {
-    // A fiber without a stack cannot run; there is no partial recovery.
-    std::fprintf(stderr,
-                 "netloop: cannot map a %zu-byte fiber stack: %s (vm.max_map_count?)\n",
-                 s.mapped, strerror(errno));
-    std::abort();
+  s.base = slab_next_;
+  s.guard = guard_;
+  s.mapped = guard_ + usable_;
+  slab_next_ += s.mapped;
+  // Guards are installed as stacks are carved, so the uncarved rest of a slab
+  // stays one plain region (and mprotect'd guards cost regions only when used).
+  if (!(guard_markers() && madvise(s.base, guard_, MADV_GUARD_INSTALL) == 0) &&
+      mprotect(s.base, guard_, PROT_NONE) != 0) {
+    Die("cannot protect a fiber stack guard", guard_);
   }
-  s.base = static_cast<char*>(p);
   return s;
 }
 
@@ -51,7 +108,8 @@ void StackPool::Release(Stack stack) {
     return;
   }
   if (options_.release_pages_on_return && stack.usable() > page_) {
-    // Keep the top page (always touched first), return the rest.
+    // Keeps the top page: the next fiber touches it first anyway. Guard
+    // markers survive MADV_DONTNEED.
     madvise(stack.usable_bottom(), stack.usable() - page_, MADV_DONTNEED);
   }
   cache_.push_back(stack);

@@ -209,6 +209,9 @@ void Conn::HandlePeerEof() {
   state_ = State::kClosing;
   pending_reason_ = PeerClosedError();
   UpdateInterest();
+  // A peer that half-closed and never reads must not hold the connection
+  // forever: the same bound as a local Close.
+  if (state_ == State::kClosing) ArmDrainTimer();
 }
 
 void Conn::AfterCallback() {
@@ -440,7 +443,13 @@ void Conn::Close() {
   }
   state_ = State::kClosing;
   UpdateInterest();
+  ArmDrainTimer();
+}
+
+void Conn::ArmDrainTimer() {
+  // Replaces the idle timer, which ignores connections that are not open.
   if (timer_.valid()) loop().CancelTimer(timer_);
+  timer_ = TimerId();
   int64_t drain = DurationToNanosSaturated(worker_->options().close_drain_timeout);
   if (drain < kNeverNanos) {
     timer_ = loop().RunAtNanos(loop().NowNanos() + drain, [this] {

@@ -212,6 +212,7 @@ class Conn final : public IoWatcher {
   void AfterOutboundShrank();
   bool SendBuffered();
   void ArmIdleTimer();
+  void ArmDrainTimer();
   void OnIdleTimer();
 
   internal::Worker* const worker_;

@@ -71,15 +71,10 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
     lo.read_buffer_size = options_.read_buffer_size;
     lo.name = absl::StrCat("netloop-", i);
     auto loop = EventLoop::Create(std::move(lo));
-    if (!loop.ok()) return loop.status();
+    if (!loop.ok()) return AbandonStart(loop.status());
     workers_.push_back(std::make_unique<internal::Worker>(this, i, std::move(*loop)));
   }
-  if (absl::Status s = BindListeners(addresses); !s.ok()) {
-    workers_.clear();
-    acceptor_listeners_.clear();
-    acceptor_loop_.reset();
-    return s;
-  }
+  if (absl::Status s = BindListeners(addresses); !s.ok()) return AbandonStart(s);
   Action boot = handler_->OnBoot(*this);
   for (int i = 0; i < n; ++i) {
     threads_.emplace_back([this, i] {
@@ -102,6 +97,19 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
   if (options_.ticker) workers_[0]->loop().QueueInLoop([this] { StartTicker(); });
   if (boot == Action::kShutdown) Stop();
   return absl::OkStatus();
+}
+
+absl::Status Engine::AbandonStart(absl::Status error) {
+  // No loop thread runs yet. Undo everything so that Wait, Stop and the
+  // destructor see a never-started engine instead of waiting for loops that
+  // will never report.
+  acceptor_listeners_.clear();
+  acceptor_loop_.reset();
+  workers_.clear();
+  listen_uris_.clear();
+  handler_ = nullptr;
+  started_.store(false);
+  return error;
 }
 
 absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
@@ -276,13 +284,16 @@ absl::Status Engine::Wait() {
   }
   waited_ = true;
   handler_->OnShutdown(*this);
-  for (auto& worker : workers_) worker->loop().Quit();
-  for (auto& t : threads_) t.join();
+  // The acceptor goes first: a connection it accepted just before its
+  // listeners closed is a task queued on a worker, and a worker loop still
+  // runs queued tasks when it quits (closing such a socket), not after.
   if (acceptor_loop_) {
     acceptor_loop_->Quit();
     acceptor_thread_.join();
     acceptor_listeners_.clear();
   }
+  for (auto& worker : workers_) worker->loop().Quit();
+  for (auto& t : threads_) t.join();
   return absl::OkStatus();
 }
 

@@ -79,7 +79,9 @@ class Engine {
 
   // Binds every address, calls handler.OnBoot, starts the loops and returns
   // once they serve. `addresses` may be empty for a client-only engine (Dial).
-  // `handler` must outlive the engine. Call once per Engine.
+  // `handler` must outlive the engine. Call once per Engine; a Start that
+  // failed leaves the engine as if never started (no OnShutdown; Start may be
+  // called again).
   absl::Status Start(EventHandler& handler, std::vector<std::string> addresses,
                      Options options = {});
   // Blocks until the engine has stopped: all connections closed (OnClose for
@@ -134,6 +136,7 @@ class Engine {
   void WorkerStopped();
   void StartTicker();
   absl::Status BindListeners(const std::vector<std::string>& addresses);
+  absl::Status AbandonStart(absl::Status error);
 
   EventHandler* handler_ = nullptr;
   Options options_;

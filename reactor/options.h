@@ -67,7 +67,8 @@ struct Options {
   bool ticker = false;
   // Closes connections with no inbound bytes for this long (zero: never).
   absl::Duration idle_timeout = absl::ZeroDuration();
-  // How long Conn::Close() waits for unsent bytes to drain before giving up.
+  // How long Conn::Close() waits for unsent bytes to drain before giving up
+  // (the same bound applies after the peer half-closed with bytes unsent).
   absl::Duration close_drain_timeout = absl::Seconds(10);
   // Pin loop i to CPU i % ncpu.
   bool pin_loops_to_cpus = false;

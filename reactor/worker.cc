@@ -28,7 +28,7 @@ Worker::~Worker() {
 void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
                            bool is_client, bool connecting, void* context,
                            int64_t connect_deadline_ns) {
-  if (stopping_) {
+  if (stopping_ && !is_client) {
     ::close(fd);
     AddLoad(-1);
     return;
@@ -38,6 +38,12 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
   conn->context_ = context;
   conns_.emplace(id, conn);
   Conn::Guard guard(conn);
+  if (stopping_) {
+    // A Dial that raced with Stop: Dial already returned a ConnRef, so the
+    // handler is owed the OnClose that reports the failure.
+    conn->CloseNow(ConnectFailedError(ECANCELED));
+    return;
+  }
   if (connecting) {
     conn->state_ = Conn::State::kConnecting;
     conn->interest_ = kIoWritable;

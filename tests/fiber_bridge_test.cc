@@ -21,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "reactor/clock.h"
 #include "reactor/netloop.h"
+#include "tests/fiber_test_util.h"
 #include "tests/test_util.h"
 
 namespace netloop::fiber {
@@ -33,51 +34,8 @@ using netloop::testing::ReadToEof;
 using netloop::testing::WaitFor;
 using netloop::testing::WriteAll;
 
-// A client-only engine whose loops host the fibers of a test.
-class Loops {
- public:
-  explicit Loops(int n = 1) {
-    Options o;
-    o.loops = n;
-    status_ = engine_.Start(handler_, {}, o);
-  }
-  ~Loops() {
-    engine_.Stop(absl::Now() + absl::Seconds(2));
-    (void)engine_.Wait();
-  }
-  EventLoop& loop(int i = 0) { return engine_.loop(i); }
-  // Runs fn in a fiber on loop i and waits (bounded) for it to return.
-  bool Run(absl::AnyInvocable<void()> fn, int i = 0, int timeout_ms = 20000) {
-    auto done = std::make_shared<std::promise<void>>();
-    std::future<void> f = done->get_future();
-    Spawn(loop(i), [fn = std::move(fn), done]() mutable {
-      fn();
-      done->set_value();
-    });
-    return f.wait_for(std::chrono::milliseconds(timeout_ms)) == std::future_status::ready;
-  }
-
- private:
-  EventHandler handler_;
-  Engine engine_;
-  absl::Status status_;
-};
-
-// A connected pair: one end non-blocking for a fiber, one for the test thread.
-struct Pair {
-  Pair() {
-    int sv[2];
-    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
-    fiber_end = sv[0];
-    test_end = sv[1];
-    fcntl(fiber_end, F_SETFL, fcntl(fiber_end, F_GETFL) | O_NONBLOCK);
-    timeval tv{10, 0};
-    setsockopt(test_end, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  }
-  ~Pair() { close(test_end); }
-  int fiber_end;
-  int test_end;
-};
+using testing::Loops;
+using testing::Pair;
 
 void EchoHandler(FiberConn& conn) {
   for (;;) {

@@ -384,6 +384,7 @@ TEST(ConnTest, HalfCloseStillReceivesWholeReply) {
 class Flooder : public EventHandler {
  public:
   Action OnTraffic(Conn& conn) override {
+    if (paused_now.load()) traffic_while_paused.fetch_add(1);
     conn.Discard();
     std::string chunk(256 * 1024, 'f');
     (void)conn.Write(chunk);
@@ -393,9 +394,12 @@ class Flooder : public EventHandler {
   void OnClose(Conn&, const absl::Status&) override { closes.fetch_add(1); }
   void OnBackpressure(Conn& conn, bool paused) override {
     (paused ? pauses : resumes).fetch_add(1);
+    paused_now.store(paused);
   }
   std::atomic<size_t> max_buffered{0};
   std::atomic<int> pauses{0}, resumes{0}, closes{0};
+  std::atomic<bool> paused_now{false};
+  std::atomic<int> traffic_while_paused{0};
 };
 
 TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
@@ -418,6 +422,7 @@ TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
   // Reading stopped: outbound stays near the mark (one chunk past it at most)
   // although 200 x 256 KiB were requested.
   EXPECT_LE(h.max_buffered.load(), (1u << 20) + 256 * 1024);
+  EXPECT_EQ(h.traffic_while_paused.load(), 0) << "reading must stop while paused";
   // Drain: the client reads everything that was sent, reading resumes.
   char buf[65536];
   auto deadline = absl::Now() + absl::Seconds(20);
@@ -572,6 +577,262 @@ TEST(DialTest, RefusedPortReportsConnectFailedWithoutOnOpen) {
   EXPECT_FALSE(client.Dial("tcp://nonsense").ok()) << "bad addresses fail at once";
   client.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(client.Wait().ok());
+}
+
+// Queues `bytes` of output on open and remembers the connection.
+class GreetingHandler : public RecordingHandler {
+ public:
+  explicit GreetingHandler(size_t bytes) : data(Pattern(bytes, 3)) {}
+  Action OnOpen(Conn& conn) override {
+    EXPECT_TRUE(conn.Write(data).ok());
+    pending_after_open.store(conn.OutboundBuffered());
+    return RecordingHandler::OnOpen(conn);
+  }
+  std::string data;
+  std::atomic<size_t> pending_after_open{0};
+};
+
+TEST(ConnTest, ConnRefCloseFromAnotherThreadDrainsPendingBytesFirst) {
+  GreetingHandler h(8 << 20);
+  Options o;
+  o.write_high_water = 0;
+  o.socket.send_buffer_bytes = 64 * 1024;
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri(), 30);
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  ASSERT_GT(h.pending_after_open.load(), 0u) << "bytes must still be pending for this test";
+  std::thread([&] { h.First().Close(); }).join();
+  auto got = ReadToEof(fd, 16 << 20);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->size(), h.data.size());
+  EXPECT_TRUE(*got == h.data) << "every pending byte arrives, then EOF";
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
+  EXPECT_TRUE(h.LastReason().ok()) << h.LastReason();
+  close(fd);
+}
+
+TEST(ConnTest, HalfClosedPeerThatNeverReadsIsClosedAfterTheDrainTimeout) {
+  GreetingHandler h(16 << 20);
+  Options o;
+  o.write_high_water = 0;
+  o.socket.send_buffer_bytes = 64 * 1024;
+  o.close_drain_timeout = absl::Milliseconds(300);
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  ASSERT_GT(h.pending_after_open.load(), 0u);
+  shutdown(fd, SHUT_WR);  // FIN, and then never read
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }, 10000))
+      << "a half-closed peer that never reads held the connection";
+  EXPECT_TRUE(absl::IsDeadlineExceeded(h.LastReason())) << h.LastReason();
+  close(fd);
+}
+
+TEST(ConnTest, AsyncWritevAndRunAfterClose) {
+  RecordingHandler h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  ConnRef ref = h.First();
+  EXPECT_TRUE(ref.valid());
+  std::atomic<int> done{0};
+  ref.AsyncWritev({"ab", "", "cde", std::string(70000, 'x')}, [&](Conn* c, absl::Status s) {
+    EXPECT_NE(c, nullptr);
+    EXPECT_TRUE(s.ok()) << s;
+    done.fetch_add(1);
+  });
+  auto got = ReadExactly(fd, 5 + 70000);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->substr(0, 5), "abcde");
+  EXPECT_EQ(got->substr(5), std::string(70000, 'x'));
+  EXPECT_TRUE(WaitFor([&] { return done.load() == 1; }));
+  std::atomic<int> ran_open{0};
+  ref.Run([&](Conn* c) {
+    EXPECT_NE(c, nullptr);
+    if (c != nullptr) {
+      EXPECT_TRUE(c->is_open());
+    }
+    ran_open.fetch_add(1);
+  });
+  EXPECT_TRUE(WaitFor([&] { return ran_open.load() == 1; }));
+  close(fd);
+  ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
+  std::atomic<int> ran_closed{0};
+  ref.Run([&](Conn* c) {
+    EXPECT_EQ(c, nullptr);
+    ran_closed.fetch_add(1);
+  });
+  ref.AsyncWritev({"late"}, [&](Conn* c, absl::Status s) {
+    EXPECT_EQ(c, nullptr);
+    EXPECT_FALSE(s.ok());
+    ran_closed.fetch_add(1);
+  });
+  ref.Wake();  // no OnTraffic for a closed connection
+  EXPECT_TRUE(WaitFor([&] { return ran_closed.load() == 2; }));
+  EXPECT_EQ(h.traffic.load(), 0);
+  ConnRef().AsyncWrite("nowhere");  // an empty ref is a no-op
+}
+
+// Replies, then half-closes its side; keeps reading what the peer sends.
+class ShutdownWriter : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    std::string got;
+    conn.Next().AppendTo(&got);
+    std::lock_guard<std::mutex> lock(mu);
+    received += got;
+    if (!replied) {
+      replied = true;
+      EXPECT_TRUE(conn.Write(std::string(200000, 'r')).ok());
+      conn.ShutdownWrite();  // FIN after the 200000 bytes
+    }
+    return Action::kNone;
+  }
+  std::mutex mu;
+  std::string received;
+  bool replied = false;
+};
+
+TEST(ConnTest, ShutdownWriteSendsFinAfterPendingBytesAndKeepsReading) {
+  ShutdownWriter h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WriteAll(fd, "q"));
+  auto got = ReadToEof(fd);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, std::string(200000, 'r'));
+  ASSERT_TRUE(WriteAll(fd, "after-fin"));
+  EXPECT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(h.mu);
+    return h.received == "qafter-fin";
+  }));
+  close(fd);
+}
+
+// Detaches on the first bytes and hands the socket to the test.
+class Detacher : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    auto d = conn.Detach();
+    EXPECT_TRUE(d.ok()) << d.status();
+    if (d.ok()) {
+      std::lock_guard<std::mutex> lock(mu);
+      detached = std::move(*d);
+      has.store(true);
+    }
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status&) override { closes.fetch_add(1); }
+  std::mutex mu;
+  DetachedConn detached;
+  std::atomic<bool> has{false};
+  std::atomic<int> closes{0};
+};
+
+TEST(ConnTest, DetachHandsOverTheSocketAndUnreadBytes) {
+  Detacher h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_TRUE(WriteAll(fd, "unread-bytes"));
+  ASSERT_TRUE(WaitFor([&] { return h.has.load(); }));
+  std::lock_guard<std::mutex> lock(h.mu);
+  EXPECT_EQ(h.detached.unread, "unread-bytes");
+  EXPECT_TRUE(h.detached.remote.is_ip());
+  EXPECT_TRUE(WaitFor([&] { return f.engine.CountConnections() == 0; }));
+  ASSERT_TRUE(WriteAll(h.detached.fd, "raw"));
+  auto got = ReadExactly(fd, 3);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, "raw");
+  close(h.detached.fd);
+  close(fd);
+  usleep(20 * 1000);
+  EXPECT_EQ(h.closes.load(), 0) << "no OnClose for a detached connection";
+}
+
+// A client that sends "ping" on open to the server echo; records context.
+class UnixDialHandler : public DialHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    if (conn.is_client()) {
+      context_seen.store(conn.context());
+      loop_seen.store(conn.loop_index());
+    }
+    return DialHandler::OnOpen(conn);
+  }
+  std::atomic<void*> context_seen{nullptr};
+  std::atomic<int> loop_seen{-1};
+};
+
+TEST(DialTest, UnixSocketWithContextAndChosenLoop) {
+  std::string path = "/tmp/netloop_dial_test_" + std::to_string(getpid()) + ".sock";
+  DialHandler server_h;
+  EngineFixture server(server_h, {}, {"unix://" + path});
+  ASSERT_TRUE(server.ok());
+  UnixDialHandler client_h;
+  Engine client;
+  Options o;
+  o.loops = 3;
+  ASSERT_TRUE(client.Start(client_h, {}, o).ok());
+  int marker = 0;
+  DialOptions d;
+  d.context = &marker;
+  d.loop = 2;
+  auto ref = client.Dial("unix://" + path, d);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_TRUE(WaitFor([&] { return client_h.done.load(); }));
+  EXPECT_EQ(client_h.context_seen.load(), &marker);
+  EXPECT_EQ(client_h.loop_seen.load(), 2);
+  EXPECT_EQ(client.stats().dialled, 1u);
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
+  unlink(path.c_str());
+}
+
+// A listener whose accept queue is full drops new SYNs, so a connect stays in
+// progress on loopback: the one deterministic way to hit the dial timeout.
+TEST(DialTest, ConnectTimeoutReportsConnectFailed) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(lfd, 0), 0);
+  socklen_t len = sizeof(a);
+  getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
+  // Fill the accept queue (never accepted).
+  std::vector<int> fillers;
+  for (int i = 0; i < 3; ++i) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    fillers.push_back(c);
+    usleep(20 * 1000);
+  }
+  DialHandler h;
+  Engine client;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(client.Start(h, {}, o).ok());
+  DialOptions d;
+  d.timeout = absl::Milliseconds(300);
+  absl::Time start = absl::Now();
+  auto ref = client.Dial("tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port)), d);
+  ASSERT_TRUE(ref.ok());
+  ASSERT_TRUE(WaitFor([&] { return h.client_closed.load(); }));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(GetCloseReason(h.client_reason), CloseReason::kConnectFailed) << h.client_reason;
+  }
+  EXPECT_EQ(h.opens.load(), 0);
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
+  for (int c : fillers) close(c);
+  close(lfd);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -116,6 +117,38 @@ TEST(EchoAddressTest, Ipv6UnixAndSeveralListenersInOneEngine) {
   engine.Stop(absl::Now() + absl::Seconds(5));
   EXPECT_TRUE(engine.Wait().ok());
   unlink(path.c_str());
+}
+
+// Small read buffer and budget: edge-triggered reads stop at the budget and
+// the loop re-invokes the connection; nothing may be lost or reordered.
+TEST(EchoAddressTest, EdgeTriggeredReadBudgetAndAbstractUnixSocket) {
+  for (bool edge : {true, false}) {
+    EchoHandler h;
+    Engine engine;
+    Options o;
+    o.loops = 2;
+    o.edge_triggered = edge;
+    o.read_buffer_size = 4096;
+    o.read_budget_per_event = 8192;
+    std::string abstract = "unix://@netloop_echo_" + std::to_string(getpid());
+    ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0", abstract}, o).ok());
+    ASSERT_EQ(engine.ListenAddresses()[1], abstract);
+    for (const std::string& uri : engine.ListenAddresses()) {
+      int fd = Connect(uri);
+      ASSERT_GE(fd, 0) << uri;
+      std::string msg = Pattern(2 << 20, edge ? 1 : 2);
+      std::thread writer([&] { EXPECT_TRUE(WriteAll(fd, msg)); });
+      auto got = ReadExactly(fd, msg.size());
+      writer.join();
+      ASSERT_TRUE(got.has_value()) << uri;
+      EXPECT_TRUE(*got == msg) << uri << " edge=" << edge;
+      close(fd);
+    }
+    engine.Stop(absl::Now() + absl::Seconds(5));
+    EXPECT_TRUE(engine.Wait().ok());
+    EXPECT_EQ(h.opens.load(), 2);
+    EXPECT_EQ(h.closes.load(), 2);
+  }
 }
 
 std::vector<int> OpenAndCountPerLoop(LoadBalancing policy, int conns) {

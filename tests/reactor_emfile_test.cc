@@ -121,5 +121,38 @@ TEST(EmfileTest, AcceptSurvivesDescriptorExhaustion) {
   }
 }
 
+// Start itself running out of descriptors part-way (some loops created, the
+// next one or a listener not) fails cleanly: no hang in Wait or ~Engine.
+TEST(EmfileTest, StartFailsCleanlyWhenDescriptorsRunOut) {
+  std::vector<int> fillers;
+  for (int fd; (fd = dup(0)) >= 0 && fillers.size() < 200000;) fillers.push_back(fd);
+  ASSERT_GT(fillers.size(), 8u);
+  int failures = 0;
+  for (int free_fds : {0, 1, 2, 3, 4, 5, 6}) {
+    for (int i = 0; i < free_fds; ++i) {
+      close(fillers.back());
+      fillers.pop_back();
+    }
+    Echo h;
+    {
+      Engine engine;
+      Options o;
+      o.loops = 2;
+      absl::Status s = engine.Start(h, {"tcp://127.0.0.1:0"}, o);
+      if (!s.ok()) {
+        ++failures;
+        EXPECT_FALSE(engine.Wait().ok());
+      } else {
+        engine.Stop(absl::Now());
+        EXPECT_TRUE(engine.Wait().ok());
+      }
+    }
+    // Take back whatever the engine released, for the next round.
+    for (int fd; (fd = dup(0)) >= 0;) fillers.push_back(fd);
+  }
+  EXPECT_GT(failures, 0);
+  for (int fd : fillers) close(fd);
+}
+
 }  // namespace
 }  // namespace netloop

@@ -1,6 +1,7 @@
 // Engine lifecycle over loopback: graceful stop with draining, forced stop at
 // the deadline, the ticker, loop timers and task ordering, 10k connections.
 #include <netinet/in.h>
+#include <signal.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -125,51 +126,76 @@ TEST(EngineTickTest, OnTickRepeatsAndCanShutDown) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
-TEST(EventLoopTest, TimersRunCancelAndRepeat) {
-  auto loop_or = EventLoop::Create();
-  ASSERT_TRUE(loop_or.ok());
-  EventLoop& loop = **loop_or;
-  std::atomic<int> once{0}, every{0}, cancelled{0};
-  std::thread runner([&] { loop.Run(); });
-  loop.RunInLoop([&] {
-    loop.RunAfter(absl::Milliseconds(20), [&] { once.fetch_add(1); });
-    TimerId c = loop.RunAfter(absl::Milliseconds(10), [&] { cancelled.fetch_add(1); });
-    EXPECT_TRUE(loop.CancelTimer(c));
-    loop.RunEvery(absl::Milliseconds(5), [&] { every.fetch_add(1); });
-    loop.RunAt(absl::Now() + absl::Milliseconds(30), [&] { once.fetch_add(10); });
-  });
-  EXPECT_TRUE(WaitFor([&] { return once.load() == 11 && every.load() >= 5; }));
-  loop.Quit();
-  runner.join();
-  EXPECT_EQ(cancelled.load(), 0);
+// Engine::StopOnSignals: SIGTERM (and SIGINT) stop the engine gracefully.
+TEST(EngineSignalTest, SigtermStopsTheEngine) {
+  Sender h(10);
+  Engine engine;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, Options{.loops = 2}).ok());
+  int fd = Connect(engine.ListenAddresses()[0]);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
+  engine.StopOnSignals();
+  ASSERT_FALSE(engine.stopping());
+  ASSERT_EQ(kill(getpid(), SIGTERM), 0);
+  EXPECT_TRUE(WaitFor([&] { return engine.stopping(); })) << "the signal did not stop the engine";
+  EXPECT_TRUE(engine.Wait().ok());
+  EXPECT_EQ(h.shutdowns.load(), 1);
+  auto rest = ReadToEof(fd);
+  ASSERT_TRUE(rest.has_value());
+  EXPECT_EQ(*rest, std::string(10, 's')) << "greeting, then EOF";
+  close(fd);
+  std::lock_guard<std::mutex> lock(h.mu);
+  EXPECT_EQ(h.reasons.size(), 1u);
 }
 
-TEST(EventLoopTest, QueuedTasksKeepPerThreadOrder) {
-  auto loop_or = EventLoop::Create();
-  ASSERT_TRUE(loop_or.ok());
-  EventLoop& loop = **loop_or;
-  std::thread runner([&] { loop.Run(); });
-  constexpr int kThreads = 3, kPer = 5000;
-  std::vector<int> last(kThreads, -1);  // touched on the loop thread only
-  std::atomic<int> done{0};
-  std::atomic<bool> ordered{true};
-  std::vector<std::thread> producers;
-  for (int t = 0; t < kThreads; ++t) {
-    producers.emplace_back([&, t] {
-      for (int i = 0; i < kPer; ++i) {
-        loop.QueueInLoop([&, t, i] {
-          if (last[t] != i - 1) ordered = false;
-          last[t] = i;
-          done.fetch_add(1);
-        });
-      }
-    });
+TEST(EngineSignalTest, SigintFromAnotherThreadStopsTheEngine) {
+  Sender h(1);
+  Engine engine;
+  ASSERT_TRUE(engine.Start(h, {}, Options{.loops = 1}).ok());
+  engine.StopOnSignals();
+  std::thread([] { kill(getpid(), SIGINT); }).join();
+  EXPECT_TRUE(engine.Wait().ok());
+  EXPECT_TRUE(engine.stopping());
+}
+
+// A failed Start leaves nothing running: Wait, Stop and the destructor must
+// not wait for loops that never started.
+TEST(EngineStartTest, FailedStartLeavesANeverStartedEngine) {
+  int holder = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(holder, 1), 0);
+  socklen_t len = sizeof(a);
+  getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len);
+  std::string busy = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  for (AcceptMode mode : {AcceptMode::kReusePort, AcceptMode::kAcceptor}) {
+    Sender h(1);
+    {
+      Engine engine;
+      Options o;
+      o.loops = 2;
+      o.accept_mode = mode;
+      // The first address binds, the second cannot (held without SO_REUSEPORT).
+      absl::Status s = engine.Start(h, {"tcp://127.0.0.1:0", busy}, o);
+      EXPECT_FALSE(s.ok());
+      EXPECT_TRUE(engine.ListenAddresses().empty());
+      EXPECT_FALSE(engine.Wait().ok()) << "Wait on a failed engine returns at once";
+      engine.Stop();
+      EXPECT_FALSE(engine.Dial(busy).ok());
+      // A second Start on the same engine may succeed.
+      ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+      int fd = Connect(engine.ListenAddresses()[0]);
+      EXPECT_GE(fd, 0);
+      EXPECT_TRUE(ReadExactly(fd, 1).has_value());
+      close(fd);
+    }  // ~Engine stops and waits
+    EXPECT_EQ(h.shutdowns.load(), 1);
   }
-  for (auto& p : producers) p.join();
-  EXPECT_TRUE(WaitFor([&] { return done.load() == kThreads * kPer; }));
-  EXPECT_TRUE(ordered.load());
-  loop.Quit();
-  runner.join();
+  Sender unused(0);
+  EXPECT_FALSE(Engine().Start(unused, {"tcp://nonsense"}).ok());
+  close(holder);
 }
 
 class CountingEcho : public EventHandler {

@@ -6,82 +6,144 @@ Each repository is exposed under the name and labels of its upstream project
 @liburing//:liburing), so a consumer that has the network can replace these
 definitions with the upstream archives and change nothing else.
 
-Headers come from /usr/include (a builtin include directory of the host
-toolchain); each target only carries the link flags.
+Headers: each repository symlinks the package's directories from /usr/include
+under include/ and exports them with `includes`, so Bazel tracks them as inputs
+(an upgraded Debian package rebuilds what uses it) and the -isystem path it
+adds is searched before /usr/include. Libraries: `linkopts` only; for Abseil
+they come from pkg-config, run when the repository is fetched.
 """
 
-# Abseil components whose header is not named after the component: the
-# package (directory under absl/) each belongs to upstream.
-_ABSL_PACKAGE_OVERRIDES = {
-    "base": "base",
-    "core_headers": "base",
-    "config": "base",
-    "strings": "strings",
-    "str_format": "strings",
-    "str_format_internal": "strings",
-    "synchronization": "synchronization",
-    "status": "status",
-    "statusor": "status",
-    "time": "time",
-    "civil_time": "time",
-    "time_zone": "time",
-    "span": "types",
-    "optional": "types",
-    "variant": "types",
-    "any": "types",
-    "compare": "types",
-    "bad_optional_access": "types",
-    "bad_variant_access": "types",
-    "bad_any_cast": "types",
-    "flat_hash_map": "container",
-    "flat_hash_set": "container",
-    "node_hash_map": "container",
-    "node_hash_set": "container",
-    "btree": "container",
-    "fixed_array": "container",
-    "inlined_vector": "container",
-    "raw_hash_set": "container",
-    "hash": "hash",
-    "any_invocable": "functional",
-    "bind_front": "functional",
-    "function_ref": "functional",
-    "memory": "memory",
-    "meta": "meta",
-    "type_traits": "meta",
-    "numeric": "numeric",
-    "int128": "numeric",
-    "bits": "numeric",
-    "random_random": "random",
-    "random_distributions": "random",
-    "cord": "strings",
-    "cordz_info": "strings",
-    "log_severity": "base",
-    "raw_logging_internal": "base",
-    "throw_delegate": "base",
-    "cleanup": "cleanup",
-    "utility": "utility",
-    "algorithm": "algorithm",
-    "algorithm_container": "algorithm",
-    "debugging": "debugging",
-    "stacktrace": "debugging",
-    "symbolize": "debugging",
-    "failure_signal_handler": "debugging",
-    "flags": "flags",
-    "flags_parse": "flags",
-    "flags_usage": "flags",
-    "flags_marshalling": "flags",
-    "examine_stack": "debugging",
-    "leak_check": "debugging",
+# Where each Abseil component (pkg-config name absl_<component>) lives
+# upstream: "package:target". The pkg-config names are CMake's, which flatten
+# the package into the name (random_internal_randen is
+# //absl/random/internal:randen). Components missing here fall back to the
+# prefix rules in _absl_label, then to the directory holding <component>.h.
+_ABSL_LABELS = {
+    # absl/algorithm
+    "algorithm": "algorithm:algorithm",
+    "algorithm_container": "algorithm:container",
+    # absl/base
+    "atomic_hook": "base:atomic_hook",
+    "base": "base:base",
+    "base_internal": "base:base_internal",
+    "config": "base:config",
+    "core_headers": "base:core_headers",
+    "dynamic_annotations": "base:dynamic_annotations",
+    "endian": "base:endian",
+    "errno_saver": "base:errno_saver",
+    "fast_type_id": "base:fast_type_id",
+    "log_severity": "base:log_severity",
+    "malloc_internal": "base:malloc_internal",
+    "prefetch": "base:prefetch",
+    "pretty_function": "base:pretty_function",
+    "raw_logging_internal": "base:raw_logging_internal",
+    "scoped_set_env": "base:scoped_set_env",
+    "spinlock_wait": "base:spinlock_wait",
+    "strerror": "base:strerror",
+    "throw_delegate": "base:throw_delegate",
+    # absl/cleanup
+    "cleanup": "cleanup:cleanup",
+    "cleanup_internal": "cleanup:cleanup_internal",
+    # absl/container
+    "btree": "container:btree",
+    "compressed_tuple": "container:compressed_tuple",
+    "container_common": "container:common",
+    "container_memory": "container:container_memory",
+    "counting_allocator": "container:counting_allocator",
+    "fixed_array": "container:fixed_array",
+    "flat_hash_map": "container:flat_hash_map",
+    "flat_hash_set": "container:flat_hash_set",
+    "hash_function_defaults": "container:hash_function_defaults",
+    "hash_policy_traits": "container:hash_policy_traits",
+    "hashtable_debug": "container:hashtable_debug",
+    "hashtable_debug_hooks": "container:hashtable_debug_hooks",
+    "hashtablez_sampler": "container:hashtablez_sampler",
+    "inlined_vector": "container:inlined_vector",
+    "inlined_vector_internal": "container:inlined_vector_internal",
+    "layout": "container:layout",
+    "node_hash_map": "container:node_hash_map",
+    "node_hash_set": "container:node_hash_set",
+    "node_slot_policy": "container:node_slot_policy",
+    "raw_hash_map": "container:raw_hash_map",
+    "raw_hash_set": "container:raw_hash_set",
+    # absl/debugging
+    "debugging": "debugging:debugging",  # CMake-only aggregate
+    "debugging_internal": "debugging:debugging_internal",
+    "demangle_internal": "debugging:demangle_internal",
+    "examine_stack": "debugging:examine_stack",
+    "failure_signal_handler": "debugging:failure_signal_handler",
+    "leak_check": "debugging:leak_check",
+    "stacktrace": "debugging:stacktrace",
+    "symbolize": "debugging:symbolize",
+    # absl/flags (flags_<x> is //absl/flags:<x>, see _absl_label)
+    "flags": "flags:flag",
+    "flags_internal": "flags:flag_internal",
+    # absl/functional
+    "any_invocable": "functional:any_invocable",
+    "bind_front": "functional:bind_front",
+    "function_ref": "functional:function_ref",
+    # absl/hash
+    "city": "hash:city",
+    "hash": "hash:hash",
+    "low_level_hash": "hash:low_level_hash",
+    # absl/memory, absl/meta
+    "memory": "memory:memory",
+    "meta": "meta:meta",  # CMake-only aggregate
+    "type_traits": "meta:type_traits",
+    # absl/numeric
+    "bits": "numeric:bits",
+    "int128": "numeric:int128",
+    "numeric": "numeric:numeric",  # CMake-only aggregate
+    "numeric_representation": "numeric:representation",
+    # absl/profiling
+    "exponential_biased": "profiling:exponential_biased",
+    "periodic_sampler": "profiling:periodic_sampler",
+    "sample_recorder": "profiling:sample_recorder",
+    # absl/random (random_internal_<x> is //absl/random/internal:<x>)
+    "random_bit_gen_ref": "random:bit_gen_ref",
+    "random_distributions": "random:distributions",
+    "random_random": "random:random",
+    "random_seed_gen_exception": "random:seed_gen_exception",
+    "random_seed_sequences": "random:seed_sequences",
+    # absl/status
+    "status": "status:status",
+    "statusor": "status:statusor",
+    # absl/strings (and every cordz_<x>)
+    "cord": "strings:cord",
+    "cord_internal": "strings:cord_internal",
+    "str_format": "strings:str_format",
+    "str_format_internal": "strings:str_format_internal",
+    "strings": "strings:strings",
+    "strings_internal": "strings:internal",
+    # absl/synchronization
+    "graphcycles_internal": "synchronization:graphcycles_internal",
+    "kernel_timeout_internal": "synchronization:kernel_timeout_internal",
+    "synchronization": "synchronization:synchronization",
+    # absl/time
+    "civil_time": "time/internal/cctz:civil_time",
+    "time": "time:time",
+    "time_zone": "time/internal/cctz:time_zone",
+    # absl/types
+    "any": "types:any",
+    "bad_any_cast": "types:bad_any_cast",
+    "bad_any_cast_impl": "types:bad_any_cast_impl",
+    "bad_optional_access": "types:bad_optional_access",
+    "bad_variant_access": "types:bad_variant_access",
+    "compare": "types:compare",
+    "optional": "types:optional",
+    "span": "types:span",
+    "variant": "types:variant",
+    # absl/utility
+    "utility": "utility:utility",
 }
 
-# Upstream target names that differ from the pkg-config component names.
-_ABSL_TARGET_RENAMES = {
-    "random_random": "random",
-    "flags": "flag",
-    "flags_parse": "parse",
-    "flags_usage": "usage",
-    "flags_marshalling": "marshalling",
-}
+# CMake prefixes that stand for an upstream package: (prefix, package, whether
+# the upstream target name drops the prefix).
+_ABSL_PREFIXES = [
+    ("random_internal_", "random/internal", True),
+    ("flags_", "flags", True),
+    ("cordz_", "strings", False),
+]
 
 def _run(ctx, args):
     result = ctx.execute(args)
@@ -89,37 +151,64 @@ def _run(ctx, args):
         fail("%s failed: %s" % (" ".join(args), result.stderr))
     return result.stdout.strip()
 
+def _absl_label(ctx, component):
+    """Returns (package under absl/, target name) for a pkg-config component."""
+    label = _ABSL_LABELS.get(component)
+    if label == None:
+        for prefix, package, strip in _ABSL_PREFIXES:
+            if component.startswith(prefix):
+                label = "%s:%s" % (package, component[len(prefix):] if strip else component)
+                break
+    if label == None:
+        # A component newer than this table: guess from its header's place.
+        found = _run(ctx, ["sh", "-c", "ls /usr/include/absl/*/%s.h 2>/dev/null | head -1" % component])
+        label = "%s:%s" % (found.split("/")[-2] if found else "base", component)
+    package, name = label.split(":")
+    return package, name
+
+def _link_include_dir(ctx, paths):
+    """Symlinks /usr/include/<path> to include/<path> and returns its BUILD."""
+    for path in paths:
+        source = ctx.path("/usr/include/" + path)
+        if not source.exists:
+            fail("/usr/include/%s is missing: run tools/setup" % path)
+        ctx.symlink(source, "include/" + path)
+    return """package(default_visibility = ["//:__subpackages__"])
+
+cc_library(
+    name = "headers",
+    hdrs = glob(%r),
+    includes = ["."],
+)
+""" % [p + "/**" if not p.endswith(".h") else p for p in paths]
+
 def _absl_impl(ctx):
-    listing = _run(ctx, ["sh", "-c", "ls /usr/lib/*/pkgconfig/absl_*.pc /usr/lib/pkgconfig/absl_*.pc /usr/share/pkgconfig/absl_*.pc 2>/dev/null || true"])
+    listing = _run(ctx, ["pkg-config", "--list-all"])
+    components = sorted([
+        line.split(" ")[0][len("absl_"):]
+        for line in listing.split("\n")
+        if line.startswith("absl_")
+    ])
+    if not components:
+        fail("pkg-config knows no absl_* package: install libabsl-dev (tools/setup)")
     packages = {}
-    for path in listing.split("\n"):
-        if not path.endswith(".pc"):
-            continue
-        component = path.split("/")[-1][len("absl_"):-len(".pc")]
+    for component in components:
         libs = _run(ctx, ["pkg-config", "--libs", "absl_" + component])
-        pkg = _ABSL_PACKAGE_OVERRIDES.get(component)
-        if pkg == None:
-            found = _run(ctx, ["sh", "-c", "ls /usr/include/absl/*/%s.h 2>/dev/null | head -1" % component])
-            pkg = found.split("/")[-2] if found else "base"
-        name = _ABSL_TARGET_RENAMES.get(component, component)
-        packages.setdefault(pkg, []).append((name, [f for f in libs.split(" ") if f]))
-    for pkg, targets in packages.items():
+        package, name = _absl_label(ctx, component)
+        packages.setdefault(package, []).append((name, [f for f in libs.split(" ") if f]))
+    for package, targets in packages.items():
         lines = ['package(default_visibility = ["//visibility:public"])', ""]
         for name, flags in targets:
-            lines.append("cc_library(")
-            lines.append("    name = %r," % name)
-            lines.append("    linkopts = %r," % flags)
-            lines.append(")")
-            lines.append("")
-        # The bare package label (@com_google_absl//absl/strings) names the
-        # target of the same name upstream; make sure it exists.
-        names = [n for n, _ in targets]
-        if pkg not in names:
-            lines.append("cc_library(")
-            lines.append("    name = %r," % pkg)
-            lines.append("    deps = %r," % [":" + n for n in names])
-            lines.append(")")
-        ctx.file("absl/%s/BUILD.bazel" % pkg, "\n".join(lines) + "\n")
+            lines += [
+                "cc_library(",
+                "    name = %r," % name,
+                '    deps = ["//include:headers"],',
+                "    linkopts = %r," % flags,
+                ")",
+                "",
+            ]
+        ctx.file("absl/%s/BUILD.bazel" % package, "\n".join(lines))
+    ctx.file("include/BUILD.bazel", _link_include_dir(ctx, ["absl"]))
     ctx.file("WORKSPACE", 'workspace(name = "com_google_absl")\n')
     ctx.file("BUILD.bazel", "")
 
@@ -129,14 +218,18 @@ system_absl = repository_rule(
     doc = "Abseil from the system (pkg-config), under upstream labels.",
 )
 
-def _simple_impl(ctx):
+def _system_library_impl(ctx):
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
+    ctx.file("include/BUILD.bazel", _link_include_dir(ctx, ctx.attr.include_dirs))
     ctx.file("BUILD.bazel", ctx.attr.build_file_content)
 
 _system_library = repository_rule(
-    implementation = _simple_impl,
+    implementation = _system_library_impl,
     local = True,
-    attrs = {"build_file_content": attr.string()},
+    attrs = {
+        "build_file_content": attr.string(),
+        "include_dirs": attr.string_list(doc = "Paths under /usr/include to export."),
+    },
 )
 
 _GTEST_BUILD = """
@@ -145,11 +238,13 @@ package(default_visibility = ["//visibility:public"])
 # Upstream's gtest target includes gmock; so does this one.
 cc_library(
     name = "gtest",
+    deps = ["//include:headers"],
     linkopts = ["-lgmock", "-lgtest", "-lpthread"],
 )
 
 cc_library(
     name = "gtest_main",
+    deps = ["//include:headers"],
     linkopts = ["-lgtest_main", "-lgmock", "-lgtest", "-lpthread"],
 )
 
@@ -163,11 +258,13 @@ package(default_visibility = ["//visibility:public"])
 
 cc_library(
     name = "benchmark",
+    deps = ["//include:headers"],
     linkopts = ["-lbenchmark", "-lpthread"],
 )
 
 cc_library(
     name = "benchmark_main",
+    deps = ["//include:headers"],
     linkopts = ["-lbenchmark_main", "-lbenchmark", "-lpthread"],
 )
 """
@@ -175,16 +272,21 @@ cc_library(
 _CLI11_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
-# Header-only: /usr/include/CLI/CLI.hpp
-cc_library(name = "cli11")
+# Header-only.
+cc_library(
+    name = "cli11",
+    deps = ["//include:headers"],
+)
 """
 
 _BOOST_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
-# rules_boost's name for Boost.Context.
+# rules_boost's name for Boost.Context. Only boost/context is exported: the
+# rest of Boost it includes (config, assert, ...) comes from /usr/include.
 cc_library(
     name = "context",
+    deps = ["//include:headers"],
     linkopts = ["-lboost_context"],
 )
 """
@@ -194,6 +296,7 @@ package(default_visibility = ["//visibility:public"])
 
 cc_library(
     name = "liburing",
+    deps = ["//include:headers"],
     linkopts = ["-luring"],
 )
 """
@@ -201,8 +304,28 @@ cc_library(
 def netloop_system_deps():
     """Declares every external repository netloop needs, from Debian packages."""
     system_absl(name = "com_google_absl")
-    _system_library(name = "com_google_googletest", build_file_content = _GTEST_BUILD)
-    _system_library(name = "com_google_benchmark", build_file_content = _BENCHMARK_BUILD)
-    _system_library(name = "cli11", build_file_content = _CLI11_BUILD)
-    _system_library(name = "boost", build_file_content = _BOOST_BUILD)
-    _system_library(name = "liburing", build_file_content = _LIBURING_BUILD)
+    _system_library(
+        name = "com_google_googletest",
+        build_file_content = _GTEST_BUILD,
+        include_dirs = ["gtest", "gmock"],
+    )
+    _system_library(
+        name = "com_google_benchmark",
+        build_file_content = _BENCHMARK_BUILD,
+        include_dirs = ["benchmark"],
+    )
+    _system_library(
+        name = "cli11",
+        build_file_content = _CLI11_BUILD,
+        include_dirs = ["CLI"],
+    )
+    _system_library(
+        name = "boost",
+        build_file_content = _BOOST_BUILD,
+        include_dirs = ["boost/context"],
+    )
+    _system_library(
+        name = "liburing",
+        build_file_content = _LIBURING_BUILD,
+        include_dirs = ["liburing", "liburing.h"],
+    )

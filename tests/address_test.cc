@@ -1,0 +1,104 @@
+// Address parsing and formatting: the URIs users pass to Engine::Start/Dial.
+#include "reactor/address.h"
+
+#include <arpa/inet.h>
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace netloop {
+namespace {
+
+TEST(ParseAddressTest, Ipv4WithAndWithoutScheme) {
+  for (const char* uri : {"tcp://127.0.0.1:8080", "127.0.0.1:8080", "tcp4://127.0.0.1:8080"}) {
+    auto a = ParseAddress(uri);
+    ASSERT_TRUE(a.ok()) << uri << ": " << a.status();
+    EXPECT_EQ(a->address.family(), AF_INET) << uri;
+    EXPECT_EQ(a->address.port(), 8080) << uri;
+    EXPECT_EQ(a->address.ToString(), "127.0.0.1:8080") << uri;
+    EXPECT_EQ(a->address.ToUri(), "tcp://127.0.0.1:8080") << uri;
+    EXPECT_EQ(a->address.HostBytes(), std::string("\x7f\0\0\x01", 4)) << uri;
+  }
+  EXPECT_EQ(ParseAddress("tcp4://1.2.3.4:0")->network, Network::kTcp4);
+  EXPECT_EQ(ParseAddress("1.2.3.4:0")->network, Network::kTcp);
+}
+
+TEST(ParseAddressTest, Ipv6) {
+  auto a = ParseAddress("tcp://[::1]:443");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->address.family(), AF_INET6);
+  EXPECT_EQ(a->address.port(), 443);
+  EXPECT_EQ(a->address.ToString(), "[::1]:443");
+  EXPECT_EQ(a->address.ToUri(), "tcp://[::1]:443");
+  EXPECT_EQ(a->address.HostBytes().size(), 16u);
+  EXPECT_EQ(a->address.HostBytes().back(), '\x01');
+  auto any6 = ParseAddress("tcp6://[::]:0");
+  ASSERT_TRUE(any6.ok());
+  EXPECT_EQ(any6->network, Network::kTcp6);
+  EXPECT_EQ(any6->address.ToString(), "[::]:0");
+}
+
+TEST(ParseAddressTest, EmptyHostMeansAllInterfaces) {
+  auto a = ParseAddress("tcp://:9000");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->address.ToString(), "0.0.0.0:9000");
+  auto b = ParseAddress("tcp6://:9000");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->address.ToString(), "[::]:9000");
+}
+
+TEST(ParseAddressTest, LocalhostFollowsTheFamily) {
+  EXPECT_EQ(ParseAddress("tcp://localhost:1")->address.ToString(), "127.0.0.1:1");
+  EXPECT_EQ(ParseAddress("tcp4://localhost:1")->address.ToString(), "127.0.0.1:1");
+  EXPECT_EQ(ParseAddress("tcp6://localhost:1")->address.ToString(), "[::1]:1");
+}
+
+TEST(ParseAddressTest, UnixPathsAndAbstractNames) {
+  auto a = ParseAddress("unix:///tmp/x.sock");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->network, Network::kUnix);
+  EXPECT_EQ(a->address.family(), AF_UNIX);
+  EXPECT_EQ(a->address.port(), 0);
+  EXPECT_EQ(a->address.HostBytes(), "/tmp/x.sock");
+  EXPECT_EQ(a->address.ToUri(), "unix:///tmp/x.sock");
+  EXPECT_FALSE(a->address.is_ip());
+
+  auto abs = ParseAddress("unix://@netloop-abstract");
+  ASSERT_TRUE(abs.ok()) << abs.status();
+  EXPECT_EQ(abs->address.HostBytes(), std::string("\0netloop-abstract", 17));
+  EXPECT_EQ(abs->address.ToString(), "@netloop-abstract");
+  EXPECT_EQ(abs->address.ToUri(), "unix://@netloop-abstract");
+}
+
+TEST(ParseAddressTest, RejectsMalformedInput) {
+  for (const char* uri : {"udp://1.2.3.4:5", "tcp://1.2.3.4", "tcp://1.2.3.4:", "tcp://1.2.3.4:x",
+                          "tcp://1.2.3.4:65536", "tcp://[::1]", "tcp://[::1:80", "tcp://[::1]80",
+                          "unix://", "tcp4://[::1]:80", "tcp6://127.0.0.1:80"}) {
+    auto a = ParseAddress(uri);
+    EXPECT_FALSE(a.ok()) << uri << " parsed as " << a->address.ToUri();
+    if (!a.ok()) {
+      EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << uri;
+    }
+  }
+  std::string long_path = "unix:///tmp/" + std::string(200, 'p');
+  EXPECT_FALSE(ParseAddress(long_path).ok());
+}
+
+TEST(SocketAddressTest, BuildersAndCopies) {
+  in_addr ip;
+  ASSERT_EQ(inet_pton(AF_INET, "10.1.2.3", &ip), 1);
+  SocketAddress a = SocketAddress::Ipv4(ip, 65535);
+  EXPECT_EQ(a.ToString(), "10.1.2.3:65535");
+  EXPECT_EQ(a.length(), sizeof(sockaddr_in));
+  SocketAddress copy(a.sockaddr_ptr(), a.length());
+  EXPECT_EQ(copy.ToUri(), "tcp://10.1.2.3:65535");
+  SocketAddress none;
+  EXPECT_EQ(none.family(), AF_UNSPEC);
+  EXPECT_FALSE(none.is_ip());
+  EXPECT_EQ(none.ToUri(), "<unspecified>");
+  EXPECT_FALSE(SocketAddress::Unix("").ok());
+}
+
+}  // namespace
+}  // namespace netloop

@@ -1,0 +1,335 @@
+// FiberConn over socketpairs: Go's deadline semantics in the cases not
+// covered by fiber_bridge_test (shortened, moved into the past, keeps failing
+// until moved, write deadlines), errors, unread bytes, ReadView's shared
+// buffer surviving a parked write, and misuse reported as errors.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "fiberbridge/fiber_conn.h"
+#include "fiberbridge/scheduler.h"
+#include "fiberbridge/sync.h"
+#include "gtest/gtest.h"
+#include "reactor/errors.h"
+#include "tests/fiber_test_util.h"
+#include "tests/test_util.h"
+
+namespace netloop::fiber {
+namespace {
+
+using netloop::testing::Pattern;
+using netloop::testing::ReadExactly;
+using netloop::testing::ReadToEof;
+using netloop::testing::WaitFor;
+using netloop::testing::WriteAll;
+using testing::Loops;
+using testing::Pair;
+
+// Fills the kernel buffers of a socketpair from the fiber side so that the
+// next write parks.
+void FillSendBuffer(FiberConn& c) {
+  std::string chunk(64 * 1024, 'f');
+  for (int i = 0; i < 1000; ++i) {
+    ssize_t n = ::send(c.fd(), chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) return;
+  }
+  ADD_FAILURE() << "the socket buffer never filled";
+}
+
+TEST(FiberConnDeadlineTest, PastDeadlineKeepsFailingUntilMoved) {
+  Loops loops;
+  Pair p;
+  ASSERT_TRUE(WriteAll(p.test_end, "queued"));
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn& conn = **c;
+    conn.SetReadDeadline(absl::Now() - absl::Milliseconds(1));
+    char buf[16];
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_TRUE(absl::IsDeadlineExceeded(conn.Read(buf).status())) << i;
+      EXPECT_TRUE(absl::IsDeadlineExceeded(conn.ReadView().status())) << i;
+      (void)fiber::SleepFor(absl::Milliseconds(5));  // time passing does not help
+    }
+    // Only the read side expired.
+    EXPECT_TRUE(conn.WriteAll("w").ok());
+    // Moved into the future: the queued bytes are readable again.
+    conn.SetReadDeadline(absl::Now() + absl::Seconds(30));
+    absl::StatusOr<size_t> n = conn.Read(buf);
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_EQ(std::string(buf, *n), "queued");
+  }));
+  auto w = ReadExactly(p.test_end, 1);
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(*w, "w");
+}
+
+TEST(FiberConnDeadlineTest, ShortenedWhileParkedFiresAtTheNewTime) {
+  Loops loops;
+  Pair p;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn* conn = c->get();
+    absl::Time start = absl::Now();
+    conn->SetReadDeadline(start + absl::Seconds(30));
+    Spawn([conn, start] {
+      (void)fiber::SleepFor(absl::Milliseconds(10));
+      conn->SetReadDeadline(start + absl::Milliseconds(60));
+    });
+    char buf[8];
+    auto n = conn->Read(buf);
+    absl::Duration took = absl::Now() - start;
+    EXPECT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
+    EXPECT_GE(took, absl::Milliseconds(55));
+    EXPECT_LT(took, absl::Seconds(10)) << "still waited for the old, later deadline";
+  }));
+}
+
+TEST(FiberConnDeadlineTest, MovedIntoThePastWhileParkedWakesAtOnce) {
+  Loops loops;
+  Pair p;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn* conn = c->get();
+    absl::Time start = absl::Now();
+    Spawn([conn] {
+      (void)fiber::SleepFor(absl::Milliseconds(20));
+      conn->SetDeadline(absl::UnixEpoch());  // Go's idiom to interrupt a blocked call
+    });
+    char buf[8];
+    auto n = conn->Read(buf);  // no deadline when it parked
+    EXPECT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  }));
+}
+
+TEST(FiberConnDeadlineTest, ClearedWhileParkedNeverFires) {
+  Loops loops;
+  Pair p;
+  std::atomic<bool> cleared{false};
+  std::atomic<bool> returned{false};
+  absl::StatusOr<size_t> result = 0;
+  std::string got;
+  Spawn(loops.loop(), [&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn* conn = c->get();
+    conn->SetReadDeadline(absl::Now() + absl::Milliseconds(40));
+    Spawn([conn, &cleared] {
+      (void)fiber::SleepFor(absl::Milliseconds(10));
+      conn->SetReadDeadline(absl::InfiniteFuture());
+      cleared = true;
+    });
+    char buf[8];
+    result = conn->Read(buf);
+    if (result.ok()) got.assign(buf, *result);
+    returned = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return cleared.load(); }));
+  // Well past the original deadline, the reader must still be parked.
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_FALSE(returned.load()) << "the cleared deadline fired: " << result.status();
+  ASSERT_TRUE(WriteAll(p.test_end, "data"));
+  ASSERT_TRUE(WaitFor([&] { return returned.load(); }));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(got, "data");
+}
+
+TEST(FiberConnDeadlineTest, WriteDeadlineExpiresWhileParkedOnAFullBuffer) {
+  Loops loops;
+  Pair p;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn& conn = **c;
+    FillSendBuffer(conn);
+    conn.SetWriteDeadline(absl::Now() + absl::Milliseconds(50));
+    absl::Time start = absl::Now();
+    absl::Status s = conn.WriteAll(std::string(4096, 'x'));  // parks: nobody reads
+    EXPECT_TRUE(absl::IsDeadlineExceeded(s)) << s;
+    EXPECT_GE(absl::Now() - start, absl::Milliseconds(45));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(conn.WriteAll("y"))) << "stays expired";
+    // The read side has its own deadline and still works.
+    char buf[4];
+    ASSERT_TRUE(WriteAll(p.test_end, "r"));
+    absl::StatusOr<size_t> n = conn.Read(buf);
+    EXPECT_TRUE(n.ok()) << n.status();
+  }));
+}
+
+TEST(FiberConnTest, ReportsEofResetAndUseAfterClose) {
+  Loops loops;
+  Pair eof, reset;
+  ASSERT_TRUE(loops.Run([&] {
+    auto a = FiberConn::Adopt(eof.fiber_end);
+    auto b = FiberConn::Adopt(reset.fiber_end);
+    ASSERT_TRUE(a.ok() && b.ok());
+    char buf[8];
+    // EOF while parked: another fiber half-closes the peer end.
+    Spawn([fd = eof.test_end] {
+      (void)fiber::SleepFor(absl::Milliseconds(10));
+      shutdown(fd, SHUT_WR);
+    });
+    absl::StatusOr<size_t> n = (*a)->Read(buf);
+    EXPECT_TRUE(IsPeerClosed(n.status())) << n.status();
+    EXPECT_TRUE(IsPeerClosed((*a)->ReadFull(buf))) << "EOF mid-ReadFull";
+    // Writing to a closed peer: an error status, no SIGPIPE.
+    close(reset.test_end);
+    reset.test_end = -1;
+    absl::Status w = (*b)->WriteAll(std::string(256 * 1024, 'z'));
+    EXPECT_FALSE(w.ok());
+    EXPECT_EQ(GetCloseReason(w), CloseReason::kReset) << w;
+    // Use after Close.
+    (*a)->Close();
+    (*a)->Close();  // idempotent
+    EXPECT_EQ((*a)->fd(), -1);
+    EXPECT_EQ(GetCloseReason((*a)->Read(buf).status()), CloseReason::kClosed);
+    EXPECT_EQ(GetCloseReason((*a)->WriteAll("x")), CloseReason::kClosed);
+    EXPECT_FALSE((*a)->CloseWrite().ok());
+  }));
+}
+
+TEST(FiberConnTest, UnreadBytesComeFirstAndReadFullSpansSegments) {
+  Loops loops;
+  Pair p;
+  std::thread feeder([&] {
+    for (const char* piece : {"34", "56", "789"}) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      WriteAll(p.test_end, piece);
+    }
+  });
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end, "012");
+    ASSERT_TRUE(c.ok());
+    char one[1];
+    ASSERT_TRUE((*c)->ReadFull(one).ok());
+    EXPECT_EQ(one[0], '0');
+    absl::StatusOr<std::string_view> v = (*c)->ReadView();
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(*v, "12") << "the rest of the unread bytes, before the socket";
+    char buf[7];
+    ASSERT_TRUE((*c)->ReadFull(buf).ok());
+    EXPECT_EQ(std::string(buf, 7), "3456789");
+  }));
+  feeder.join();
+}
+
+// ReadView's bytes live in the loop's shared buffer; WriteAll of them that
+// parks must keep its own copy, or another connection's read on the same loop
+// would overwrite them while it waits.
+TEST(FiberConnTest, ParkedWriteOfAReadViewSurvivesOtherReadsOnTheLoop) {
+  Loops loops;
+  Pair src, noise;
+  const std::string big = Pattern(256 * 1024, 11);
+  std::atomic<bool> relayed{false};
+  std::atomic<int> noise_reads{0};
+  // Fiber 1 reads a view from `src` and writes it back to `src` without the
+  // peer reading: the write parks. Fiber 2 meanwhile reads other bytes
+  // through the same loop buffer.
+  Spawn(loops.loop(), [&] {
+    auto c = FiberConn::Adopt(src.fiber_end);
+    ASSERT_TRUE(c.ok());
+    std::string collected;
+    while (collected.size() < big.size()) {
+      absl::StatusOr<std::string_view> v = (*c)->ReadView();
+      ASSERT_TRUE(v.ok());
+      ASSERT_TRUE((*c)->WriteAll(*v).ok());
+      collected.append(v->size(), '.');
+    }
+    relayed = true;
+  });
+  Spawn(loops.loop(), [&] {
+    auto c = FiberConn::Adopt(noise.fiber_end);
+    ASSERT_TRUE(c.ok());
+    for (;;) {
+      absl::StatusOr<std::string_view> v = (*c)->ReadView();
+      if (!v.ok()) return;
+      noise_reads++;
+    }
+  });
+  std::thread writer([&] { WriteAll(src.test_end, big); });
+  std::thread noisy([&] {
+    std::string junk(60000, '#');
+    for (int i = 0; i < 50; ++i) WriteAll(noise.test_end, junk);
+    shutdown(noise.test_end, SHUT_WR);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let writes park
+  auto echoed = ReadExactly(src.test_end, big.size());
+  writer.join();
+  noisy.join();
+  ASSERT_TRUE(echoed.has_value());
+  EXPECT_TRUE(*echoed == big) << "echoed bytes were overwritten while parked";
+  EXPECT_TRUE(WaitFor([&] { return relayed.load(); }));
+  EXPECT_GT(noise_reads.load(), 0);
+}
+
+TEST(FiberConnTest, MisuseIsAnErrorNotAHang) {
+  Loops loops(2);
+  Pair p;
+  std::unique_ptr<FiberConn> conn;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    conn = std::move(*c);
+    // A second reader on the same direction while one is parked.
+    FiberConn* raw = conn.get();
+    bool first_returned = false;
+    Spawn([raw, &first_returned] {
+      char b[4];
+      (void)raw->Read(b);
+      first_returned = true;
+    });
+    Yield();
+    char b[4];
+    absl::StatusOr<size_t> second = conn->Read(b);
+    EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+    EXPECT_FALSE(first_returned);
+    ASSERT_TRUE(WriteAll(p.test_end, "x"));
+    for (int i = 0; i < 1000 && !first_returned; ++i) (void)fiber::SleepFor(absl::Milliseconds(1));
+    EXPECT_TRUE(first_returned);
+  }, 0));
+  // From a fiber of another loop: refused, not a data race.
+  ASSERT_TRUE(loops.Run([&] {
+    char b[4];
+    absl::StatusOr<size_t> n = conn->Read(b);
+    EXPECT_TRUE(absl::IsFailedPrecondition(n.status())) << n.status();
+  }, 1));
+  loops.Run([&] { conn.reset(); }, 0);
+  // Off a loop thread there is nothing to adopt onto.
+  Pair q;
+  auto off = FiberConn::Adopt(q.fiber_end);
+  EXPECT_TRUE(absl::IsFailedPrecondition(off.status())) << off.status();
+}
+
+TEST(FiberConnTest, AddressesOfADialedConnection) {
+  Loops loops;
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const int port = ntohs(a.sin_port);
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = Dial("tcp://127.0.0.1:" + std::to_string(port), absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ((*c)->RemoteAddress().ToString(), "127.0.0.1:" + std::to_string(port));
+    EXPECT_NE((*c)->LocalAddress().ToString().find("127.0.0.1:"), std::string::npos)
+        << (*c)->LocalAddress().ToString();
+    // A deadline already past fails the dial without connecting.
+    auto late = Dial("tcp://127.0.0.1:" + std::to_string(port), absl::UnixEpoch());
+    EXPECT_FALSE(late.ok());
+  }));
+  close(listener);
+}
+
+}  // namespace
+}  // namespace netloop::fiber

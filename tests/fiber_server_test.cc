@@ -1,0 +1,204 @@
+// FiberServer and HandOff beyond fiber_bridge_test: Stop waits for handlers
+// that are busy after the Closed wake-up, one server mixing callback and
+// fiber connections, HandOff refused while output is pending, unix sockets.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "fiberbridge/fiber_conn.h"
+#include "fiberbridge/offload.h"
+#include "fiberbridge/scheduler.h"
+#include "fiberbridge/server.h"
+#include "gtest/gtest.h"
+#include "reactor/errors.h"
+#include "reactor/netloop.h"
+#include "tests/test_util.h"
+
+namespace netloop::fiber {
+namespace {
+
+using netloop::testing::Connect;
+using netloop::testing::Pattern;
+using netloop::testing::ReadExactly;
+using netloop::testing::ReadToEof;
+using netloop::testing::WaitFor;
+using netloop::testing::WriteAll;
+
+void EchoHandler(FiberConn& conn) {
+  for (;;) {
+    absl::StatusOr<std::string_view> bytes = conn.ReadView();
+    if (!bytes.ok() || !conn.WriteAll(*bytes).ok()) return;
+  }
+}
+
+// After the Closed wake-up a handler may still have work to finish (here a
+// blocking call through Offload, which cannot be interrupted): Stop must wait
+// for it, up to its deadline, rather than abandon it.
+TEST(FiberServerStopTest, WaitsForHandlersFinishingAfterTheWakeUp) {
+  std::atomic<int> woken_closed{0};
+  std::atomic<int> finished{0};
+  FiberServer server;
+  Options o;
+  o.loops = 2;
+  o.accept_mode = AcceptMode::kAcceptor;
+  ASSERT_TRUE(server
+                  .Start({"tcp://127.0.0.1:0"}, o,
+                         [&](FiberConn& c) {
+                           char buf[8];
+                           absl::StatusOr<size_t> n = c.Read(buf);
+                           if (GetCloseReason(n.status()) == CloseReason::kClosed) {
+                             woken_closed++;
+                           }
+                           Offload([] { usleep(200 * 1000); });  // cleanup that blocks
+                           finished++;
+                         })
+                  .ok());
+  std::vector<int> fds;
+  for (int i = 0; i < 6; ++i) fds.push_back(Connect(server.ListenAddresses()[0]));
+  ASSERT_TRUE(WaitFor([&] { return server.CountConnections() == 6; }));
+  absl::Time start = absl::Now();
+  server.Stop(start + absl::Seconds(20));
+  EXPECT_TRUE(server.Wait().ok());
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(190)) << "returned before the handlers";
+  EXPECT_EQ(woken_closed.load(), 6);
+  EXPECT_EQ(finished.load(), 6);
+  EXPECT_EQ(server.CountConnections(), 0u);
+  for (int fd : fds) close(fd);
+}
+
+TEST(FiberServerTest, ServesOnAUnixSocket) {
+  std::string path = "/tmp/netloop_fiber_server_test_" + std::to_string(getpid()) + ".sock";
+  unlink(path.c_str());
+  FiberServer server;
+  ASSERT_TRUE(server.Start({"unix://" + path}, Options{.loops = 1}, EchoHandler).ok());
+  int fd = Connect("unix://" + path);
+  ASSERT_GE(fd, 0);
+  std::string msg = Pattern(300000, 5);
+  std::thread w([&] { EXPECT_TRUE(WriteAll(fd, msg)); });
+  auto got = ReadExactly(fd, msg.size());
+  w.join();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got == msg);
+  close(fd);
+  server.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(server.Wait().ok());
+  unlink(path.c_str());
+}
+
+// One engine, both models: connections whose first byte is 'F' are handed to
+// a fiber in OnTraffic; the others stay callback-driven. Stop closes the
+// parked fibers and still waits for them.
+class MixedHandler : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    if (conn.context() == nullptr) {
+      std::string_view first = conn.PeekContiguous(1);
+      if (first == "F") {
+        conn.Discard(1);
+        absl::Status s = HandOff(conn, [this](FiberConn& fc) {
+          fibers++;
+          char buf[256];
+          for (;;) {
+            absl::StatusOr<size_t> n = fc.Read(buf);
+            if (!n.ok()) {
+              if (GetCloseReason(n.status()) == CloseReason::kClosed) fibers_closed++;
+              return;
+            }
+            std::string reply = "f:" + std::string(buf, *n);
+            if (!fc.WriteAll(reply).ok()) return;
+          }
+        });
+        EXPECT_TRUE(s.ok()) << s;
+        return Action::kNone;
+      }
+      conn.set_context(this);  // marks it callback-driven
+    }
+    std::string data;
+    conn.Next().AppendTo(&data);
+    (void)conn.Write("c:" + data);
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status&) override { callback_closes++; }
+  std::atomic<int> fibers{0};
+  std::atomic<int> fibers_closed{0};
+  std::atomic<int> callback_closes{0};
+};
+
+TEST(HandOffTest, OneServerMixesCallbackAndFiberConnections) {
+  MixedHandler h;
+  Engine engine;
+  Options o;
+  o.loops = 2;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+  std::vector<int> fiber_fds, callback_fds;
+  for (int i = 0; i < 4; ++i) {
+    int f = Connect(engine.ListenAddresses()[0]);
+    int c = Connect(engine.ListenAddresses()[0]);
+    ASSERT_TRUE(WriteAll(f, "F"));
+    ASSERT_TRUE(WriteAll(c, "C"));
+    auto got = ReadExactly(c, 3);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, "c:C");
+    fiber_fds.push_back(f);
+    callback_fds.push_back(c);
+  }
+  ASSERT_TRUE(WaitFor([&] { return h.fibers.load() == 4; }));
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(WriteAll(fiber_fds[i], "x"));
+    auto got = ReadExactly(fiber_fds[i], 3);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, "f:x");
+    ASSERT_TRUE(WriteAll(callback_fds[i], "y"));
+    got = ReadExactly(callback_fds[i], 3);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, "c:y");
+  }
+  engine.Stop(absl::Now() + absl::Seconds(5));
+  EXPECT_TRUE(engine.Wait().ok());
+  EXPECT_EQ(h.fibers_closed.load(), 4) << "Stop woke the parked fibers with Closed";
+  EXPECT_EQ(h.callback_closes.load(), 4) << "only the callback connections";
+  for (int fd : fiber_fds) {
+    auto rest = ReadToEof(fd);
+    EXPECT_TRUE(rest.has_value() && rest->empty());
+    close(fd);
+  }
+  for (int fd : callback_fds) close(fd);
+}
+
+// HandOff must not strand bytes the callback side still has to send.
+class PendingOutputHandler : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    conn.Discard();
+    (void)conn.Write(std::string(16 << 20, 'p'));  // far more than the socket takes
+    handoff_status = HandOff(conn, [](FiberConn&) {});
+    handoff_done = true;
+    return Action::kNone;
+  }
+  absl::Status handoff_status;
+  std::atomic<bool> handoff_done{false};
+};
+
+TEST(HandOffTest, RefusedWhileOutputIsPending) {
+  PendingOutputHandler h;
+  Engine engine;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, Options{.loops = 1}).ok());
+  int fd = Connect(engine.ListenAddresses()[0]);
+  ASSERT_TRUE(WriteAll(fd, "go"));
+  ASSERT_TRUE(WaitFor([&] { return h.handoff_done.load(); }));
+  EXPECT_FALSE(h.handoff_status.ok());
+  // The callback side kept the connection: every byte still arrives.
+  auto got = ReadExactly(fd, 16 << 20);
+  EXPECT_TRUE(got.has_value());
+  close(fd);
+  engine.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(engine.Wait().ok());
+}
+
+}  // namespace
+}  // namespace netloop::fiber
