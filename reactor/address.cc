@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "reactor/sys_io.h"
 
 namespace netloop {
 namespace {
@@ -189,7 +190,7 @@ absl::StatusOr<NetAddress> ParseAddress(std::string_view uri) {
   hints.ai_family = want4 && want6 ? AF_UNSPEC : (want4 ? AF_INET : AF_INET6);
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  int rc = internal::SysGetAddrInfo(host.c_str(), nullptr, &hints, &res);
   if (rc != 0 || res == nullptr) {
     return absl::NotFoundError(absl::StrCat("cannot resolve \"", host,
                                             "\": ", gai_strerror(rc)));

@@ -15,6 +15,7 @@
 #include "reactor/event_loop.h"
 #include "reactor/logging.h"
 #include "reactor/socket_ops.h"
+#include "reactor/sys_io.h"
 #include "reactor/worker.h"
 
 namespace netloop {
@@ -32,7 +33,7 @@ ssize_t SendIov(int fd, const iovec* iov, size_t count) {
   do {
     // MSG_NOSIGNAL: a peer that reset mid-write is an error to report, never
     // a SIGPIPE that kills the process.
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    n = internal::SysSendMsg(fd, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   return n;
 }
@@ -153,7 +154,7 @@ void Conn::HandleReadable() {
   const bool edge = lp.poller().edge_triggered();
   size_t budget = worker_->options().read_budget_per_event;
   for (;;) {
-    ssize_t n = ::read(fd_, buf, cap);
+    ssize_t n = internal::SysRead(fd_, buf, cap);
     if (n > 0) {
       last_active_ns_ = lp.NowNanos();
       if (inbound_.empty()) {
@@ -247,7 +248,7 @@ absl::Status Conn::Write(std::string_view data) {
   if (outbound_.empty()) {
     ssize_t n;
     do {
-      n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      n = internal::SysSend(fd_, data.data(), data.size(), MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     if (n == static_cast<ssize_t>(data.size())) return absl::OkStatus();
     if (n < 0) {

@@ -9,6 +9,7 @@
 
 #include "reactor/clock.h"
 #include "reactor/logging.h"
+#include "reactor/sys_io.h"
 
 namespace netloop::internal {
 namespace {
@@ -41,10 +42,19 @@ void Listener::Close() {
 }
 
 void Listener::OnIoReady(uint32_t) {
-  for (int i = 0; i < kAcceptBatch && fd_ >= 0; ++i) {
+  for (int i = 0; fd_ >= 0; ++i) {
+    if (i == kAcceptBatch) {
+      // The batch is spent with connections possibly still queued. Level-
+      // triggered, the poller reports the socket again. Edge-triggered it
+      // would not: no new edge comes until another client connects, and after
+      // a burst none may, so the rest of the backlog would wait forever. Ask
+      // the loop to call again after it has served the others.
+      if (loop_->poller().edge_triggered()) loop_->ReinvokeNextIteration(this, kIoReadable);
+      return;
+    }
     SocketAddress peer;
     socklen_t len = sizeof(sockaddr_un);
-    int cfd = accept4(fd_, peer.mutable_sockaddr_ptr(), &len,
+    int cfd = SysAccept4(fd_, peer.mutable_sockaddr_ptr(), &len,
                       SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd >= 0) {
       peer.set_length(len);

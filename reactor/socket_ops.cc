@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/logging.h"
+#include "reactor/sys_io.h"
 
 namespace netloop {
 namespace {
@@ -84,7 +85,7 @@ absl::StatusOr<int> StartConnect(const SocketAddress& addr, bool* in_progress) {
   *in_progress = false;
   int rc;
   do {
-    rc = connect(fd, addr.sockaddr_ptr(), addr.length());
+    rc = internal::SysConnect(fd, addr.sockaddr_ptr(), addr.length());
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
     // Unix sockets answer EAGAIN when the listener's backlog is full.

@@ -1,0 +1,49 @@
+// The syscalls the engine makes on live sockets (accept, connect, read, send,
+// sendmsg, name resolution), behind one seam. In optimised builds each is the
+// plain syscall, inlined. In test builds (NETLOOP_FAULT_INJECTION, set by
+// //reactor:sys_io outside -c opt) each first asks the installed fault
+// injector (reactor/fault_injection.h) whether to fail, shorten or delay the
+// call, so tests can drive every error path from a seed.
+//
+// Engine internal: not part of the public API. Any thread.
+#ifndef NETLOOP_REACTOR_SYS_IO_H_
+#define NETLOOP_REACTOR_SYS_IO_H_
+
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace netloop::internal {
+
+#ifdef NETLOOP_FAULT_INJECTION
+ssize_t SysRead(int fd, void* buf, size_t n);
+ssize_t SysSend(int fd, const void* buf, size_t n, int flags);
+ssize_t SysSendMsg(int fd, const msghdr* msg, int flags);
+int SysAccept4(int fd, sockaddr* addr, socklen_t* len, int flags);
+int SysConnect(int fd, const sockaddr* addr, socklen_t len);
+int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
+                   addrinfo** res);
+#else
+inline ssize_t SysRead(int fd, void* buf, size_t n) { return ::read(fd, buf, n); }
+inline ssize_t SysSend(int fd, const void* buf, size_t n, int flags) {
+  return ::send(fd, buf, n, flags);
+}
+inline ssize_t SysSendMsg(int fd, const msghdr* msg, int flags) {
+  return ::sendmsg(fd, msg, flags);
+}
+inline int SysAccept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+  return ::accept4(fd, addr, len, flags);
+}
+inline int SysConnect(int fd, const sockaddr* addr, socklen_t len) {
+  return ::connect(fd, addr, len);
+}
+inline int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
+                          addrinfo** res) {
+  return ::getaddrinfo(host, service, hints, res);
+}
+#endif
+
+}  // namespace netloop::internal
+
+#endif  // NETLOOP_REACTOR_SYS_IO_H_
