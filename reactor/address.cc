@@ -115,7 +115,7 @@ std::string SocketAddress::ToUri() const {
   return absl::StrCat("tcp://", ToString());
 }
 
-absl::StatusOr<NetAddress> ParseAddress(std::string_view uri) {
+absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
   NetAddress out;
   std::string_view rest = uri;
   size_t scheme_end = rest.find("://");
@@ -186,24 +186,41 @@ absl::StatusOr<NetAddress> ParseAddress(std::string_view uri) {
     out.address = SocketAddress::Ipv6(v6, static_cast<uint16_t>(port));
     return out;
   }
+  out.unresolved_host = std::move(host);
+  out.unresolved_port = static_cast<uint16_t>(port);
+  return out;
+}
+
+absl::Status ResolveAddress(NetAddress* addr) {
+  if (addr->unresolved_host.empty()) return absl::OkStatus();
+  const bool want4 = addr->network != Network::kTcp6;
+  const bool want6 = addr->network != Network::kTcp4;
   addrinfo hints{};
   hints.ai_family = want4 && want6 ? AF_UNSPEC : (want4 ? AF_INET : AF_INET6);
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  int rc = internal::SysGetAddrInfo(host.c_str(), nullptr, &hints, &res);
+  int rc = internal::SysGetAddrInfo(addr->unresolved_host.c_str(), nullptr, &hints, &res);
   if (rc != 0 || res == nullptr) {
-    return absl::NotFoundError(absl::StrCat("cannot resolve \"", host,
+    return absl::NotFoundError(absl::StrCat("cannot resolve \"", addr->unresolved_host,
                                             "\": ", gai_strerror(rc)));
   }
-  out.address = SocketAddress(res->ai_addr, res->ai_addrlen);
+  addr->address = SocketAddress(res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
-  if (out.address.family() == AF_INET) {
-    reinterpret_cast<sockaddr_in*>(out.address.mutable_sockaddr_ptr())->sin_port =
-        htons(static_cast<uint16_t>(port));
+  const uint16_t port = htons(addr->unresolved_port);
+  if (addr->address.family() == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(addr->address.mutable_sockaddr_ptr())->sin_port = port;
   } else {
-    reinterpret_cast<sockaddr_in6*>(out.address.mutable_sockaddr_ptr())->sin6_port =
-        htons(static_cast<uint16_t>(port));
+    reinterpret_cast<sockaddr_in6*>(addr->address.mutable_sockaddr_ptr())->sin6_port = port;
   }
+  addr->unresolved_host.clear();
+  addr->unresolved_port = 0;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<NetAddress> ParseAddress(std::string_view uri) {
+  absl::StatusOr<NetAddress> out = ParseAddressNoLookup(uri);
+  if (!out.ok()) return out;
+  if (absl::Status s = ResolveAddress(&*out); !s.ok()) return s;
   return out;
 }
 

@@ -64,11 +64,24 @@ class SocketAddress {
 struct NetAddress {
   Network network = Network::kTcp;
   SocketAddress address;
+  // Set only by ParseAddressNoLookup for a host name that needs a lookup;
+  // `address` is then empty and ResolveAddress fills it in.
+  std::string unresolved_host;
+  uint16_t unresolved_port = 0;
 };
 
 // Parses a URI as above. Names other than numeric addresses and "localhost"
 // are resolved with getaddrinfo, which blocks: call it off the loop threads.
 absl::StatusOr<NetAddress> ParseAddress(std::string_view uri);
+
+// Parses a URI as above without ever blocking: a host name that needs a
+// lookup is returned in unresolved_host (with the port), for ResolveAddress
+// on a thread that may block. Any thread.
+absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri);
+
+// Resolves addr->unresolved_host with getaddrinfo (blocking) and clears it.
+// A no-op for an address that needs no lookup. Any thread but a loop's.
+absl::Status ResolveAddress(NetAddress* addr);
 
 }  // namespace netloop
 

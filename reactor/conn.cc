@@ -514,7 +514,7 @@ void Conn::CloseNow(absl::Status reason) {
   ++in_callback_;
   worker_->handler().OnClose(*this, reason);
   --in_callback_;
-  ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);  // a Dial that failed before its socket has none
   fd_ = -1;
   // The last Guard frees the Conn.
 }

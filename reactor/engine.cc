@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/clock.h"
+#include "reactor/dial_resolver.h"
 #include "reactor/errors.h"
 #include "reactor/listener.h"
 #include "reactor/logging.h"
@@ -63,6 +64,7 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
   IgnoreSigpipeOnce();
   handler_ = &handler;
   options_ = options;
+  resolver_ = std::make_unique<internal::DialResolver>();
   int n = options_.loops > 0 ? options_.loops
                              : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   for (int i = 0; i < n; ++i) {
@@ -107,6 +109,7 @@ absl::Status Engine::AbandonStart(absl::Status error) {
   acceptor_loop_.reset();
   workers_.clear();
   listen_uris_.clear();
+  resolver_.reset();
   handler_ = nullptr;
   started_.store(false);
   return error;
@@ -197,8 +200,9 @@ void Engine::OnAccepted(int fd, const SocketAddress& peer) {
 absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial) {
   if (!started_.load()) return absl::FailedPreconditionError("Dial before Start");
   if (stopping()) return absl::FailedPreconditionError("engine is stopping");
-  absl::StatusOr<NetAddress> parsed = ParseAddress(address);
+  absl::StatusOr<NetAddress> parsed = ParseAddressNoLookup(address);
   if (!parsed.ok()) return parsed.status();
+  if (!parsed->unresolved_host.empty()) return DialByName(*std::move(parsed), dial);
   bool in_progress = false;
   absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
   if (!fd.ok()) return fd.status();
@@ -222,6 +226,47 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
   return ConnRef(w, id);
 }
 
+absl::StatusOr<ConnRef> Engine::DialByName(NetAddress address, const DialOptions& dial) {
+  internal::Worker* w =
+      dial.loop >= 0 && dial.loop < num_loops()
+          ? workers_[dial.loop].get()
+          : workers_[round_robin_.fetch_add(1, std::memory_order_relaxed) %
+                     workers_.size()]
+                .get();
+  w->AddLoad(1);
+  dialled_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t id = NextConnId();
+  const int64_t timeout = DurationToNanosSaturated(dial.timeout);
+  const int64_t deadline = timeout == kNeverNanos ? kNeverNanos : MonotonicNanos() + timeout;
+  void* context = dial.context;
+  // Runs on the resolver's thread (or in Stop, cancelled), then moves to w.
+  resolver_->Resolve(std::move(address), [w, id, context,
+                                          deadline](absl::StatusOr<NetAddress> resolved) {
+    if (!resolved.ok()) {
+      absl::Status reason = absl::IsCancelled(resolved.status())
+                                ? ConnectFailedError(ECANCELED)
+                                : ConnectFailedError(resolved.status());
+      w->loop().RunInLoop([w, id, context, reason = std::move(reason)]() mutable {
+        w->FailDial(id, context, std::move(reason));
+      });
+      return;
+    }
+    bool in_progress = false;
+    absl::StatusOr<int> fd = StartConnect(resolved->address, &in_progress);
+    if (!fd.ok()) {
+      w->loop().RunInLoop([w, id, context, reason = fd.status()]() mutable {
+        w->FailDial(id, context, ConnectFailedError(reason));
+      });
+      return;
+    }
+    SocketAddress peer = resolved->address;
+    w->loop().RunInLoop([w, cfd = *fd, peer, id, in_progress, context, deadline] {
+      w->AddConnection(cfd, peer, id, true, in_progress, context, deadline);
+    });
+  });
+  return ConnRef(w, id);
+}
+
 void Engine::StartTicker() {
   if (stopping()) return;
   TickResult tick = handler_->OnTick();
@@ -239,6 +284,9 @@ void Engine::Stop(absl::Time deadline) {
   }
   int64_t deadline_ns = ToMonotonicNanos(deadline);
   stop_deadline_ns_.store(deadline_ns);
+  // Lookups still pending report ECANCELED on their loops, queued ahead of
+  // the stop itself.
+  resolver_->Cancel();
   if (acceptor_loop_) {
     acceptor_loop_->RunInLoop([this] {
       for (auto& l : acceptor_listeners_) l->Close();

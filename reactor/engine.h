@@ -35,6 +35,7 @@ namespace netloop {
 
 namespace internal {
 class Worker;
+class DialResolver;
 class Listener;
 }  // namespace internal
 
@@ -112,7 +113,10 @@ class Engine {
   // Connects to `address` from one of the loops. Returns at once: the
   // connection's OnOpen runs when connected; a failure is reported through
   // OnClose with a ConnectFailed reason. Errors returned here are immediate
-  // (bad address, engine stopped). Any thread, after Start.
+  // (bad address, engine stopped). A host name is looked up on a resolver
+  // thread, never on the caller's or a loop's; numeric addresses and
+  // "localhost" need no lookup. Stop cancels lookups still pending (OnClose
+  // with ConnectFailed). Any thread, after Start.
   absl::StatusOr<ConnRef> Dial(std::string_view address, DialOptions options = {});
 
   // The bound addresses as URIs with the real port ("tcp://127.0.0.1:39123").
@@ -137,6 +141,7 @@ class Engine {
   void StartTicker();
   absl::Status BindListeners(const std::vector<std::string>& addresses);
   absl::Status AbandonStart(absl::Status error);
+  absl::StatusOr<ConnRef> DialByName(NetAddress address, const DialOptions& dial);
 
   EventHandler* handler_ = nullptr;
   Options options_;
@@ -147,6 +152,8 @@ class Engine {
   std::thread acceptor_thread_;
   std::vector<std::unique_ptr<internal::Listener>> acceptor_listeners_;
   std::vector<std::string> listen_uris_;
+  // Looks up host names for Dial off the loops; created by Start.
+  std::unique_ptr<internal::DialResolver> resolver_;
 
   std::atomic<uint64_t> next_conn_id_{1};
   std::atomic<uint64_t> round_robin_{0};

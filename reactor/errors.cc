@@ -53,6 +53,11 @@ absl::Status ConnectFailedError(int err) {
                     CloseReason::kConnectFailed);
 }
 
+absl::Status ConnectFailedError(const absl::Status& cause) {
+  return WithReason(absl::UnavailableError(absl::StrCat("connect: ", cause.message())),
+                    CloseReason::kConnectFailed);
+}
+
 absl::Status EngineStoppingError() {
   return WithReason(
       absl::CancelledError("engine stopped before the connection drained"),

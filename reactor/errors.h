@@ -25,6 +25,8 @@ absl::Status ResetError(int err);  // errno from the failing syscall
 absl::Status ClosedError(std::string_view detail = "connection closed");
 absl::Status DeadlineExceededError(std::string_view detail = "i/o deadline exceeded");
 absl::Status ConnectFailedError(int err);
+// A Dial that failed before connecting (its name did not resolve).
+absl::Status ConnectFailedError(const absl::Status& cause);
 absl::Status EngineStoppingError();
 
 // The reason attached by one of the constructors above, or kNone.

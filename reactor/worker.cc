@@ -65,6 +65,14 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
   conn->HandleConnected();
 }
 
+void Worker::FailDial(uint64_t id, void* context, absl::Status reason) {
+  Conn* conn = new Conn(this, -1, id, /*is_client=*/true, SocketAddress());
+  conn->context_ = context;
+  conns_.emplace(id, conn);
+  Conn::Guard guard(conn);
+  conn->CloseNow(std::move(reason));
+}
+
 Conn* Worker::Find(uint64_t id) const {
   auto it = conns_.find(id);
   return it == conns_.end() ? nullptr : it->second;

@@ -31,6 +31,10 @@ class Worker final : public IterationHook {
   // opens a Conn for it. Counted in load() by whoever chose this worker.
   void AddConnection(int fd, const SocketAddress& peer, uint64_t id, bool is_client,
                      bool connecting, void* context, int64_t connect_deadline_ns);
+  // A Dial that failed before it had a socket (its name did not resolve, or
+  // the engine stopped first): reports `reason` through OnClose on a Conn
+  // that never opened. Counted in load() like AddConnection.
+  void FailDial(uint64_t id, void* context, absl::Status reason);
   Conn* Find(uint64_t id) const;
   // A Conn closed or detached: stop tracking it.
   void Forget(Conn* conn);

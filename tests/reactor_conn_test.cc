@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "reactor/fault_injection.h"
 #include "reactor/netloop.h"
 #include "tests/test_util.h"
 
@@ -566,10 +567,15 @@ TEST(DialTest, RefusedPortReportsConnectFailedWithoutOnOpen) {
   o.loops = 1;
   ASSERT_TRUE(client.Start(h, {}, o).ok());
   auto ref = client.Dial("tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  // Loopback may refuse at once (Dial's own error) or a moment later
+  // (OnClose); either way the refusal must be reported.
   if (ref.ok()) {
     ASSERT_TRUE(WaitFor([&] { return h.client_closed.load(); }));
     std::lock_guard<std::mutex> lock(h.mu);
     EXPECT_EQ(GetCloseReason(h.client_reason), CloseReason::kConnectFailed) << h.client_reason;
+  } else {
+    EXPECT_TRUE(absl::IsUnavailable(ref.status())) << ref.status();
+    EXPECT_NE(ref.status().message().find("refused"), absl::string_view::npos) << ref.status();
   }
   EXPECT_EQ(h.opens.load(), 0);
   EXPECT_FALSE(client.Dial("tcp://nonsense").ok()) << "bad addresses fail at once";
@@ -831,6 +837,56 @@ TEST(DialTest, ConnectTimeoutReportsConnectFailed) {
   EXPECT_TRUE(client.Wait().ok());
   for (int c : fillers) close(c);
   close(lfd);
+}
+
+// "127.1" is no address inet_pton takes, so Dial treats it as a host name and
+// looks it up on the resolver thread; getaddrinfo reads it as 127.0.0.1
+// without asking any name server, so the test needs no network.
+TEST(DialTest, HostNamesAreLookedUpOffTheLoopAndConnect) {
+  DialHandler server_h, client_h;
+  EngineFixture server(server_h);
+  ASSERT_TRUE(server.ok());
+  Engine client;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(client.Start(client_h, {}, o).ok());
+  auto ref = client.Dial("tcp://127.1:" + std::to_string(testing::PortOf(server.uri())));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_TRUE(WaitFor([&] { return client_h.done.load(); }));
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
+}
+
+// A lookup that fails is reported through OnClose (the name's error in the
+// reason), never by blocking Dial.
+TEST(DialTest, FailedLookupReportsConnectFailed) {
+  if (!FaultInjection::Available()) GTEST_SKIP() << "no fault seam in -c opt";
+  DialHandler h;
+  Engine client;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(client.Start(h, {}, o).ok());
+  FaultPlan every_lookup_fails;
+  every_lookup_fails.rate = 1.0;
+  every_lookup_fails.delays = false;
+  every_lookup_fails.spurious_eagain = false;
+  every_lookup_fails.connection_errors = false;
+  every_lookup_fails.accept_errors = false;
+  {
+    ScopedFaultInjection faults(every_lookup_fails);
+    auto ref = client.Dial("tcp://some-host.example:80");
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    ASSERT_TRUE(WaitFor([&] { return h.client_closed.load(); }));
+  }
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(GetCloseReason(h.client_reason), CloseReason::kConnectFailed) << h.client_reason;
+    EXPECT_NE(h.client_reason.message().find("some-host.example"), absl::string_view::npos)
+        << h.client_reason;
+  }
+  EXPECT_EQ(h.opens.load(), 0);
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
 }
 
 }  // namespace
