@@ -196,8 +196,25 @@ void Conn::DispatchTraffic() {
     fresh_ = {};
   }
   if (inbound_.empty()) inbound_.ReleaseIfEmpty();
+  const size_t max_inbound = worker_->options().max_inbound_bytes;
+  if (max_inbound > 0 && inbound_.size() > max_inbound && state_ == State::kOpen &&
+      !close_requested_) {
+    close_requested_ = true;
+    pending_reason_ = LimitExceededError(
+        "inbound bytes left unconsumed exceed Options::max_inbound_bytes");
+  }
+  AccountBuffers();
   ApplyAction(static_cast<int>(action));
   AfterCallback();
+}
+
+void Conn::AccountBuffers() {
+  const uint32_t now = static_cast<uint32_t>((inbound_.capacity() + outbound_.capacity()) >> 10);
+  if (now == accounted_kib_) return;
+  const bool grew = now > accounted_kib_;
+  worker_->AddBufferedKib(static_cast<int64_t>(now) - static_cast<int64_t>(accounted_kib_));
+  accounted_kib_ = now;
+  if (grew) worker_->EnforceBufferBudget();
 }
 
 void Conn::HandlePeerEof() {
@@ -355,6 +372,8 @@ bool Conn::SendBuffered() {
 void Conn::HandleWritable() { SendBuffered(); }
 
 void Conn::AfterOutboundGrew() {
+  AccountBuffers();
+  if (state_ != State::kOpen && state_ != State::kClosing) return;
   const Options& o = worker_->options();
   if (o.write_high_water > 0 && !read_paused_ && outbound_.size() > o.write_high_water) {
     read_paused_ = true;
@@ -371,6 +390,7 @@ void Conn::AfterOutboundGrew() {
 void Conn::AfterOutboundShrank() {
   if (outbound_.empty()) {
     outbound_.ReleaseIfEmpty();
+    AccountBuffers();
     if (state_ == State::kClosing) {
       absl::Status reason = std::move(pending_reason_);
       pending_reason_ = absl::OkStatus();
@@ -508,6 +528,7 @@ void Conn::CloseNow(absl::Status reason) {
   fresh_ = {};
   inbound_.Release();
   outbound_.Release();
+  AccountBuffers();
   worker_->Forget(this);
   // OnClose still sees a working fd (LocalAddress, SO_ options); the socket
   // closes right after it.
@@ -532,6 +553,7 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   Peek().AppendTo(&out.unread);
   fresh_ = {};
   inbound_.Release();
+  AccountBuffers();
   if (timer_.valid()) {
     loop().CancelTimer(timer_);
     timer_ = TimerId();

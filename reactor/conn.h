@@ -214,6 +214,10 @@ class Conn final : public IoWatcher {
   void ArmIdleTimer();
   void ArmDrainTimer();
   void OnIdleTimer();
+  // Brings the worker's buffer accounting up to date with this connection's
+  // ring capacities; enforces the budget when they grew. Free when nothing
+  // changed (the common case: no ring is allocated).
+  void AccountBuffers();
 
   internal::Worker* const worker_;
   const uint64_t id_;
@@ -242,6 +246,10 @@ class Conn final : public IoWatcher {
     sockaddr_in6 v6;
   } remote_{};
   uint8_t remote_len_ = 0;
+  // inbound_ + outbound_ capacity as counted in the worker's buffer budget
+  // (capacities are multiples of 1 KiB). Fits in the padding after
+  // remote_len_.
+  uint32_t accounted_kib_ = 0;
 };
 
 }  // namespace netloop

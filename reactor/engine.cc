@@ -364,6 +364,10 @@ EngineStats Engine::stats() const {
   s.accepted = accepted_.load(std::memory_order_relaxed);
   s.accept_pauses = accept_pauses_.load(std::memory_order_relaxed);
   s.dialled = dialled_.load(std::memory_order_relaxed);
+  for (auto& w : workers_) {
+    s.budget_closes += w->budget_closes();
+    s.buffered_bytes += w->buffered_bytes();
+  }
   return s;
 }
 

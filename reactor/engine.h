@@ -68,6 +68,11 @@ struct EngineStats {
   // of spinning; queued connections wait in the backlog and are not lost.
   uint64_t accept_pauses = 0;
   uint64_t dialled = 0;
+  // Connections closed because their loop's share of
+  // Options::buffer_budget_bytes was spent, and the bytes the loops' buffers
+  // hold now (capacity, inbound and outbound).
+  uint64_t budget_closes = 0;
+  uint64_t buffered_bytes = 0;
 };
 
 class Engine {

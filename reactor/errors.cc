@@ -64,6 +64,12 @@ absl::Status EngineStoppingError() {
       CloseReason::kEngineStopping);
 }
 
+absl::Status LimitExceededError(std::string_view detail) {
+  return WithReason(
+      absl::ResourceExhaustedError(absl::string_view(detail.data(), detail.size())),
+      CloseReason::kLimitExceeded);
+}
+
 CloseReason GetCloseReason(const absl::Status& status) {
   if (status.ok()) return CloseReason::kNone;
   auto payload = status.GetPayload(kReasonUrl);

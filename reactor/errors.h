@@ -18,6 +18,7 @@ enum class CloseReason {
   kDeadline,        // an I/O deadline or idle timeout passed   kDeadlineExceeded
   kConnectFailed,   // Dial could not connect                    kUnavailable
   kEngineStopping,  // forced by Engine::Stop after its deadline kCancelled
+  kLimitExceeded,   // a memory bound (Options) was reached  kResourceExhausted
 };
 
 absl::Status PeerClosedError();
@@ -28,6 +29,7 @@ absl::Status ConnectFailedError(int err);
 // A Dial that failed before connecting (its name did not resolve).
 absl::Status ConnectFailedError(const absl::Status& cause);
 absl::Status EngineStoppingError();
+absl::Status LimitExceededError(std::string_view detail);
 
 // The reason attached by one of the constructors above, or kNone.
 CloseReason GetCloseReason(const absl::Status& status);

@@ -57,9 +57,22 @@ struct Options {
 
   // Backpressure: once a connection's unsent bytes exceed the high-water mark
   // the loop stops reading from it until they drop to the low-water mark.
-  // 0 disables the mark. A low mark of 0 means high / 2.
-  size_t write_high_water = 4 * 1024 * 1024;
+  // 0 disables the mark. A low mark of 0 means high / 2. The default keeps a
+  // peer that does not read to about this much of our memory (nginx and Go
+  // hold tens of KiB per connection; the kernel's socket buffer comes on top).
+  size_t write_high_water = 256 * 1024;
   size_t write_low_water = 0;
+  // Inbound bytes a handler may leave unconsumed on one connection. Past it
+  // the connection is closed with a LimitExceeded reason (OnClose sees it):
+  // a handler that waits for a message larger than this would otherwise
+  // buffer whatever a peer sends. 0: no bound.
+  size_t max_inbound_bytes = 1024 * 1024;
+  // Memory all connections together may hold in their buffers (inbound and
+  // outbound rings, counted by capacity), split evenly between the loops.
+  // When a loop's share is spent, its heaviest connections are closed with a
+  // LimitExceeded reason until it is back under 90% of the share
+  // (EngineStats::budget_closes counts them). 0: no budget.
+  size_t buffer_budget_bytes = 256 * 1024 * 1024;
 
   SocketTuning socket;
 

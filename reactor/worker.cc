@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <functional>
 #include <utility>
+#include <vector>
 
 #include "reactor/clock.h"
 #include "reactor/errors.h"
@@ -71,6 +74,37 @@ void Worker::FailDial(uint64_t id, void* context, absl::Status reason) {
   conns_.emplace(id, conn);
   Conn::Guard guard(conn);
   conn->CloseNow(std::move(reason));
+}
+
+void Worker::EnforceBufferBudget() {
+  const size_t budget = options().buffer_budget_bytes;
+  if (budget == 0 || shedding_) return;
+  const int64_t share_kib = static_cast<int64_t>(budget / 1024 / engine_->workers_.size());
+  int64_t buffered = buffered_kib_.load(std::memory_order_relaxed);
+  if (buffered <= share_kib) return;
+  // Rare (the budget is spent), so a scan is fine: heaviest first, until the
+  // projected total is under 90% of the share. Closing runs handlers, which
+  // may write and come back here: shedding_ stops that recursion.
+  shedding_ = true;
+  std::vector<std::pair<uint32_t, uint64_t>> by_weight;  // (KiB, id)
+  by_weight.reserve(conns_.size());
+  for (const auto& [id, c] : conns_) {
+    if (c->accounted_kib_ > 0) by_weight.emplace_back(c->accounted_kib_, id);
+  }
+  std::sort(by_weight.begin(), by_weight.end(), std::greater<>());
+  const int64_t target = share_kib * 9 / 10;
+  const absl::Status reason = LimitExceededError(
+      "the loop's share of Options::buffer_budget_bytes is spent; closing the heaviest "
+      "connections");
+  for (const auto& [kib, id] : by_weight) {
+    if (buffered <= target) break;
+    buffered -= kib;
+    if (Conn* c = Find(id)) {
+      budget_closes_.fetch_add(1, std::memory_order_relaxed);
+      c->CloseWithError(reason);
+    }
+  }
+  shedding_ = false;
 }
 
 Conn* Worker::Find(uint64_t id) const {

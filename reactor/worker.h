@@ -56,6 +56,20 @@ class Worker final : public IterationHook {
   int64_t load() const { return load_.load(std::memory_order_relaxed); }
   void AddLoad(int64_t delta) { load_.fetch_add(delta, std::memory_order_relaxed); }
 
+  // Buffer accounting (see Options::buffer_budget_bytes). Loop thread,
+  // except the two readers.
+  void AddBufferedKib(int64_t delta) {
+    buffered_kib_.fetch_add(delta, std::memory_order_relaxed);
+  }
+  // Called when a connection's buffers grew: closes the heaviest connections
+  // while this loop is over its share.
+  void EnforceBufferBudget();
+  uint64_t budget_closes() const { return budget_closes_.load(std::memory_order_relaxed); }
+  uint64_t buffered_bytes() const {
+    int64_t kib = buffered_kib_.load(std::memory_order_relaxed);
+    return kib > 0 ? static_cast<uint64_t>(kib) * 1024 : 0;
+  }
+
   // IterationHook: notices when a stopping worker has nothing left.
   bool HasReadyWork() const override;
   void RunReadyWork() override;
@@ -70,6 +84,9 @@ class Worker final : public IterationHook {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<LoopService*> services_;
   std::atomic<int64_t> load_{0};
+  std::atomic<int64_t> buffered_kib_{0};
+  std::atomic<uint64_t> budget_closes_{0};
+  bool shedding_ = false;  // EnforceBufferBudget is on the stack
   bool stopping_ = false;
   bool stop_reported_ = false;
   int64_t stop_deadline_ns_ = 0;
