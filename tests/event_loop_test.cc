@@ -191,7 +191,9 @@ TEST(EventLoopTest, WatchReportsReadinessUntilUnwatched) {
   ASSERT_TRUE(WaitFor([&] { return reader.wakeups.load() == 1; }));
   t.Sync([&] { ASSERT_TRUE(loop.Unwatch(p[0], &reader).ok()); });
   ASSERT_EQ(write(p[1], "b", 1), 1);
-  usleep(30 * 1000);
+  // The poll that wakes the loop for this task also sees the pipe's byte, so
+  // a watch still in place would have been dispatched before the task ran.
+  t.Sync([] {});
   EXPECT_EQ(reader.wakeups.load(), 1) << "no events after Unwatch";
   close(p[0]);
   close(p[1]);
@@ -214,7 +216,10 @@ TEST(EventLoopTest, ReinvokeNextIterationCallsAgainWithoutPolling) {
   Reinvoker r(&t.loop());
   t.Sync([&] { t.loop().ReinvokeNextIteration(&r, kIoReadable); });
   EXPECT_TRUE(WaitFor([&] { return r.calls.load() == 5; }));
-  usleep(10 * 1000);
+  // Reinvokes run at the start of each iteration, before its tasks: a sixth
+  // would have run by the time two more iterations' tasks have.
+  t.Sync([] {});
+  t.Sync([] {});
   EXPECT_EQ(r.calls.load(), 5);
 }
 

@@ -54,6 +54,7 @@ class EngineFixture {
 class FrameHandler : public EventHandler {
  public:
   Action OnTraffic(Conn& conn) override {
+    traffic_calls.fetch_add(1);
     for (;;) {
       if (!conn.Peek().second.empty()) wrapped_views.fetch_add(1);
       ByteView header = conn.Peek(4);
@@ -74,7 +75,26 @@ class FrameHandler : public EventHandler {
     }
   }
   std::atomic<int> wrapped_views{0};
+  std::atomic<int> traffic_calls{0};
 };
+
+// Sends `piece` and waits until the server has read it (one more OnTraffic),
+// so that each piece is a read of its own instead of merging with the next.
+void SendAsOwnRead(int fd, std::string_view piece, FrameHandler& h) {
+  const int before = h.traffic_calls.load();
+  ASSERT_TRUE(WriteAll(fd, piece));
+  ASSERT_TRUE(WaitFor([&] { return h.traffic_calls.load() > before; }));
+}
+
+// Returns once every loop of `engine` has run a task queued now: whatever was
+// queued or ready before has been dispatched.
+void DrainLoops(Engine& engine) {
+  std::atomic<int> ran{0};
+  for (int i = 0; i < engine.num_loops(); ++i) {
+    engine.loop(i).RunInLoop([&ran] { ran.fetch_add(1); });
+  }
+  ASSERT_TRUE(WaitFor([&] { return ran.load() == engine.num_loops(); }));
+}
 
 std::string Frame(std::string_view payload) {
   uint32_t n = static_cast<uint32_t>(payload.size());
@@ -100,8 +120,7 @@ TEST(ConnTest, FramesSplitAtEveryByteBoundary) {
     int fd = Connect(f.uri());
     ASSERT_GE(fd, 0);
     SetNoDelay(fd);
-    ASSERT_TRUE(WriteAll(fd, stream.substr(0, split)));
-    usleep(200);  // let the first piece arrive on its own
+    SendAsOwnRead(fd, stream.substr(0, split), h);
     ASSERT_TRUE(WriteAll(fd, stream.substr(split)));
     auto got = ReadExactly(fd, expected.size());
     ASSERT_TRUE(got.has_value()) << "split " << split;
@@ -119,10 +138,7 @@ TEST(ConnTest, ByteByByteAndWrappedRingViews) {
   SetNoDelay(fd);
   // Byte by byte: every read leaves a partial frame in the ring.
   std::string frame = Frame("drip");
-  for (char c : frame) {
-    ASSERT_TRUE(WriteAll(fd, std::string(1, c)));
-    usleep(100);
-  }
+  for (char c : frame) SendAsOwnRead(fd, std::string(1, c), h);
   auto got = ReadExactly(fd, 4);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(*got, "pird");
@@ -131,8 +147,7 @@ TEST(ConnTest, ByteByByteAndWrappedRingViews) {
   std::string big;
   for (int i = 0; i < 60; ++i) big += Frame(Pattern(997 + i % 5, i));
   for (size_t off = 0; off < big.size(); off += 700) {
-    ASSERT_TRUE(WriteAll(fd, big.substr(off, 700)));
-    usleep(300);
+    SendAsOwnRead(fd, big.substr(off, 700), h);
   }
   size_t expect_bytes = 0;
   for (int i = 0; i < 60; ++i) expect_bytes += 997 + i % 5;
@@ -177,7 +192,8 @@ TEST(ConnTest, MultiMegabyteWriteCompletesThroughWritableEvents) {
   ASSERT_TRUE(f.ok());
   int fd = Connect(f.uri(), 30);
   ASSERT_GE(fd, 0);
-  usleep(100 * 1000);  // the socket fills up while we do not read
+  // The 32 MiB write in OnOpen met a full socket while we did not read.
+  ASSERT_TRUE(WaitFor([&] { return h.buffered_after_write.load() > 0; }));
   auto got = ReadToEof(fd, 64 << 20);
   ASSERT_TRUE(got.has_value());
   EXPECT_GT(h.buffered_after_write.load(), 0u) << "the write should have hit EAGAIN";
@@ -327,7 +343,7 @@ TEST(ConnTest, CloseWithErrorFromAnotherThreadReportsThatStatus) {
   // ConnRef::Close after close is a harmless no-op.
   h.First().Close();
   close(fd);
-  usleep(50 * 1000);
+  DrainLoops(f.engine);  // the Close above has run
   EXPECT_EQ(h.closes.load(), 1) << "OnClose exactly once";
 }
 
@@ -442,15 +458,17 @@ TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
 TEST(ConnTest, IdleTimeoutClosesOnlyTheIdleConnection) {
   RecordingHandler h;
   Options o;
-  o.idle_timeout = absl::Milliseconds(300);
+  o.idle_timeout = absl::Seconds(1);
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
   int idle = Connect(f.uri());
   int busy = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 2; }));
-  for (int i = 0; i < 12; ++i) {  // 600 ms of traffic every 50 ms
+  // Traffic on `busy` every 10 ms (a 100x margin on the timeout) until the
+  // idle one is closed, at most 20 s.
+  for (int i = 0; i < 2000 && h.closes.load() == 0; ++i) {
     ASSERT_TRUE(WriteAll(busy, "x"));
-    usleep(50 * 1000);
+    usleep(10 * 1000);
   }
   EXPECT_EQ(h.closes.load(), 1);
   EXPECT_TRUE(absl::IsDeadlineExceeded(h.LastReason())) << h.LastReason();
@@ -492,7 +510,7 @@ TEST(ConnTest, WritingToAResetPeerNeverRaisesSigpipe) {
   signal(SIGPIPE, SIG_DFL);
   int fd = Connect(f.uri());
   ASSERT_TRUE(WriteAll(fd, "go"));
-  usleep(20 * 1000);
+  ASSERT_TRUE(ReadExactly(fd, 1).has_value()) << "the server is streaming";
   linger lg{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   close(fd);  // RST while the server is writing
@@ -754,7 +772,7 @@ TEST(ConnTest, DetachHandsOverTheSocketAndUnreadBytes) {
   EXPECT_EQ(*got, "raw");
   close(h.detached.fd);
   close(fd);
-  usleep(20 * 1000);
+  DrainLoops(f.engine);
   EXPECT_EQ(h.closes.load(), 0) << "no OnClose for a detached connection";
 }
 

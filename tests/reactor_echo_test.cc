@@ -1,7 +1,11 @@
 // Echo over real loopback sockets in every engine configuration.
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <array>
+#include <map>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -28,6 +32,7 @@ class EchoHandler : public EventHandler {
     opens.fetch_add(1);
     std::lock_guard<std::mutex> lock(mu);
     loops_seen.push_back(conn.loop_index());
+    ports_seen.push_back(conn.RemoteAddress().port());
     return Action::kNone;
   }
   Action OnTraffic(Conn& conn) override {
@@ -42,6 +47,7 @@ class EchoHandler : public EventHandler {
   std::atomic<int> closes{0};
   std::mutex mu;
   std::vector<int> loops_seen;
+  std::vector<uint16_t> ports_seen;  // the peer's port, in the same order
 };
 
 using Config = std::tuple<AcceptMode, LoadBalancing, int /*loops*/, bool /*edge*/>;
@@ -177,11 +183,56 @@ TEST(LoadBalancingTest, RoundRobinSpreadsEvenly) {
   EXPECT_EQ(OpenAndCountPerLoop(LoadBalancing::kRoundRobin, 30), (std::vector<int>{10, 10, 10}));
 }
 
-TEST(LoadBalancingTest, SourceHashKeepsOneClientOnOneLoop) {
-  std::vector<int> per_loop = OpenAndCountPerLoop(LoadBalancing::kSourceAddrHash, 30);
-  int nonzero = 0;
-  for (int n : per_loop) nonzero += n > 0;
-  EXPECT_EQ(nonzero, 1) << "all 127.0.0.1 connections belong on one loop";
+// Clients bound to 16 different loopback sources, 4 connections each: every
+// source's connections share one loop, and the sources spread over more than
+// one loop (a constant hash would put them all on one).
+TEST(LoadBalancingTest, SourceHashKeepsEachSourceOnOneLoopAndSpreadsSources) {
+  constexpr int kSources = 16, kPerSource = 4;
+  EchoHandler h;
+  Engine engine;
+  Options o;
+  o.loops = 3;
+  o.accept_mode = AcceptMode::kAcceptor;
+  o.load_balancing = LoadBalancing::kSourceAddrHash;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+  std::map<uint16_t, int> source_of_port;  // client port -> source index
+  std::vector<int> fds;
+  sockaddr_in server{};
+  server.sin_family = AF_INET;
+  server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  server.sin_port = htons(testing::PortOf(engine.ListenAddresses()[0]));
+  for (int s = 0; s < kSources; ++s) {
+    for (int k = 0; k < kPerSource; ++k) {
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      src.sin_addr.s_addr = htonl(0x7f000002 + s);  // 127.0.0.2 ...
+      ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)), 0);
+      ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&server), sizeof(server)), 0);
+      socklen_t len = sizeof(src);
+      getsockname(fd, reinterpret_cast<sockaddr*>(&src), &len);
+      source_of_port[ntohs(src.sin_port)] = s;
+      fds.push_back(fd);
+    }
+  }
+  ASSERT_TRUE(testing::WaitFor([&] { return h.opens.load() == kSources * kPerSource; }));
+  std::map<int, std::set<int>> loops_of_source;
+  std::set<int> loops_used;
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    ASSERT_EQ(h.ports_seen.size(), h.loops_seen.size());
+    for (size_t i = 0; i < h.ports_seen.size(); ++i) {
+      loops_of_source[source_of_port.at(h.ports_seen[i])].insert(h.loops_seen[i]);
+      loops_used.insert(h.loops_seen[i]);
+    }
+  }
+  for (const auto& [source, loops] : loops_of_source) {
+    EXPECT_EQ(loops.size(), 1u) << "source 127.0.0." << source + 2 << " was split";
+  }
+  EXPECT_GT(loops_used.size(), 1u) << "16 sources all hashed to one loop";
+  for (int fd : fds) close(fd);
+  engine.Stop(absl::Now() + absl::Seconds(5));
+  EXPECT_TRUE(engine.Wait().ok());
 }
 
 TEST(LoadBalancingTest, LeastConnectionsBalances) {
