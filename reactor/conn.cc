@@ -258,6 +258,7 @@ void Conn::ApplyAction(int action) {
 // ---------------------------------------------------------------- writing
 
 absl::Status Conn::Write(std::string_view data) {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
@@ -284,6 +285,7 @@ absl::Status Conn::Write(std::string_view data) {
 }
 
 absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
@@ -340,6 +342,7 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
 }
 
 absl::Status Conn::Flush() {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen && state_ != State::kClosing) {
     return absl::FailedPreconditionError("flush on a closed connection");
   }
@@ -447,6 +450,7 @@ void Conn::UpdateInterest() {
 // ---------------------------------------------------------------- closing
 
 void Conn::Close() {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     if (state_ == State::kConnecting) CloseWithError(ClosedError());
     return;
@@ -482,6 +486,7 @@ void Conn::ArmDrainTimer() {
 }
 
 void Conn::CloseWithError(absl::Status reason) {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ == State::kClosed || state_ == State::kDetached) return;
   if (in_callback_ > 0) {
     close_requested_ = true;
@@ -492,6 +497,7 @@ void Conn::CloseWithError(absl::Status reason) {
 }
 
 void Conn::ShutdownWrite() {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) return;
   if (outbound_.empty()) {
     ::shutdown(fd_, SHUT_WR);
@@ -541,6 +547,7 @@ void Conn::CloseNow(absl::Status reason) {
 }
 
 absl::StatusOr<DetachedConn> Conn::Detach() {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("detach: connection is not open");
   }

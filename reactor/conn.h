@@ -4,7 +4,10 @@
 // EventHandler callbacks, or tasks and timers on that loop), except the
 // methods marked "any thread". A Conn is freed right after OnClose returns, so
 // other threads must never keep a Conn& or Conn*: they keep a ConnRef, which
-// stays safe to use after the connection is gone.
+// stays safe to use after the connection is gone. Loop code outside a
+// callback (a timer, a task) may hold a Conn* while the connection is open
+// (clear it in OnClose); a Write, Close, CloseWithError, Flush, ShutdownWrite
+// or Detach it makes may close and free the Conn before returning.
 //
 // Memory. An open connection that has nothing buffered owns no buffer: reads
 // land in the loop's shared buffer and OnTraffic sees them there, zero-copy.

@@ -101,6 +101,7 @@ void Worker::EnforceBufferBudget() {
     buffered -= kib;
     if (Conn* c = Find(id)) {
       budget_closes_.fetch_add(1, std::memory_order_relaxed);
+      Conn::Guard guard(c);  // the last guard out frees a closed Conn
       c->CloseWithError(reason);
     }
   }

@@ -8,8 +8,8 @@
 //     exactly the descriptors it held before.
 // A failing seed prints the command that replays it alone.
 //
-//   NETLOOP_FAULT_SEEDS=100000 bazel test //tests:fault_injection_test \
-//     --test_env=NETLOOP_FAULT_SEEDS --test_timeout=36000
+//   bazel test //tests:fault_injection_test --test_timeout=36000
+//     --test_env=NETLOOP_FAULT_SEEDS=100000   (one command line)
 #include <dirent.h>
 #include <stdlib.h>
 

@@ -907,5 +907,36 @@ TEST(DialTest, FailedLookupReportsConnectFailed) {
   EXPECT_TRUE(client.Wait().ok());
 }
 
+// Loop code outside any callback (here a timer) may write to and close an
+// open Conn; the Conn must still be freed after OnClose (ASan's leak check
+// fails this test if it is not).
+class TimerCloser : public EventHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    Conn* c = &conn;
+    conn.loop().RunAfter(absl::Milliseconds(1), [c] {
+      (void)c->Write("bye");
+      c->Close();
+    });
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status&) override { closes.fetch_add(1); }
+  std::atomic<int> closes{0};
+};
+
+TEST(ConnTest, WriteAndCloseFromALoopTimerFreeTheConn) {
+  TimerCloser h;
+  EngineFixture f(h);
+  ASSERT_TRUE(f.ok());
+  for (int i = 0; i < 20; ++i) {
+    int fd = Connect(f.uri());
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(ReadToEof(fd), "bye");
+    close(fd);
+  }
+  EXPECT_TRUE(WaitFor([&] { return h.closes.load() == 20; }));
+  EXPECT_TRUE(WaitFor([&] { return f.engine.CountConnections() == 0; }));
+}
+
 }  // namespace
 }  // namespace netloop

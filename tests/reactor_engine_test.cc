@@ -198,6 +198,37 @@ TEST(EngineStartTest, FailedStartLeavesANeverStartedEngine) {
   close(holder);
 }
 
+// Regression: a Start that failed at bind, then the Engine's destructor, called
+// OnShutdown on a handler whose OnBoot never ran.
+TEST(EngineStartTest, FailedBindNeverCallsOnShutdown) {
+  class Lifecycle : public EventHandler {
+   public:
+    Action OnBoot(Engine&) override {
+      boots.fetch_add(1);
+      return Action::kNone;
+    }
+    void OnShutdown(Engine&) override { shutdowns.fetch_add(1); }
+    std::atomic<int> boots{0}, shutdowns{0};
+  };
+  int holder = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(holder, 1), 0);
+  socklen_t len = sizeof(a);
+  getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len);
+  Lifecycle h;
+  {
+    Engine engine;
+    EXPECT_FALSE(
+        engine.Start(h, {"tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port))}).ok());
+  }  // ~Engine
+  EXPECT_EQ(h.boots.load(), 0);
+  EXPECT_EQ(h.shutdowns.load(), 0) << "OnShutdown without OnBoot";
+  close(holder);
+}
+
 class CountingEcho : public EventHandler {
  public:
   Action OnTraffic(Conn& conn) override {
