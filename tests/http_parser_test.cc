@@ -1,6 +1,7 @@
 #include "examples/http/http_parser.h"
 
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -444,6 +445,68 @@ TEST(HttpParserTest, BodyLimit) {
   tiny.max_body_bytes = 4;
   EXPECT_EQ(Whole(post(4), tiny).result, Result::kComplete);
   EXPECT_EQ(Whole(post(5), tiny).status, 413);
+}
+
+// Content-Length values at and beyond 2^64 once wrapped in the digit loop
+// (n * 10 overflowed before the saturation caught it): 2^64 read as 0, so the
+// declared body was parsed as the next request (request smuggling). Every
+// value over the limit, however many digits, must be 413 and never wrap.
+TEST(HttpParserTest, HugeContentLengthIsTooLargeNeverWrapped) {
+  for (std::string_view length : {
+           "18446744073709551616",     // 2^64: wrapped to 0
+           "18446744073709551615",     // 2^64 - 1
+           "18446744073709551617",     // 2^64 + 1: wrapped to 1
+           "36893488147419103232",     // 2^65
+           "99999999999999999999999",  // 23 digits
+           "4294967295",               // 2^32 - 1: above the 32-bit clamp
+           "4294967296",               // 2^32
+           "1048577",                  // the default limit + 1
+       }) {
+    const std::string request = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " +
+                                std::string(length) + "\r\n\r\n" +
+                                "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    const Outcome o = Whole(request);
+    EXPECT_EQ(o.result, Result::kError) << length;
+    EXPECT_EQ(o.status, 413) << length;
+    EXPECT_EQ(Drip(request), o) << length;
+  }
+  // The largest limit the parser keeps (4 GiB - 2): one byte over is 413, and
+  // so is 2^64 + that (which would wrap to exactly the limit).
+  ParserLimits big;
+  big.max_body_bytes = std::numeric_limits<size_t>::max();
+  auto head_with = [](std::string_view length) {
+    return "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) +
+           "\r\n\r\n";
+  };
+  EXPECT_EQ(Whole(head_with("4294967294"), big).result, Result::kNeedMore) << "at the limit";
+  EXPECT_EQ(Whole(head_with("4294967295"), big).status, 413);
+  EXPECT_EQ(Whole(head_with("18446744078004518910"), big).status, 413);
+  // A huge value is still judged for its syntax first: not a number is 400.
+  EXPECT_EQ(Whole(head_with("99999999999999999999999x")).status, 400);
+}
+
+// RFC 9110 8.6: Content-Length = 1*DIGIT, a decimal number. Leading zeros
+// are accepted and mean nothing (not octal, not "more digits, so bigger"),
+// whatever their number.
+TEST(HttpParserTest, ContentLengthLeadingZerosAreDecimal) {
+  auto post = [](std::string_view length, std::string_view body) {
+    return "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) +
+           "\r\n\r\n" + std::string(body);
+  };
+  Outcome o = Whole(post("007", "abcdefg"));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 7u);
+  EXPECT_EQ(o.body, "abcdefg");
+  o = Whole(post("010", "0123456789"));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 10u) << "decimal, not octal";
+  o = Whole(post(std::string(40, '0') + "5", "hello"));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 5u);
+  o = Whole(post(std::string(40, '0'), ""));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 0u);
+  EXPECT_EQ(Whole(post("0" + std::string(30, '0') + "2000000", "")).status, 413);
 }
 
 TEST(HttpParserTest, ErrorIsStickyUntilReset) {

@@ -297,6 +297,10 @@ TEST(HttpSessionTest, ErrorRespondsClosesAndStopsProcessing) {
       {"GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",
        "431 Request Header Fields Too Large"},
       {"POST / HTTP/1.1\r\nContent-Length: 9999999\r\n\r\n", "413 Content Too Large"},
+      // 2^64 once wrapped to 0, and the request after it was answered as a
+      // second, smuggled request.
+      {"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+       "413 Content Too Large"},
       {"GET / HTTP/3.0\r\n\r\n", "505 HTTP Version Not Supported"},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "501 Not Implemented"},
   };

@@ -232,12 +232,15 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
     if (name.size() == 14 && EqualsIgnoreCase(name, "content-length")) {
       if (have_length || value.empty()) return Fail(400);
       have_length = true;
-      // Saturates instead of overflowing: a huge valid number is 413, not 400.
-      constexpr size_t kSaturated = size_t{1} << 62;
-      size_t n = 0;
+      // 1*DIGIT, decimal; leading zeros add nothing. Accumulation stops once
+      // the value passes the limit (below 2^32), so n * 10 never nears 2^64
+      // and cannot wrap: any longer number, 2^64 included, stays above the
+      // limit and is 413. Every digit is still checked (a huge non-number
+      // is 400).
+      uint64_t n = 0;
       for (char c : value) {
         if (c < '0' || c > '9') return Fail(400);
-        n = std::min(n * 10 + static_cast<size_t>(c - '0'), kSaturated);
+        if (n <= max_body_bytes_) n = n * 10 + static_cast<uint64_t>(c - '0');
       }
       req->content_length = n;
     } else if (name.size() == 17 && EqualsIgnoreCase(name, "transfer-encoding")) {

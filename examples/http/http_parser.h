@@ -20,8 +20,11 @@
 //   - Header lines: "name: value", name a token (so no whitespace before the
 //     colon), value without controls other than HT. obs-fold (a line starting
 //     with SP or HT) is 400.
-//   - Content-Length: digits only, at most one such header (even duplicates of
-//     the same value are 400), over ParserLimits::max_body_bytes is 413.
+//   - Content-Length: 1*DIGIT, decimal (leading zeros are accepted and mean
+//     nothing: "007" is 7); anything else (sign, space, comma list, empty) is
+//     400, as is a second Content-Length line even with the same value. Over
+//     ParserLimits::max_body_bytes is 413, judged from the head alone, for
+//     any number of digits (a huge value never wraps to a small one).
 //   - Transfer-Encoding: with Content-Length 400; alone 501 (chunked request
 //     bodies are not supported: the server answers 501 and closes).
 //   - Header section (request line through the blank line) over
