@@ -142,13 +142,13 @@ TEST(HttpParserTest, OneLeadingEmptyLineIsSkipped) {
   ASSERT_EQ(o.result, Result::kComplete) << o.status;
   EXPECT_EQ(o.target, "/a");
   EXPECT_EQ(o.consumed, kLeadingCrlf.size());
-  EXPECT_EQ(Whole("\r\n\r\nGET / HTTP/1.1\r\n\r\n").status, 400) << "only one is skipped";
+  EXPECT_EQ(Whole("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").status, 400) << "only one is skipped";
 }
 
 // Valid and invalid requests alike: every way of cutting them gives the
 // outcome the whole gives.
 std::vector<std::string> SplitCorpus() {
-  std::string many = "GET / HTTP/1.1\r\n";
+  std::string many = "GET / HTTP/1.1\r\nHost: h\r\n";
   for (int i = 0; i < 65; ++i) many += "H" + std::to_string(i) + ": v\r\n";
   many += "\r\n";
   return {
@@ -157,15 +157,15 @@ std::vector<std::string> SplitCorpus() {
       kHttp10,
       kLeadingCrlf,
       many,                                                      // 431 (count)
-      "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",  // 431 (size)
-      std::string(40, 'A') + " / HTTP/1.1\r\n\r\n",              // 501 (method)
-      "G\x01T / HTTP/1.1\r\n\r\n",                               // 400 (method)
+      "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",  // 431 (size)
+      std::string(40, 'A') + " / HTTP/1.1\r\nHost: h\r\n\r\n",              // 501 (method)
+      "G\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",                               // 400 (method)
       std::string(9000, 'G'),                                    // 501 before 431
-      "GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n",                    // bare LF
-      "GET / HTTP/1.1\r\nA: b\rC: d\r\n\r\n",                    // bare CR
+      "GET / HTTP/1.1\r\nHost: h\r\nA: b\nC: d\r\n\r\n",                    // bare LF
+      "GET / HTTP/1.1\r\nHost: h\r\nA: b\rC: d\r\n\r\n",                    // bare CR
       "GET / HTTP/2.0\r\n\r\n",                                  // 505
-      "POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",      // 413
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",   // 501
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n",      // 413
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",   // 501
       "\r\r\n",                                                  // bare CR first
   };
 }
@@ -207,7 +207,7 @@ TEST(HttpParserTest, OneByteDripNeedsMoreUntilTheLastByte) {
 // byte per call finish quickly. Re-parsing the head on each body byte (the
 // quadratic mistake) would take minutes here.
 TEST(HttpParserTest, DripIsLinear) {
-  std::string req = "POST /echo HTTP/1.1\r\n";
+  std::string req = "POST /echo HTTP/1.1\r\nHost: h\r\n";
   for (int i = 0; i < 60; ++i) {
     req += "X-Header-" + std::to_string(i) + ": " + std::string(100, 'v') + "\r\n";
   }
@@ -223,7 +223,7 @@ TEST(HttpParserTest, DripIsLinear) {
   }
   ASSERT_EQ(p.Parse(all, &r, &used), Result::kComplete);
   EXPECT_EQ(r.body.size(), body);
-  EXPECT_EQ(r.header_count, 61u);
+  EXPECT_EQ(r.header_count, 62u);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
@@ -232,7 +232,7 @@ TEST(HttpParserTest, DripIsLinear) {
 // completes. Corrupting them between calls (which the contract forbids, and
 // which is exactly why it is observable) goes unnoticed while the parser waits.
 TEST(HttpParserTest, ResumedCallsDoNotRereadJudgedBytes) {
-  const std::string head = "POST /echo HTTP/1.1\r\nX: abc\r\nContent-Length: 4\r\n";
+  const std::string head = "POST /echo HTTP/1.1\r\nHost: h\r\nX: abc\r\nContent-Length: 4\r\n";
   std::string buf = head;
   RequestParser p;
   Request req;
@@ -288,14 +288,14 @@ TEST(HttpParserTest, PipelinedBatch) {
 }
 
 TEST(HttpParserTest, KeepAliveRules) {
-  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
+  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nHost: h\r\n\r\n").keep_alive);
+  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").keep_alive);
+  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive);
+  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
                    .keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n").keep_alive)
+  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close, keep-alive\r\n\r\n").keep_alive)
       << "close wins";
-  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nConnection: closed\r\n\r\n").keep_alive);
+  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: closed\r\n\r\n").keep_alive);
   EXPECT_FALSE(Whole("GET / HTTP/1.0\r\n\r\n").keep_alive);
   EXPECT_TRUE(Whole(kHttp10).keep_alive);
   EXPECT_EQ(Whole(kHttp10).minor_version, 0);
@@ -310,14 +310,14 @@ TEST(HttpParserTest, Rejections) {
     int status;
   } cases[] = {
       // Request line.
-      {"G@T / HTTP/1.1\r\n\r\n", 400},
-      {"GET\t/ HTTP/1.1\r\n\r\n", 400},
-      {" GET / HTTP/1.1\r\n\r\n", 400},
-      {"GET  / HTTP/1.1\r\n\r\n", 400},
+      {"G@T / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {" GET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"GET / HTTP/1.1 \r\n\r\n", 400},
-      {"GET /a\x01 HTTP/1.1\r\n\r\n", 400},
-      {"GET /a\x7f HTTP/1.1\r\n\r\n", 400},
-      {"GET /a\rb HTTP/1.1\r\n\r\n", 400},
+      {"GET /a\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET /a\rb HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"GET / HTTX/1.1\r\n\r\n", 400},
       {"GET / HTTP/1\r\n\r\n", 400},
       {"GET / HTTP/1.x\r\n\r\n", 400},
@@ -326,42 +326,42 @@ TEST(HttpParserTest, Rejections) {
       {"GET /\r\n\r\n", 400},
       {"GET\r\n\r\n", 400},
       {"\r\n\r\n", 400},
-      {std::string(kMaxMethodLength + 1, 'M') + " / HTTP/1.1\r\n\r\n", 501},
+      {std::string(kMaxMethodLength + 1, 'M') + " / HTTP/1.1\r\nHost: h\r\n\r\n", 501},
       {"GET / HTTP/2.0\r\n\r\n", 505},
       {"GET / HTTP/0.9\r\n\r\n", 505},
       // Header lines.
-      {"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nName : x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nName\t: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\n: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: 1\r\n folded\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: 1\r\n\tfolded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nName : x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nName\t: x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\n: x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n folded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n\tfolded\r\n\r\n", 400},
       {"GET / HTTP/1.1\r\n Leading: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"s, 400},
-      {"GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: b\0c\r\n\r\n"s, 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: b\x7f\r\n\r\n", 400},
       // Line endings.
       {"GET / HTTP/1.1\nHost: x\n\n", 400},
       {"GET / HTTP/1.1\r\nHost: x\n\r\n", 400},
       {"GET / HTTP/1.1\r\nHost: x\r\n\n", 400},
       {"GET / HTTP/1.1\r\nHost: x\r\r\n\r\n", 400},
-      {"\nGET / HTTP/1.1\r\n\r\n", 400},
-      {"\r\n\nGET / HTTP/1.1\r\n\r\n", 400},
+      {"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       // Framing.
-      {"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\nxy", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1 1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 0x1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413},
-      {"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n", 413},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\nxy", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n", 413},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999999\r\n\r\n", 413},
   };
   for (const Case& c : cases) {
     Outcome o = Whole(c.request);
@@ -371,29 +371,78 @@ TEST(HttpParserTest, Rejections) {
   }
 }
 
+// RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code
+// to any HTTP/1.1 request message that lacks a Host header field and to any
+// request message that contains more than one Host header field line or a
+// Host header field with an invalid field value." These were answered.
+TEST(HttpParserTest, HostIsRequiredOnceAndValid) {
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\n\r\n").status, 400) << "HTTP/1.1 without Host";
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET / HTTP/1.2\r\n\r\n").status, 400) << "any later 1.x too";
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\nHost: a\r\nhOST: b\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n").status, 400)
+      << "more than one is 400 in any version";
+  // HTTP/1.0 did not have Host: its absence is fine.
+  Outcome o = Whole("GET / HTTP/1.0\r\n\r\n");
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  RequestParser p;
+  Request req;
+  size_t used = 0;
+  ASSERT_EQ(p.Parse("GET / HTTP/1.1\r\nhost:  example.com:8080 \r\n\r\n", &req, &used),
+            Result::kComplete);
+  EXPECT_EQ(req.host, "example.com:8080");
+  ASSERT_EQ(p.Parse("GET / HTTP/1.0\r\n\r\n", &req, &used), Result::kComplete);
+  EXPECT_EQ(req.host, "");
+
+  // Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2); an empty
+  // value is allowed (a target without an authority, RFC 9112 3.2).
+  for (std::string_view ok : {
+           "", "example.com", "example.com:8080", "EXAMPLE.com:", "127.0.0.1:80",
+           "[::1]", "[::1]:8080", "[2001:db8::7]", "[v1.fe80::a+en1]", "a-b_c~d.e",
+           "%41bc", "!$&'()*+,;=",
+       }) {
+    const std::string request = "GET / HTTP/1.1\r\nHost: " + std::string(ok) + "\r\n\r\n";
+    EXPECT_EQ(Whole(request).result, Result::kComplete) << ok;
+  }
+  for (std::string_view bad : {
+           "a b",            // whitespace inside
+           "a\tb",           // HT is fine in field values, not in a host
+           "user@example",   // userinfo is not part of Host
+           "example.com:80x", "example.com:-1", "a:1:2", "example.com/path",
+           "example.com?q", "example.com#f", "[::1", "::1]", "[::1]x", "[::1]:a", "[]",
+           "[::1 ]", "%4", "%zz", "a\"b", "a<b", "caf\xc3\xa9",  // obs-text
+       }) {
+    const std::string request = "GET / HTTP/1.1\r\nHost: " + std::string(bad) + "\r\n\r\n";
+    EXPECT_EQ(Whole(request).status, 400) << bad;
+    const std::string http10 = "GET / HTTP/1.0\r\nHost: " + std::string(bad) + "\r\n\r\n";
+    EXPECT_EQ(Whole(http10).status, 400) << bad << " (any version)";
+  }
+}
+
 TEST(HttpParserTest, AcceptedEdgeCases) {
   for (std::string_view ok : {
-           "GET / HTTP/1.1\r\nA:\r\n\r\n",
-           "GET / HTTP/1.1\r\nA:b\r\n\r\n",
-           "GET / HTTP/1.1\r\nA: b\tc \t\r\n\r\n",
-           "GET / HTTP/1.1\r\nA: caf\xc3\xa9\r\n\r\n",  // obs-text in a value
-           "GET / HTTP/1.2\r\n\r\n",                     // a later 1.x minor
-           "GET * HTTP/1.1\r\n\r\n",
-           "M-SEARCH /x HTTP/1.1\r\n\r\n",
-           "POST / HTTP/1.1\r\nContent-Length: 000\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA:\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA:b\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA: b\tc \t\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA: caf\xc3\xa9\r\n\r\n",  // obs-text in a value
+           "GET / HTTP/1.2\r\nHost: h\r\n\r\n",            // a later 1.x minor
+           "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+           "M-SEARCH /x HTTP/1.1\r\nHost: h\r\n\r\n",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 000\r\n\r\n",
        }) {
     EXPECT_EQ(Whole(ok).result, Result::kComplete) << ok << " status " << Whole(ok).status;
   }
-  Outcome o = Whole("GET / HTTP/1.1\r\nA: b\tc \t\r\n\r\n");
-  EXPECT_EQ(o.headers[0].second, "b\tc");
-  EXPECT_EQ(Whole(std::string(kMaxMethodLength, 'M') + " / HTTP/1.1\r\n\r\n").result,
+  Outcome o = Whole("GET / HTTP/1.1\r\nHost: h\r\nA: b\tc \t\r\n\r\n");
+  EXPECT_EQ(o.headers[1].second, "b\tc");
+  EXPECT_EQ(Whole(std::string(kMaxMethodLength, 'M') + " / HTTP/1.1\r\nHost: h\r\n\r\n").result,
             Result::kComplete);
 }
 
 TEST(HttpParserTest, HeaderSizeLimit) {
   // A head of exactly 8 KiB is accepted, one byte more is 431.
   auto head_of = [](size_t size) {
-    std::string prefix = "GET / HTTP/1.1\r\nX: ";
+    std::string prefix = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
     return prefix + std::string(size - prefix.size() - 4, 'a') + "\r\n\r\n";
   };
   EXPECT_EQ(Whole(head_of(8192)).result, Result::kComplete);
@@ -401,7 +450,7 @@ TEST(HttpParserTest, HeaderSizeLimit) {
   EXPECT_EQ(Drip(head_of(8192)).result, Result::kComplete);
   EXPECT_EQ(Drip(head_of(8193)).status, 431);
   // No end in sight: 431 as soon as the limit is reached, without waiting.
-  std::string no_end = "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a');
+  std::string no_end = "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a');
   EXPECT_EQ(Whole(no_end.substr(0, 8191)).result, Result::kNeedMore);
   EXPECT_EQ(Whole(no_end.substr(0, 8192)).status, 431);
   // A custom limit.
@@ -412,9 +461,10 @@ TEST(HttpParserTest, HeaderSizeLimit) {
 }
 
 TEST(HttpParserTest, HeaderCountLimit) {
+  // n header lines in all, Host (which HTTP/1.1 requires) the first of them.
   auto with_headers = [](int n) {
-    std::string r = "GET / HTTP/1.1\r\n";
-    for (int i = 0; i < n; ++i) r += "H" + std::to_string(i) + ": v\r\n";
+    std::string r = "GET / HTTP/1.1\r\nHost: h\r\n";
+    for (int i = 1; i < n; ++i) r += "H" + std::to_string(i) + ": v\r\n";
     return r + "\r\n";
   };
   Outcome ok = Whole(with_headers(64));
@@ -432,7 +482,7 @@ TEST(HttpParserTest, HeaderCountLimit) {
 
 TEST(HttpParserTest, BodyLimit) {
   auto post = [](size_t n) {
-    return "POST /echo HTTP/1.1\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" +
+    return "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" +
            std::string(n, 'x');
   };
   Outcome max = Whole(post(1024 * 1024));
@@ -513,23 +563,23 @@ TEST(HttpParserTest, ErrorIsStickyUntilReset) {
   RequestParser p;
   Request req;
   size_t used = 0;
-  ASSERT_EQ(p.Parse("G@T / HTTP/1.1\r\n\r\n", &req, &used), Result::kError);
+  ASSERT_EQ(p.Parse("G@T / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kError);
   EXPECT_EQ(p.error_status(), 400);
-  EXPECT_EQ(p.Parse("GET / HTTP/1.1\r\n\r\n", &req, &used), Result::kError);
+  EXPECT_EQ(p.Parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kError);
   p.Reset();
   EXPECT_EQ(p.error_status(), 0);
-  ASSERT_EQ(p.Parse("GET / HTTP/1.1\r\n\r\n", &req, &used), Result::kComplete);
-  EXPECT_EQ(used, 18u);
+  ASSERT_EQ(p.Parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kComplete);
+  EXPECT_EQ(used, 27u);
 }
 
 TEST(HttpParserTest, ResetDropsAPartialRequest) {
   RequestParser p;
   Request req;
   size_t used = 0;
-  ASSERT_EQ(p.Parse("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", &req, &used),
+  ASSERT_EQ(p.Parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab", &req, &used),
             Result::kNeedMore);
   p.Reset();
-  ASSERT_EQ(p.Parse("GET /b HTTP/1.1\r\n\r\n", &req, &used), Result::kComplete);
+  ASSERT_EQ(p.Parse("GET /b HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kComplete);
   EXPECT_EQ(req.target, "/b");
   EXPECT_EQ(req.body, "");
 }
@@ -545,8 +595,8 @@ TEST(HttpParserTest, GarbageNeverCrashes) {
     for (char& c : junk) {
       c = static_cast<char>(rng() % 4 == 0 ? "\r\n :/"[rng() % 5] : rng());
     }
-    if (i % 3 == 0) junk = "GET / HTTP/1.1\r\n" + junk;
-    if (i % 3 == 1) junk = "POST / HTTP/1.1\r\nContent-Length: 5\r\n" + junk;
+    if (i % 3 == 0) junk = "GET / HTTP/1.1\r\nHost: h\r\n" + junk;
+    if (i % 3 == 1) junk = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n" + junk;
     std::vector<size_t> cuts;
     for (size_t at = 0; at < junk.size(); at += 1 + rng() % 40) cuts.push_back(at);
     cuts.push_back(junk.size());

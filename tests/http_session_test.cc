@@ -208,10 +208,10 @@ TEST(HttpSessionTest, IncompleteTailIsLeftForLater) {
 TEST(HttpSessionTest, EverySplitGivesTheSameBytes) {
   std::string in;
   for (int i = 0; i < 3; ++i) in += kPlaintext;
-  in += "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
-  in += "HEAD / HTTP/1.1\r\n\r\n";
-  in += "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
-  in += "GET / HTTP/1.1\r\n\r\n";  // after the close: never answered
+  in += "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+  in += "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n";
+  in += "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+  in += "GET / HTTP/1.1\r\nHost: h\r\n\r\n";  // after the close: never answered
   const Driven whole = Drive(in, {in.size()});
   EXPECT_TRUE(whole.closed);
   EXPECT_EQ(CountResponses(whole.out), 6u);
@@ -237,7 +237,7 @@ TEST(HttpSessionTest, HeadHasHeadersButNoBody) {
   const std::string head_response(kPlaintextResponse.substr(0, kPlaintextResponse.size() - 13));
   EXPECT_EQ(out, head_response + std::string(kPlaintextResponse));
   out.clear();
-  session.Process("HEAD /nope HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out.find("HTTP/1.1 404 Not Found\r\n"), 0u);
   EXPECT_NE(out.find("Content-Length: 9\r\n"), std::string::npos);
   EXPECT_EQ(out.substr(out.size() - 4), "\r\n\r\n") << "no body";
@@ -247,24 +247,24 @@ TEST(HttpSessionTest, NotFoundAndMethodNotAllowed) {
   const HttpDate date = FixedDate();
   HttpSession session;
   std::string out;
-  session.Process("GET /nope HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("GET /nope HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out,
             "HTTP/1.1 404 Not Found\r\nServer: netloop\r\n"
             "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\n"
             "Content-Length: 9\r\n\r\nNot Found");
   out.clear();
-  session.Process("DELETE /plaintext HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("DELETE /plaintext HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out,
             "HTTP/1.1 405 Method Not Allowed\r\nServer: netloop\r\n"
             "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\n"
             "Content-Length: 18\r\nAllow: GET, HEAD\r\n\r\nMethod Not Allowed");
   out.clear();
-  session.Process("GET /echo HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out.find("HTTP/1.1 405 "), 0u);
   EXPECT_NE(out.find("\r\nAllow: POST\r\n"), std::string::npos);
   out.clear();
   // Methods are case-sensitive: "get" is some other method.
-  SessionResult r = session.Process("get / HTTP/1.1\r\n\r\n", date, &out);
+  SessionResult r = session.Process("get / HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out.find("HTTP/1.1 405 "), 0u);
   EXPECT_FALSE(r.close_after_write);
 }
@@ -274,9 +274,9 @@ TEST(HttpSessionTest, PostEchoAndIgnoredBodies) {
   HttpSession session;
   std::string out;
   std::string in =
-      "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nping"
-      "POST /plaintext HTTP/1.1\r\nContent-Length: 3\r\n\r\nGET"  // body ignored
-      "POST /echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+      "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nping"
+      "POST /plaintext HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nGET"  // body ignored
+      "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n";
   SessionResult r = session.Process(in, date, &out);
   EXPECT_EQ(r.consumed, in.size());
   std::vector<std::string> responses = SplitResponses(out);
@@ -293,16 +293,20 @@ TEST(HttpSessionTest, ErrorRespondsClosesAndStopsProcessing) {
     std::string bad;
     std::string_view status_line;
   } cases[] = {
-      {"BROKEN\x01 / HTTP/1.1\r\n\r\n", "400 Bad Request"},
-      {"GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",
+      {"BROKEN\x01 / HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",
        "431 Request Header Fields Too Large"},
-      {"POST / HTTP/1.1\r\nContent-Length: 9999999\r\n\r\n", "413 Content Too Large"},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9999999\r\n\r\n", "413 Content Too Large"},
       // 2^64 once wrapped to 0, and the request after it was answered as a
       // second, smuggled request.
-      {"POST / HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n",
        "413 Content Too Large"},
       {"GET / HTTP/3.0\r\n\r\n", "505 HTTP Version Not Supported"},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "501 Not Implemented"},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", "501 Not Implemented"},
+      // RFC 9112 3.2: no Host in HTTP/1.1, two Hosts, or a bad one is 400.
+      {"GET / HTTP/1.1\r\n\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", "400 Bad Request"},
   };
   for (const Case& c : cases) {
     const HttpDate date = FixedDate();
@@ -329,7 +333,7 @@ TEST(HttpSessionTest, ConnectionCloseStopsAfterItsResponse) {
   const HttpDate date = FixedDate();
   HttpSession session;
   std::string out;
-  std::string first = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+  std::string first = "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
   std::string in = first + std::string(kPlaintext);
   SessionResult r = session.Process(in, date, &out);
   EXPECT_TRUE(r.close_after_write);

@@ -57,6 +57,58 @@ bool IsValidFieldValue(std::string_view s) {
   return IsValidFieldValueSlow(s.substr(i));
 }
 
+// RFC 3986 unreserved and sub-delims: the characters of a reg-name (and,
+// with ':', of an IP literal), besides pct-encoded triplets.
+constexpr std::array<bool, 256> kHostChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (unsigned char c : std::string_view("-._~!$&'()*+,;=")) t[c] = true;
+  return t;
+}();
+
+bool IsHexDigit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// uri-host [ ":" port ] (RFC 9110 7.2 Host, RFC 3986 3.2.2 and 3.2.3):
+//   uri-host = IP-literal / IPv4address / reg-name
+//   IP-literal = "[" ( IPv6address / IPvFuture ) "]"
+//   reg-name = *( unreserved / pct-encoded / sub-delims )
+//   port = *DIGIT
+// An IP literal is checked for its characters only (hex digits, ':' and '.'
+// for IPv6, unreserved / sub-delims / ':' for IPvFuture), not as an address.
+// No userinfo ("@"), path, query, fragment or whitespace. An empty host is
+// valid here (Host may be empty); callers needing one check for it.
+bool IsValidAuthority(std::string_view v) {
+  size_t i = 0;
+  if (!v.empty() && v[0] == '[') {
+    const size_t close = v.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; ++i) {
+      if (v[i] != ':' && !kHostChars[static_cast<unsigned char>(v[i])]) return false;
+    }
+    i = close + 1;
+  } else {
+    while (i < v.size() && v[i] != ':') {
+      if (v[i] == '%') {
+        if (i + 2 >= v.size() || !IsHexDigit(v[i + 1]) || !IsHexDigit(v[i + 2])) return false;
+        i += 3;
+        continue;
+      }
+      if (!kHostChars[static_cast<unsigned char>(v[i])]) return false;
+      ++i;
+    }
+  }
+  if (i == v.size()) return true;
+  if (v[i] != ':') return false;
+  for (++i; i < v.size(); ++i) {
+    if (v[i] < '0' || v[i] > '9') return false;
+  }
+  return true;
+}
+
 char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -207,7 +259,9 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
   req->minor_version = version[7] - '0';
 
   bool have_length = false;
+  bool have_host = false;
   bool have_transfer_encoding = false;
+  req->host = {};
   bool saw_close = false;
   bool saw_keep_alive = false;
   size_t pos = eol + 2;
@@ -227,7 +281,7 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
     if (req->header_count >= max_headers_) return Fail(431);
     req->headers[req->header_count++] = Header{name, value};
 
-    // Most names are none of the three that matter; comparing lengths
+    // Most names are none of the four that matter; comparing lengths
     // inline first skips the calls for them.
     if (name.size() == 14 && EqualsIgnoreCase(name, "content-length")) {
       if (have_length || value.empty()) return Fail(400);
@@ -243,6 +297,12 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
         if (n <= max_body_bytes_) n = n * 10 + static_cast<uint64_t>(c - '0');
       }
       req->content_length = n;
+    } else if (name.size() == 4 && EqualsIgnoreCase(name, "host")) {
+      // RFC 9112 3.2: more than one Host line, or an invalid value, is 400
+      // in any version.
+      if (have_host || !IsValidAuthority(value)) return Fail(400);
+      have_host = true;
+      req->host = value;
     } else if (name.size() == 17 && EqualsIgnoreCase(name, "transfer-encoding")) {
       have_transfer_encoding = true;
     } else if (name.size() == 10 && EqualsIgnoreCase(name, "connection")) {
@@ -257,6 +317,8 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
       }
     }
   }
+  // RFC 9112 3.2: an HTTP/1.1 request must carry Host (HTTP/1.0 predates it).
+  if (!have_host && req->minor_version >= 1) return Fail(400);
   // Both framings at once is the classic smuggling vector: refuse outright.
   if (have_transfer_encoding) return Fail(have_length ? 400 : 501);
   if (req->content_length > max_body_bytes_) return Fail(413);

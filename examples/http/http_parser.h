@@ -30,7 +30,10 @@
 //   - Header section (request line through the blank line) over
 //     ParserLimits::max_header_bytes, or more than max_headers header lines:
 //     431.
-//   - Missing or duplicate Host is NOT checked: the routes here do not use it.
+//   - Host (RFC 9112 3.2): an HTTP/1.1 (or later 1.x) request without one is
+//     400; more than one Host line is 400 in any version (HTTP/1.0 may omit
+//     it), and so is a value that is not uri-host [":" port] (whitespace,
+//     userinfo "@", a path, a bad port, ...). An empty value is valid.
 #ifndef NETLOOP_EXAMPLES_HTTP_HTTP_PARSER_H_
 #define NETLOOP_EXAMPLES_HTTP_HTTP_PARSER_H_
 
@@ -71,6 +74,8 @@ struct Request {
   std::string_view method;  // case-sensitive token, e.g. "GET"
   std::string_view target;  // origin-form as sent, query included
   int minor_version = 1;    // HTTP/1.<minor_version>
+  // The Host header's value (OWS trimmed; empty when absent or empty).
+  std::string_view host;
   std::array<Header, kMaxHeaders> headers;
   size_t header_count = 0;
   // HTTP/1.1: true unless a Connection header lists "close". HTTP/1.0: false
