@@ -420,6 +420,72 @@ TEST(HttpParserTest, HostIsRequiredOnceAndValid) {
   }
 }
 
+// RFC 9112 3.2: origin-form for every method, absolute-form likewise (a
+// server MUST accept it, 3.2.2), asterisk-form only for OPTIONS (3.2.4) and
+// authority-form only for CONNECT (3.2.3), which is not implemented here.
+// Absolute-form targets were routed as sent, so "http://h/plaintext" was 404.
+TEST(HttpParserTest, RequestTargetForms) {
+  struct Case {
+    std::string_view request_line;
+    std::string_view path, query, host;
+  } cases[] = {
+      {"GET /plaintext HTTP/1.1", "/plaintext", "", "h"},
+      {"GET /echo?x=1&y HTTP/1.1", "/echo", "x=1&y", "h"},
+      {"GET /a? HTTP/1.1", "/a", "", "h"},
+      // Absolute-form: routed on its path; its authority replaces Host.
+      {"GET http://example.com/plaintext HTTP/1.1", "/plaintext", "", "example.com"},
+      {"GET HTTP://Example.COM:8080/a/b?c=d HTTP/1.1", "/a/b", "c=d", "Example.COM:8080"},
+      {"GET https://[::1]:443/x HTTP/1.1", "/x", "", "[::1]:443"},
+      {"GET http://example.com HTTP/1.1", "/", "", "example.com"},
+      {"GET http://example.com?q HTTP/1.1", "/", "q", "example.com"},
+      {"OPTIONS * HTTP/1.1", "*", "", "h"},
+  };
+  for (const Case& c : cases) {
+    const std::string request = std::string(c.request_line) + "\r\nHost: h\r\n\r\n";
+    RequestParser p;
+    Request req;
+    size_t used = 0;
+    ASSERT_EQ(p.Parse(request, &req, &used), Result::kComplete)
+        << c.request_line << " status " << p.error_status();
+    EXPECT_EQ(req.target, c.request_line.substr(c.request_line.find(' ') + 1,
+                                                  c.request_line.rfind(' ') -
+                                                      c.request_line.find(' ') - 1))
+        << "target stays as sent";
+    EXPECT_EQ(req.path, c.path) << c.request_line;
+    EXPECT_EQ(req.query, c.query) << c.request_line;
+    EXPECT_EQ(req.host, c.host) << c.request_line;
+  }
+  for (std::string_view bad : {
+           "GET * HTTP/1.1",                         // asterisk-form is OPTIONS only
+           "OPTIONS *x HTTP/1.1",
+           "GET example.com:80 HTTP/1.1",            // authority-form is CONNECT only
+           "GET plaintext HTTP/1.1",
+           "GET ftp://example.com/ HTTP/1.1",        // not an http(s) URI
+           "GET 1http://example.com/ HTTP/1.1",
+           "GET http:/example.com/ HTTP/1.1",
+           "GET http:example.com HTTP/1.1",
+           "GET http:// HTTP/1.1",                   // empty host (RFC 9110 4.2.1)
+           "GET http:///plaintext HTTP/1.1",
+           "GET http://:80/plaintext HTTP/1.1",
+           "GET http://user@example.com/ HTTP/1.1",  // userinfo (RFC 9110 4.2.4)
+           "GET http://a b/ HTTP/1.1",
+           "GET http://example.com:8x/ HTTP/1.1",
+       }) {
+    const std::string request = std::string(bad) + "\r\nHost: h\r\n\r\n";
+    EXPECT_EQ(Whole(request).status, 400) << bad;
+  }
+  EXPECT_EQ(Whole("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").status,
+            501);
+  // Host is still required in HTTP/1.1 with an absolute-form target (RFC
+  // 9112 3.2.2: "A client MUST send a Host header field in an HTTP/1.1
+  // request even if the request-target is in the absolute-form"), and still
+  // validated even though its value is then ignored.
+  EXPECT_EQ(Whole("GET http://example.com/ HTTP/1.1\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET http://example.com/ HTTP/1.1\r\nHost: a b\r\n\r\n").status, 400);
+  Outcome o = Whole("GET http://example.com/ HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(o.result, Result::kComplete) << o.status;
+}
+
 TEST(HttpParserTest, AcceptedEdgeCases) {
   for (std::string_view ok : {
            "GET / HTTP/1.1\r\nHost: h\r\nA:\r\n\r\n",
@@ -427,7 +493,7 @@ TEST(HttpParserTest, AcceptedEdgeCases) {
            "GET / HTTP/1.1\r\nHost: h\r\nA: b\tc \t\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: h\r\nA: caf\xc3\xa9\r\n\r\n",  // obs-text in a value
            "GET / HTTP/1.2\r\nHost: h\r\n\r\n",            // a later 1.x minor
-           "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+           "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
            "M-SEARCH /x HTTP/1.1\r\nHost: h\r\n\r\n",
            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 000\r\n\r\n",
        }) {

@@ -269,6 +269,39 @@ TEST(HttpSessionTest, NotFoundAndMethodNotAllowed) {
   EXPECT_FALSE(r.close_after_write);
 }
 
+// Absolute-form targets are routed on their path (they were 404: the route
+// compared the whole URI); asterisk-form is for OPTIONS only.
+TEST(HttpSessionTest, AbsoluteFormAndAsteriskForm) {
+  const HttpDate date = FixedDate();
+  HttpSession session;
+  std::string out;
+  SessionResult r = session.Process(
+      "GET http://example.com/plaintext HTTP/1.1\r\nHost: example.com\r\n\r\n", date, &out);
+  EXPECT_FALSE(r.close_after_write);
+  EXPECT_EQ(out, kPlaintextResponse);
+  out.clear();
+  session.Process("GET HTTP://EXAMPLE.COM:80?x=1 HTTP/1.1\r\nHost: e\r\n\r\n", date, &out);
+  EXPECT_EQ(out, kPlaintextResponse) << "an empty path is /";
+  out.clear();
+  session.Process("POST https://h/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi",
+                  date, &out);
+  EXPECT_EQ(out.find("HTTP/1.1 200 OK\r\n"), 0u);
+  EXPECT_EQ(out.substr(out.size() - 6), "\r\n\r\nhi");
+  out.clear();
+  session.Process("GET http://h/nope HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_EQ(out.find("HTTP/1.1 404 "), 0u);
+  out.clear();
+  r = session.Process("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_FALSE(r.close_after_write);
+  EXPECT_EQ(out,
+            "HTTP/1.1 200 OK\r\nServer: netloop\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 0\r\nAllow: GET, HEAD, POST\r\n\r\n");
+  out.clear();
+  r = session.Process("GET * HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_TRUE(r.close_after_write);
+  EXPECT_EQ(out.find("HTTP/1.1 400 "), 0u);
+}
+
 TEST(HttpSessionTest, PostEchoAndIgnoredBodies) {
   const HttpDate date = FixedDate();
   HttpSession session;

@@ -109,6 +109,8 @@ bool IsValidAuthority(std::string_view v) {
   return true;
 }
 
+bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
 char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -123,6 +125,60 @@ std::string_view TrimOws(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return v;
+}
+
+// Splits a target's path-and-query into req->path and req->query.
+void SplitPathAndQuery(std::string_view path_and_query, Request* req) {
+  const size_t q = path_and_query.find('?');
+  req->path = path_and_query.substr(0, q);
+  req->query = q == std::string_view::npos ? std::string_view() : path_and_query.substr(q + 1);
+}
+
+// Fills req->path, req->query and, for absolute-form, req->host from
+// req->target (RFC 9112 3.2). Returns 0, or the status to fail with.
+int ParseTarget(Request* req) {
+  const std::string_view t = req->target;
+  if (req->method == "CONNECT") return 501;  // authority-form tunnels: not served
+  if (t[0] == '/') {  // origin-form
+    SplitPathAndQuery(t, req);
+    return 0;
+  }
+  if (t == "*") {  // asterisk-form: OPTIONS only (RFC 9112 3.2.4)
+    if (req->method != "OPTIONS") return 400;
+    req->path = t;
+    req->query = {};
+    return 0;
+  }
+  // absolute-form: scheme "://" authority path-abempty [ "?" query ]. Only
+  // http and https URIs name resources of this server; scheme is
+  // case-insensitive (RFC 9110 4.2.3).
+  size_t i = 0;
+  if (!IsAlpha(t[0])) return 400;
+  while (i < t.size() && (IsAlpha(t[i]) || (t[i] >= '0' && t[i] <= '9') || t[i] == '+' ||
+                          t[i] == '-' || t[i] == '.')) {
+    ++i;
+  }
+  const std::string_view scheme = t.substr(0, i);
+  if (t.substr(i, 3) != "://" ||
+      !(EqualsIgnoreCase(scheme, "http") || EqualsIgnoreCase(scheme, "https"))) {
+    return 400;
+  }
+  const std::string_view rest = t.substr(i + 3);
+  const size_t authority_end = std::min(rest.find('/'), rest.find('?'));
+  const std::string_view authority = rest.substr(0, authority_end);
+  // An http(s) URI with an empty host is invalid (RFC 9110 4.2.1), and
+  // userinfo is treated as an error (4.2.4: IsValidAuthority refuses "@").
+  if (authority.empty() || authority[0] == ':' || !IsValidAuthority(authority)) return 400;
+  // RFC 9112 3.2.2: the target's authority replaces the Host header.
+  req->host = authority;
+  if (authority_end == std::string_view::npos) {
+    req->path = "/";
+    req->query = {};
+    return 0;
+  }
+  SplitPathAndQuery(rest.substr(authority_end), req);
+  if (req->path.empty()) req->path = "/";  // "http://h?q": the path is "/"
+  return 0;
 }
 
 uint32_t Clamp32(size_t v) {
@@ -262,6 +318,7 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
   bool have_host = false;
   bool have_transfer_encoding = false;
   req->host = {};
+  std::string_view host_header;
   bool saw_close = false;
   bool saw_keep_alive = false;
   size_t pos = eol + 2;
@@ -302,7 +359,7 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
       // in any version.
       if (have_host || !IsValidAuthority(value)) return Fail(400);
       have_host = true;
-      req->host = value;
+      host_header = value;
     } else if (name.size() == 17 && EqualsIgnoreCase(name, "transfer-encoding")) {
       have_transfer_encoding = true;
     } else if (name.size() == 10 && EqualsIgnoreCase(name, "connection")) {
@@ -317,8 +374,11 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
       }
     }
   }
-  // RFC 9112 3.2: an HTTP/1.1 request must carry Host (HTTP/1.0 predates it).
+  // RFC 9112 3.2: an HTTP/1.1 request must carry Host (HTTP/1.0 predates it),
+  // even with an absolute-form target, whose authority then replaces it.
   if (!have_host && req->minor_version >= 1) return Fail(400);
+  req->host = host_header;
+  if (int status = ParseTarget(req); status != 0) return Fail(status);
   // Both framings at once is the classic smuggling vector: refuse outright.
   if (have_transfer_encoding) return Fail(have_length ? 400 : 501);
   if (req->content_length > max_body_bytes_) return Fail(413);

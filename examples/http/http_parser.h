@@ -17,6 +17,12 @@
 //   - Request line: method is a token of at most kMaxMethodLength bytes
 //     (longer: 501); exactly one SP, a target without controls or spaces, one
 //     SP, "HTTP/<digit>.<digit>". Major version other than 1: 505.
+//   - Request target (RFC 9112 3.2): origin-form ("/path?query") for any
+//     method; absolute-form ("http://host/path?query", scheme http or https,
+//     any case) for any method, reduced to its path and query, its authority
+//     replacing Host; asterisk-form ("*") for OPTIONS only. Anything else is
+//     400: authority-form, other schemes, an empty host, userinfo ("@").
+//     CONNECT (authority-form tunnels) is 501.
 //   - Header lines: "name: value", name a token (so no whitespace before the
 //     colon), value without controls other than HT. obs-fold (a line starting
 //     with SP or HT) is 400.
@@ -72,9 +78,15 @@ struct Header {
 // moved nor freed. Only meaningful after Parse returned kComplete.
 struct Request {
   std::string_view method;  // case-sensitive token, e.g. "GET"
-  std::string_view target;  // origin-form as sent, query included
-  int minor_version = 1;    // HTTP/1.<minor_version>
-  // The Host header's value (OWS trimmed; empty when absent or empty).
+  std::string_view target;  // as sent: origin-, absolute- or asterisk-form
+  // From the target: the path ("/" for an absolute-form target without one,
+  // "*" for OPTIONS *) and the query (after '?', empty if none), views into
+  // the target (or a static "/").
+  std::string_view path;
+  std::string_view query;
+  int minor_version = 1;  // HTTP/1.<minor_version>
+  // The authority of an absolute-form target (RFC 9112 3.2.2: it replaces
+  // Host), else the Host header's value (OWS trimmed; empty when absent).
   std::string_view host;
   std::array<Header, kMaxHeaders> headers;
   size_t header_count = 0;

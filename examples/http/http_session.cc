@@ -68,7 +68,11 @@ void Route(const Request& req, const HttpDate& date, std::string* out) {
   } else if (req.minor_version == 0) {
     connection = "keep-alive";
   }
-  const std::string_view path = req.target.substr(0, req.target.find('?'));
+  const std::string_view path = req.path;
+  if (path == "*") {  // OPTIONS * (the parser allows "*" for nothing else)
+    Append({"200 OK", "text/plain", {}, "GET, HEAD, POST"}, date, connection, false, out);
+    return;
+  }
   if (path == "/plaintext" || path == "/") {
     if (get && connection.empty()) {  // the benchmarked case
       out->append(kPlaintextBeforeDate).append(date.Value()).append(kPlaintextAfterDate);

@@ -1,10 +1,12 @@
 // The per-connection HTTP/1.1 protocol engine both server models drive: bytes
 // in, responses out, no I/O and no dependency on the reactor.
 //
-// Routes (the query string is ignored):
+// Routes, on the target's path (absolute-form "http://host/plaintext" is
+// routed as "/plaintext"; the query string and host are ignored):
 //   GET|HEAD /plaintext, GET|HEAD /  200 "Hello, World!" (text/plain)
 //   POST /echo                       200, the request body echoed back
 //   any other method on those paths  405 with Allow
+//   OPTIONS *                        200, empty, Allow: GET, HEAD, POST
 //   any other path                   404
 // Every response carries Server, Date, Content-Type and Content-Length;
 // responses to HEAD carry no body. Request bodies (Content-Length) are read
