@@ -1,12 +1,22 @@
 // Both HTTP servers (callback and fiber) against a real client over
-// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout.
+// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout, and a
+// handler parked writing to a client that does not read.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -17,21 +27,32 @@ namespace netloop {
 namespace {
 
 using testing::Connect;
+using testing::PortOf;
+using testing::ReadExactly;
 using testing::ReadToEof;
 using testing::WriteAll;
 
-// Starts a server binary from the runfiles with an ephemeral port.
+// Starts a server binary from the runfiles with an ephemeral port, two loops
+// and the given extra flags (by default a 1 s idle timeout).
 class ServerBinary {
  public:
-  explicit ServerBinary(const std::string& rel) {
+  explicit ServerBinary(const std::string& rel,
+                        std::vector<std::string> flags = {"--idle-timeout", "1"}) {
     std::string path = std::string(getenv("TEST_SRCDIR")) + "/netloop/" + rel;
+    std::vector<std::string> args = {path, "--address", "tcp://127.0.0.1:0"};
+    if (std::find(flags.begin(), flags.end(), "--loops") == flags.end()) {
+      args.insert(args.end(), {"--loops", "2"});
+    }
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     int out[2];
     pipe(out);
     pid_ = fork();
     if (pid_ == 0) {
       dup2(out[1], 1);
-      execl(path.c_str(), path.c_str(), "--address", "tcp://127.0.0.1:0", "--loops", "2",
-            "--idle-timeout", "1", nullptr);
+      execv(path.c_str(), argv.data());
       _exit(127);
     }
     close(out[1]);
@@ -50,6 +71,7 @@ class ServerBinary {
     exit_ok_ = WIFEXITED(status) && WEXITSTATUS(status) == 0;
   }
   const std::string& uri() const { return uri_; }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_;
@@ -124,6 +146,128 @@ TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
   EXPECT_TRUE(idle->empty());
   EXPECT_LT(absl::Now() - start, absl::Seconds(8));
   close(fd);
+}
+
+// ---------------------------------------------------------------- helpers
+
+size_t CountOccurrences(std::string_view haystack, std::string_view needle) {
+  size_t n = 0;
+  for (size_t p = 0; (p = haystack.find(needle, p)) != std::string_view::npos; p += needle.size()) {
+    ++n;
+  }
+  return n;
+}
+
+// Connects with a small receive buffer, so a client that does not read fills
+// up quickly and the server's own buffering is what is measured.
+int ConnectSmallReceiveBuffer(const std::string& uri) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int size = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(PortOf(uri));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends pipelined copies of `request` on every fd without ever reading, until
+// the server takes no more bytes on any of them (none becomes writable within
+// `quiet_ms`). Returns the bytes sent on each (whole requests, then possibly
+// part of one), or an empty vector if a connection failed or the bounds ran
+// out first: a server that keeps reading is buffering without bound.
+std::vector<size_t> FloodUntilStalled(const std::vector<int>& fds, std::string_view request,
+                                      size_t max_bytes_each, absl::Duration max_time,
+                                      int quiet_ms = 1000) {
+  std::string chunk;
+  while (chunk.size() < 64 * 1024) chunk.append(request);
+  std::vector<size_t> sent(fds.size(), 0);
+  std::vector<int> flags;
+  for (int fd : fds) {
+    flags.push_back(fcntl(fd, F_GETFL));
+    fcntl(fd, F_SETFL, flags.back() | O_NONBLOCK);
+  }
+  const absl::Time deadline = absl::Now() + max_time;
+  bool stalled = false;
+  bool failed = false;
+  while (!stalled && !failed && absl::Now() < deadline) {
+    for (size_t i = 0; i < fds.size() && !failed; ++i) {
+      for (int k = 0; k < 1000; ++k) {
+        const size_t offset = sent[i] % chunk.size();
+        ssize_t n = send(fds[i], chunk.data() + offset, chunk.size() - offset, MSG_NOSIGNAL);
+        if (n <= 0) {
+          failed = n < 0 && errno != EAGAIN && errno != EINTR;
+          break;
+        }
+        sent[i] += static_cast<size_t>(n);
+      }
+      failed |= sent[i] > max_bytes_each;
+    }
+    std::vector<pollfd> polls;
+    for (int fd : fds) polls.push_back(pollfd{fd, POLLOUT, 0});
+    const int ready = poll(polls.data(), polls.size(), quiet_ms);
+    if (ready == 0) stalled = true;
+    for (const pollfd& p : polls) failed |= (p.revents & (POLLERR | POLLHUP)) != 0;
+  }
+  for (size_t i = 0; i < fds.size(); ++i) fcntl(fds[i], F_SETFL, flags[i]);
+  if (!stalled || failed) return {};
+  return sent;
+}
+
+// Reads `n` responses of `size` bytes each and counts those that are a
+// whole plaintext 200 (responses are fixed-size: the Date value is too).
+size_t ReadPlaintextResponses(int fd, size_t n, size_t size) {
+  std::optional<std::string> got = ReadExactly(fd, n * size);
+  if (!got) return 0;
+  size_t good = 0;
+  for (size_t k = 0; k < n; ++k) {
+    std::string_view r = std::string_view(*got).substr(k * size, size);
+    if (r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nHello, World!")) ++good;
+  }
+  return good;
+}
+
+// ---------------------------------------------------------------- tests
+
+constexpr std::string_view kGet = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+
+// One loop, two connections. The first pipelines without reading, so its
+// handler is parked writing a batch of responses; the second then sends a
+// batch of 404s and reads them. The parked write must still send its own
+// bytes: the fiber server used to write every connection's responses from
+// one per-loop buffer, which the second connection's batch overwrote (or
+// reallocated) under the parked write.
+TEST_P(HttpServerTest, ParkedWriteKeepsItsOwnBytes) {
+  ServerBinary server(GetParam(), {"--idle-timeout", "60", "--loops", "1"});
+  ASSERT_FALSE(server.uri().empty());
+  const int flooder = ConnectSmallReceiveBuffer(server.uri());
+  const int other = Connect(server.uri());
+  ASSERT_GE(flooder, 0);
+  ASSERT_GE(other, 0);
+  ASSERT_TRUE(WriteAll(flooder, kGet));
+  const std::string first = ReadResponses(flooder, 1);
+  ASSERT_EQ(first.find("HTTP/1.1 200 OK"), 0u);
+  const std::vector<size_t> sent =
+      FloodUntilStalled({flooder}, kGet, size_t{256} << 20, absl::Seconds(30));
+  ASSERT_EQ(sent.size(), 1u);
+  std::string batch;
+  constexpr int kMissing = 3000;
+  for (int i = 0; i < kMissing; ++i) batch += "GET /missing HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(WriteAll(other, batch));
+  const std::string missing = ReadResponses(other, kMissing);
+  EXPECT_EQ(CountOccurrences(missing, "HTTP/1.1 404 Not Found\r\n"), size_t{kMissing});
+  const size_t whole = sent[0] / kGet.size();
+  EXPECT_EQ(ReadPlaintextResponses(flooder, whole, first.size()), whole);
+  close(flooder);
+  close(other);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothModels, HttpServerTest,

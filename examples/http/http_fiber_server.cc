@@ -18,6 +18,11 @@
 namespace {
 
 thread_local netloop::http::HttpDate loop_date;
+// Response storage shared by the loop's fibers, without an allocation per
+// request. A fiber borrows it (swap) for one Process + WriteAll and gives it
+// back after: a fiber parked in WriteAll must own the bytes it is sending, or
+// another connection's fiber would overwrite them (or free them, growing the
+// buffer) meanwhile.
 thread_local std::string loop_out;
 
 void ServeHttp(netloop::fiber::FiberConn& conn, absl::Duration idle_timeout) {
@@ -32,16 +37,21 @@ void ServeHttp(netloop::fiber::FiberConn& conn, absl::Duration idle_timeout) {
       partial.append(input);
       input = partial;
     }
-    loop_out.clear();
-    netloop::http::SessionResult r = session.Process(input, loop_date, &loop_out);
+    std::string out;
+    out.swap(loop_out);
+    out.clear();
+    netloop::http::SessionResult r = session.Process(input, loop_date, &out);
     std::string_view rest = input.substr(r.consumed);
     if (partial.empty()) {
       partial.assign(rest);
     } else {
       partial.erase(0, r.consumed);
     }
-    if (!loop_out.empty() && !conn.WriteAll(loop_out).ok()) return;
-    if (r.close_after_write) return;
+    const bool written = out.empty() || conn.WriteAll(out).ok();
+    // Give the storage back, unless a fiber that ran while this one was
+    // parked gave back a larger one.
+    if (out.capacity() > loop_out.capacity()) out.swap(loop_out);
+    if (!written || r.close_after_write) return;
   }
 }
 
