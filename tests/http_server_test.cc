@@ -1,6 +1,7 @@
 // Both HTTP servers (callback and fiber) against a real client over
-// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout, and a
-// handler parked writing to a client that does not read.
+// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout; memory
+// under a pipelining flood from a client that does not read, and a handler
+// parked writing to such a client.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -150,6 +152,17 @@ TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
 
 // ---------------------------------------------------------------- helpers
 
+// The value in kB of `field` ("VmRSS", "VmHWM") in /proc/<pid>/status; -1 if
+// it cannot be read.
+long ProcStatusKb(pid_t pid, const std::string& field) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
 size_t CountOccurrences(std::string_view haystack, std::string_view needle) {
   size_t n = 0;
   for (size_t p = 0; (p = haystack.find(needle, p)) != std::string_view::npos; p += needle.size()) {
@@ -238,6 +251,53 @@ size_t ReadPlaintextResponses(int fd, size_t n, size_t size) {
 // ---------------------------------------------------------------- tests
 
 constexpr std::string_view kGet = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+
+// Four clients pipeline GETs as fast as they can and never read. The server
+// must stop reading each once about 64 KiB of responses wait unsent, so its
+// memory stays bounded (the callback server used to buffer up to its 4 MiB
+// write high-water mark per connection, plus a whole read's responses). Then
+// each client reads, and every request it sent is answered, in order: the
+// waiting requests resume when the output drains.
+TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
+  ServerBinary server(GetParam(), {"--idle-timeout", "60"});
+  ASSERT_FALSE(server.uri().empty());
+  std::vector<int> fds;
+  size_t response_size = 0;
+  for (int i = 0; i < 4; ++i) {
+    fds.push_back(ConnectSmallReceiveBuffer(server.uri()));
+    ASSERT_GE(fds.back(), 0);
+    ASSERT_TRUE(WriteAll(fds.back(), kGet));
+    const std::string r = ReadResponses(fds.back(), 1);
+    ASSERT_EQ(r.find("HTTP/1.1 200 OK"), 0u);
+    response_size = r.size();
+  }
+  const long rss_before = ProcStatusKb(server.pid(), "VmRSS");
+  ASSERT_GT(rss_before, 0);
+  const std::vector<size_t> sent =
+      FloodUntilStalled(fds, kGet, size_t{256} << 20, absl::Seconds(30));
+  ASSERT_EQ(sent.size(), fds.size()) << "the server kept reading (or failed) while nobody read";
+  // The peak over the flood. The bound is generous (1 MiB per client, where
+  // the 64 KiB budget and the buffers around it measured about 350 KiB); the
+  // point is that it does not grow with what the clients send (about 20 MiB
+  // here) or with the engine's default write high-water mark (4 MiB each).
+  const long peak = ProcStatusKb(server.pid(), "VmHWM");
+  const long growth_kb = peak - rss_before;
+  size_t total_sent = 0;
+  for (size_t s : sent) total_sent += s;
+  RecordProperty("rss_growth_kb", std::to_string(growth_kb));
+  EXPECT_LT(growth_kb, 4 * 1024) << "server RSS grew " << growth_kb << " KiB while " << total_sent
+                                << " bytes of requests were sent";
+  for (size_t i = 0; i < fds.size(); ++i) {
+    const size_t whole = sent[i] / kGet.size();
+    EXPECT_EQ(ReadPlaintextResponses(fds[i], whole, response_size), whole) << i;
+    // The last request may have been cut short by the stall: finish it.
+    if (const size_t part = sent[i] % kGet.size(); part != 0) {
+      ASSERT_TRUE(WriteAll(fds[i], kGet.substr(part)));
+      EXPECT_EQ(ReadPlaintextResponses(fds[i], 1, response_size), 1u);
+    }
+    close(fds[i]);
+  }
+}
 
 // One loop, two connections. The first pipelines without reading, so its
 // handler is parked writing a batch of responses; the second then sends a

@@ -449,6 +449,50 @@ TEST(HttpSessionTest, GarbageStreamsAreAnsweredOrClosed) {
   }
 }
 
+// A client pipelining without reading must not make the server build
+// responses without bound: Process stops once the budget is spent, and
+// resuming with the unconsumed bytes gives exactly the unbudgeted output.
+TEST(HttpSessionTest, OutputBudgetBoundsEachCall) {
+  const HttpDate date = FixedDate();
+  std::string in;
+  for (int i = 0; i < 100; ++i) {
+    in += i % 3 == 0 ? "GET /missing-" + std::to_string(i) + " HTTP/1.1\r\nHost: h\r\n\r\n"
+                     : std::string(kPlaintext);
+  }
+  in += "GET / HT";  // a partial head at the end
+  std::string whole;
+  {
+    HttpSession session;
+    SessionResult r = session.Process(in, date, &whole);
+    ASSERT_FALSE(r.output_full);
+  }
+  for (size_t budget : {size_t{1}, size_t{200}, size_t{1000}, size_t{4096}}) {
+    HttpSession session;
+    std::string all;
+    std::string_view rest = in;
+    int calls = 0;
+    SessionResult r;
+    do {
+      std::string out = "prefix";  // the budget counts what this call appends
+      r = session.Process(rest, date, &out, budget);
+      ASSERT_EQ(out.compare(0, 6, "prefix"), 0);
+      const size_t appended = out.size() - 6;
+      ASSERT_GT(appended, 0u) << "every call answers at least one request";
+      // At most one response past the budget (each is under 200 bytes).
+      ASSERT_LT(appended, budget + 200) << budget;
+      if (r.output_full) {
+        ASSERT_GE(appended, budget);
+      }
+      all.append(out, 6);
+      rest.remove_prefix(r.consumed);
+      ASSERT_LT(++calls, 200);
+    } while (r.output_full);
+    EXPECT_FALSE(r.close_after_write);
+    EXPECT_EQ(rest, "GET / HT");
+    EXPECT_EQ(all, whole) << budget;
+  }
+}
+
 TEST(HttpSessionTest, SessionStateIsSmall) {
   EXPECT_LE(sizeof(HttpSession), 40u);
 }

@@ -1,7 +1,15 @@
 // HTTP/1.1 plaintext server, fiber model: the same HttpSession driven by a
 // linear handler per connection. Reads land in the loop's shared buffer
-// (ReadView); only a partial request left at the end of a read is copied into
-// the connection's own buffer.
+// (ReadView); only bytes left unconsumed at the end of a read (a partial
+// request, or requests waiting while output is full) are copied into the
+// connection's own buffer.
+//
+// Unsent responses are bounded, as in the callback server (http_server.cc):
+// the session answers at most about kMaxUnsentBytes per write, and the fiber
+// does not read while it is parked in that write, so a client pipelining
+// without reading holds one write's worth of responses. The write is also
+// bounded in time by the idle timeout (a client that reads nothing for that
+// long is closed).
 //
 //   bazel run -c opt //examples/http:http_fiber_server -- --address tcp://127.0.0.1:8081
 #include <cstdio>
@@ -17,6 +25,8 @@
 
 namespace {
 
+using netloop::http::kMaxUnsentBytes;
+
 thread_local netloop::http::HttpDate loop_date;
 // Response storage shared by the loop's fibers, without an allocation per
 // request. A fiber borrows it (swap) for one Process + WriteAll and gives it
@@ -26,10 +36,11 @@ thread_local netloop::http::HttpDate loop_date;
 thread_local std::string loop_out;
 
 void ServeHttp(netloop::fiber::FiberConn& conn, absl::Duration idle_timeout) {
+  const bool has_idle = idle_timeout > absl::ZeroDuration();
   netloop::http::HttpSession session;
-  std::string partial;  // bytes of an incomplete request, kept across reads
+  std::string partial;  // unconsumed bytes, kept across reads and writes
   for (;;) {
-    if (idle_timeout > absl::ZeroDuration()) conn.SetReadDeadline(absl::Now() + idle_timeout);
+    if (has_idle) conn.SetReadDeadline(absl::Now() + idle_timeout);
     absl::StatusOr<std::string_view> bytes = conn.ReadView();
     if (!bytes.ok()) return;
     std::string_view input = *bytes;
@@ -37,21 +48,33 @@ void ServeHttp(netloop::fiber::FiberConn& conn, absl::Duration idle_timeout) {
       partial.append(input);
       input = partial;
     }
-    std::string out;
-    out.swap(loop_out);
-    out.clear();
-    netloop::http::SessionResult r = session.Process(input, loop_date, &out);
-    std::string_view rest = input.substr(r.consumed);
-    if (partial.empty()) {
-      partial.assign(rest);
-    } else {
-      partial.erase(0, r.consumed);
+    // Each round answers at least one request (output_full guarantees one
+    // was waiting), so this ends within the input's request count.
+    for (;;) {
+      std::string out;
+      out.swap(loop_out);
+      out.clear();
+      netloop::http::SessionResult r =
+          session.Process(input, loop_date, &out, kMaxUnsentBytes);
+      // Keep what is left before writing: the write may park, and other
+      // connections' reads then overwrite the loop buffer `input` may be in.
+      if (partial.empty()) {
+        partial.assign(input.substr(r.consumed));
+      } else {
+        partial.erase(0, r.consumed);
+      }
+      bool written = true;
+      if (!out.empty()) {
+        if (has_idle) conn.SetWriteDeadline(absl::Now() + idle_timeout);
+        written = conn.WriteAll(out).ok();
+      }
+      // Give the storage back, unless a fiber that ran while this one was
+      // parked gave back a larger one.
+      if (out.capacity() > loop_out.capacity()) out.swap(loop_out);
+      if (!written || r.close_after_write) return;
+      if (!r.output_full) break;
+      input = partial;
     }
-    const bool written = out.empty() || conn.WriteAll(out).ok();
-    // Give the storage back, unless a fiber that ran while this one was
-    // parked gave back a larger one.
-    if (out.capacity() > loop_out.capacity()) out.swap(loop_out);
-    if (!written || r.close_after_write) return;
   }
 }
 
@@ -67,7 +90,7 @@ int main(int argc, char** argv) {
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_fiber_server");
   if (!options) return 2;
-  // The fiber applies the idle timeout itself, as a read deadline.
+  // The fiber applies the idle timeout itself, as read and write deadlines.
   absl::Duration idle = options->idle_timeout;
   options->idle_timeout = absl::ZeroDuration();
   netloop::fiber::FiberServer server;

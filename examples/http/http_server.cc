@@ -3,6 +3,14 @@
 // inbound bytes to the session, writes all responses of a pipelined batch with
 // one Write, and closes when the session says so.
 //
+// Unsent responses are bounded, at about kMaxUnsentBytes: the session answers
+// requests only while the connection's outbound bytes are within it, and the
+// engine's write high-water mark (set to the same bound) stops reading the
+// connection meanwhile; once the client has read enough, OnBackpressure wakes
+// the connection and the waiting requests are answered. A client pipelining
+// without reading costs about 64 KiB of responses plus one read buffer of
+// requests, not all it sends.
+//
 //   bazel run -c opt //examples/http:http_server -- --address tcp://127.0.0.1:8080
 #include <cstdio>
 #include <ctime>
@@ -16,11 +24,18 @@
 
 namespace {
 
+using netloop::http::kMaxUnsentBytes;
+
 // One per loop thread: the Date header value, refreshed by a 1 s loop timer,
 // and the buffer responses are assembled in (reused: no allocation per
 // request once it has grown).
 thread_local netloop::http::HttpDate loop_date;
 thread_local std::string loop_out;
+
+// Per-connection state, the Conn's context.
+struct HttpConn {
+  netloop::http::HttpSession session;
+};
 
 class HttpHandler : public netloop::EventHandler {
  public:
@@ -36,22 +51,40 @@ class HttpHandler : public netloop::EventHandler {
   }
 
   netloop::Action OnOpen(netloop::Conn& conn) override {
-    conn.set_context(new netloop::http::HttpSession());
+    conn.set_context(new HttpConn());
     return netloop::Action::kNone;
   }
 
   netloop::Action OnTraffic(netloop::Conn& conn) override {
-    auto* session = static_cast<netloop::http::HttpSession*>(conn.context());
-    std::string_view input = conn.PeekContiguous();
-    loop_out.clear();
-    netloop::http::SessionResult r = session->Process(input, loop_date, &loop_out);
-    conn.Discard(r.consumed);
-    if (!loop_out.empty()) (void)conn.Write(loop_out);
-    return r.close_after_write ? netloop::Action::kClose : netloop::Action::kNone;
+    auto* c = static_cast<HttpConn*>(conn.context());
+    // Each round answers at least one request (output_full guarantees one
+    // was waiting), so this ends within the input's request count.
+    for (;;) {
+      std::string_view input = conn.PeekContiguous();
+      loop_out.clear();
+      netloop::http::SessionResult r =
+          c->session.Process(input, loop_date, &loop_out, kMaxUnsentBytes);
+      conn.Discard(r.consumed);
+      if (!loop_out.empty()) (void)conn.Write(loop_out);
+      if (r.close_after_write) return netloop::Action::kClose;
+      if (!conn.is_open()) return netloop::Action::kNone;  // the write failed
+      if (!r.output_full) return netloop::Action::kNone;
+      // Over the bound the engine has stopped reading (the high-water mark
+      // is the same bound); OnBackpressure resumes. Within it the socket
+      // took the bytes: keep answering.
+      if (conn.OutboundBuffered() > kMaxUnsentBytes) return netloop::Action::kNone;
+    }
+  }
+
+  void OnBackpressure(netloop::Conn& conn, bool paused) override {
+    // Requests left unanswered while the output was full wait in the input
+    // buffer, and no new bytes may ever arrive to trigger OnTraffic (the
+    // client may have sent everything): look again now.
+    if (!paused) conn.Wake();
   }
 
   void OnClose(netloop::Conn& conn, const absl::Status&) override {
-    delete static_cast<netloop::http::HttpSession*>(conn.context());
+    delete static_cast<HttpConn*>(conn.context());
     conn.set_context(nullptr);
   }
 };
@@ -68,6 +101,10 @@ int main(int argc, char** argv) {
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_server");
   if (!options) return 2;
+  // Stop reading a connection whose unsent responses pass the session's
+  // output budget (see the top of this file); resume at half of it.
+  options->write_high_water = kMaxUnsentBytes;
+  options->write_low_water = kMaxUnsentBytes / 2;
   HttpHandler handler;
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);

@@ -57,6 +57,12 @@ std::string_view ErrorStatusLine(int status) {
   }
 }
 
+// An error response: its status line's reason as the body, and close.
+void AppendError(int status, const HttpDate& date, std::string* out) {
+  const std::string_view line = ErrorStatusLine(status);
+  Append({line, "text/plain", line.substr(4), {}}, date, "close", true, out);
+}
+
 void Route(const Request& req, const HttpDate& date, std::string* out) {
   const bool get = req.method == "GET";
   const bool head = req.method == "HEAD";
@@ -107,7 +113,7 @@ thread_local Request scratch_request;
 }  // namespace
 
 SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
-                                   std::string* out) {
+                                   std::string* out, size_t output_budget) {
   SessionResult result;
   if (closed_) {
     result.consumed = input.size();
@@ -115,17 +121,23 @@ SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
     return result;
   }
   Request& req = scratch_request;
+  const size_t out_start = out->size();
   while (result.consumed < input.size()) {
     size_t used = 0;
     const RequestParser::Result r = parser_.Parse(input.substr(result.consumed), &req, &used);
     if (r == RequestParser::Result::kNeedMore) break;
     if (r == RequestParser::Result::kError) {
-      const std::string_view line = ErrorStatusLine(parser_.error_status());
-      Append({line, "text/plain", line.substr(4), {}}, date, "close", true, out);
+      AppendError(parser_.error_status(), date, out);
       // Framing is lost after an error: nothing later in the stream can be
       // trusted to start a request.
       result.consumed = input.size();
       closed_ = true;
+      break;
+    }
+    if (result.consumed > 0 && out->size() - out_start >= output_budget) {
+      // Left for the next call, which parses it again (the parser has reset):
+      // output_full thus always means a complete request is waiting.
+      result.output_full = true;
       break;
     }
     result.consumed += used;

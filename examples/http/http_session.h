@@ -12,6 +12,11 @@
 // responses to HEAD carry no body. Request bodies (Content-Length) are read
 // and ignored except by /echo. Parser errors are answered with their status
 // (400, 413, 431, 501, 505) and "Connection: close".
+//
+// What the servers built on it do with output_full: Process stopped at its output budget so that a client
+//     pipelining without reading cannot make the server buffer without
+//     bound. Stop reading, write, and call again with the unconsumed bytes
+//     once the client has taken the output.
 #ifndef NETLOOP_EXAMPLES_HTTP_HTTP_SESSION_H_
 #define NETLOOP_EXAMPLES_HTTP_HTTP_SESSION_H_
 
@@ -24,6 +29,13 @@
 
 namespace netloop::http {
 
+// The output budget both servers give Process, and the bound on unsent
+// response bytes past which they stop reading a connection.
+inline constexpr size_t kMaxUnsentBytes = 64 * 1024;
+
+// No output budget: Process answers every complete request it is given.
+inline constexpr size_t kUnlimitedOutput = static_cast<size_t>(-1);
+
 struct SessionResult {
   // Bytes at the start of `input` that were handled; drop them from the
   // connection's input buffer. After an error this is all of `input`.
@@ -31,6 +43,10 @@ struct SessionResult {
   // Close the connection once *out has been written: the client asked for it
   // ("Connection: close", or HTTP/1.0 without keep-alive) or sent garbage.
   bool close_after_write = false;
+  // Processing stopped because *out had grown by the output budget, with a
+  // complete request (at least) left in the unconsumed bytes. Call again with
+  // them (no new bytes needed) once *out has been written.
+  bool output_full = false;
 };
 
 // One per connection; a few dozen bytes (the parser's resume state), so idle
@@ -47,11 +63,17 @@ class HttpSession {
   // nothing after it is processed, and later calls append nothing and report
   // close_after_write again.
   //
+  // No request after *out has grown by `output_budget` bytes is answered
+  // (output_full is then set): *out exceeds the budget by at most one
+  // response. The first request is always answered, so every call with a
+  // complete request at the start of `input` makes progress.
+  //
   // *out is only appended to, so a reused std::string with enough capacity
   // costs no allocation. `date` is copied into each response. Uses a
   // thread-local scratch Request (2 KiB of header views kept off fiber
   // stacks); nothing of `input` is referenced after the call returns.
-  SessionResult Process(std::string_view input, const HttpDate& date, std::string* out);
+  SessionResult Process(std::string_view input, const HttpDate& date, std::string* out,
+                        size_t output_budget = kUnlimitedOutput);
 
  private:
   RequestParser parser_;
