@@ -1,7 +1,7 @@
 // Both HTTP servers (callback and fiber) against a real client over
-// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout; memory
-// under a pipelining flood from a client that does not read, and a handler
-// parked writing to such a client.
+// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout; the
+// request-head deadline (slowloris); memory under a pipelining flood from a
+// client that does not read, and a handler parked writing to such a client.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -163,6 +163,52 @@ long ProcStatusKb(pid_t pid, const std::string& field) {
   return -1;
 }
 
+struct Received {
+  std::string bytes;
+  bool closed = false;  // EOF or reset seen (not a timeout)
+};
+
+// Sends `data` (all of it unless the server closes first) while reading what
+// comes back, until the server closes the connection or `limit` passes. For
+// requests a server may answer before reading them whole: a blocking write of
+// a 1 MiB header could wait forever on a server that stopped reading. A reset
+// after the response counts as closed (closing with unread input sends RST).
+Received SendAndReadUntilClosed(int fd, std::string_view data,
+                                absl::Duration limit = absl::Seconds(10)) {
+  Received got;
+  const int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  const absl::Time deadline = absl::Now() + limit;
+  size_t sent = 0;
+  char buf[65536];
+  for (int rounds = 0; rounds < 100000 && absl::Now() < deadline; ++rounds) {
+    pollfd p{fd, static_cast<short>(POLLIN | (sent < data.size() ? POLLOUT : 0)), 0};
+    const int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now())) + 1;
+    if (poll(&p, 1, ms) <= 0) continue;
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n > 0) {
+        got.bytes.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        got.closed = true;
+        break;
+      }
+    }
+    if ((p.revents & POLLOUT) && sent < data.size()) {
+      ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (errno != EAGAIN && errno != EINTR) {
+        sent = data.size();  // the server is gone; read what it said
+      }
+    }
+  }
+  fcntl(fd, F_SETFL, flags);
+  return got;
+}
+
 size_t CountOccurrences(std::string_view haystack, std::string_view needle) {
   size_t n = 0;
   for (size_t p = 0; (p = haystack.find(needle, p)) != std::string_view::npos; p += needle.size()) {
@@ -251,6 +297,81 @@ size_t ReadPlaintextResponses(int fd, size_t n, size_t size) {
 // ---------------------------------------------------------------- tests
 
 constexpr std::string_view kGet = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+
+// Slowloris: a client that trickles a header byte every 50 ms used to keep
+// its connection forever, each byte re-arming the idle timeout. The head
+// deadline (1 s here) runs from the head's first read, bytes or not: the
+// client gets 408 and the connection closes, while another client on the
+// same server is answered normally throughout.
+TEST_P(HttpServerTest, SlowHeadIsAnswered408WhileOthersAreServed) {
+  ServerBinary server(GetParam(), {"--idle-timeout", "5", "--header-timeout", "1"});
+  ASSERT_FALSE(server.uri().empty());
+  const int slow = Connect(server.uri());
+  const int busy = Connect(server.uri());
+  ASSERT_GE(slow, 0);
+  ASSERT_GE(busy, 0);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(WriteAll(slow, "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+  bool answered = false;
+  int served = 0;
+  // 200 rounds of at least 50 ms: 10 s, twice the idle timeout.
+  for (int round = 0; round < 200 && !answered; ++round) {
+    pollfd p{slow, POLLIN, 0};
+    if (poll(&p, 1, 50) > 0) {
+      answered = true;
+      break;
+    }
+    (void)WriteAll(slow, "a");
+    ASSERT_TRUE(WriteAll(busy, kGet));
+    const std::string r = ReadResponses(busy, 1);
+    ASSERT_EQ(r.find("HTTP/1.1 200 OK"), 0u) << r;
+    ++served;
+  }
+  const absl::Duration waited = absl::Now() - start;
+  ASSERT_TRUE(answered) << "a trickled head is never timed out";
+  Received got = SendAndReadUntilClosed(slow, "");
+  EXPECT_TRUE(got.closed);
+  EXPECT_EQ(got.bytes.find("HTTP/1.1 408 Request Timeout\r\n"), 0u) << got.bytes;
+  EXPECT_NE(got.bytes.find("\r\nConnection: close\r\n"), std::string::npos);
+  EXPECT_GE(waited, absl::Milliseconds(900)) << "before the deadline";
+  EXPECT_LT(waited, absl::Seconds(4)) << "the deadline moved with the bytes";
+  EXPECT_GT(served, 5);
+  close(slow);
+  close(busy);
+}
+
+// The head deadline is for heads only: a keep-alive connection idle between
+// requests (also after the one CRLF allowed before a request line), and a
+// body arriving slowly, are left to the idle timeout (4 s here). All three
+// wait past the 1 s head deadline, then are answered normally.
+TEST_P(HttpServerTest, IdleKeepAliveAndSlowBodiesAreNotHeadTimeouts) {
+  ServerBinary server(GetParam(), {"--idle-timeout", "4", "--header-timeout", "1"});
+  ASSERT_FALSE(server.uri().empty());
+  const int idle = Connect(server.uri());
+  const int crlf = Connect(server.uri());
+  const int body = Connect(server.uri());
+  ASSERT_GE(idle, 0);
+  ASSERT_GE(crlf, 0);
+  ASSERT_GE(body, 0);
+  for (int fd : {idle, crlf}) {
+    ASSERT_TRUE(WriteAll(fd, kGet));
+    ASSERT_EQ(ReadResponses(fd, 1).find("HTTP/1.1 200 OK"), 0u);
+  }
+  ASSERT_TRUE(WriteAll(crlf, "\r\n"));
+  ASSERT_TRUE(WriteAll(body, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe"));
+  // 1.5 s with nothing from the server on any of them: no 408, no close.
+  std::vector<pollfd> polls = {{idle, POLLIN, 0}, {crlf, POLLIN, 0}, {body, POLLIN, 0}};
+  EXPECT_EQ(poll(polls.data(), polls.size(), 1500), 0) << "answered or closed while idle";
+  for (int fd : {idle, crlf}) {
+    ASSERT_TRUE(WriteAll(fd, kGet));
+    EXPECT_EQ(ReadResponses(fd, 1).find("HTTP/1.1 200 OK"), 0u);
+  }
+  ASSERT_TRUE(WriteAll(body, "llo"));
+  const std::string echoed = ReadResponses(body, 1);
+  EXPECT_EQ(echoed.find("HTTP/1.1 200 OK"), 0u) << echoed;
+  EXPECT_TRUE(echoed.ends_with("\r\n\r\nhello")) << echoed;
+  for (int fd : {idle, crlf, body}) close(fd);
+}
 
 // Four clients pipeline GETs as fast as they can and never read. The server
 // must stop reading each once about 64 KiB of responses wait unsent, so its

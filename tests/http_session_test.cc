@@ -449,6 +449,68 @@ TEST(HttpSessionTest, GarbageStreamsAreAnsweredOrClosed) {
   }
 }
 
+// The servers' request-head deadline hangs on head_pending: set while the
+// unconsumed bytes begin a head that has not completed, and only then (not
+// for a body still arriving, nor for the lone CRLF RFC 9112 2.2 allows
+// before a request line, nor once nothing is left).
+TEST(HttpSessionTest, HeadPendingMeansAnIncompleteHead) {
+  const HttpDate date = FixedDate();
+  struct Case {
+    std::string input;
+    bool head_pending;
+  } cases[] = {
+      {"G", true},
+      {"GET /plaintext HTTP/1.1\r\nHost: h\r\n", true},
+      {std::string(kPlaintext), false},
+      {std::string(kPlaintext) + "GET / HT", true},
+      {std::string(kPlaintext) + "\r", false},
+      {std::string(kPlaintext) + "\r\n", false},
+      {std::string(kPlaintext) + "\r\nG", true},
+      {"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab", false},
+      {"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", false},
+      {"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabG", true},
+      {"G@T / HTTP/1.1\r\n", false},  // an error closes: nothing is pending
+  };
+  for (const Case& c : cases) {
+    HttpSession session;
+    std::string out;
+    SessionResult r = session.Process(c.input, date, &out);
+    EXPECT_EQ(r.head_pending, c.head_pending) << c.input;
+    EXPECT_FALSE(r.output_full);
+  }
+  // Resuming with the rest completes the head.
+  HttpSession session;
+  std::string out;
+  std::string in(kPlaintext.substr(0, 20));
+  SessionResult r = session.Process(in, date, &out);
+  ASSERT_TRUE(r.head_pending);
+  ASSERT_EQ(r.consumed, 0u);
+  r = session.Process(kPlaintext, date, &out);
+  EXPECT_FALSE(r.head_pending);
+  EXPECT_EQ(out, kPlaintextResponse);
+}
+
+TEST(HttpSessionTest, TimeOutHeadAnswers408AndCloses) {
+  const HttpDate date = FixedDate();
+  HttpSession session;
+  std::string out;
+  SessionResult r = session.Process(std::string(kPlaintext) + "GET / HT", date, &out);
+  ASSERT_TRUE(r.head_pending);
+  out.clear();
+  session.TimeOutHead(date, &out);
+  EXPECT_EQ(out,
+            "HTTP/1.1 408 Request Timeout\r\nServer: netloop\r\n"
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 15\r\nConnection: close\r\n\r\nRequest Timeout");
+  // The rest of that head arriving later is not answered.
+  out.clear();
+  r = session.Process(std::string("GET / HT") + "TP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_TRUE(r.close_after_write);
+  EXPECT_TRUE(out.empty());
+  session.TimeOutHead(date, &out);
+  EXPECT_TRUE(out.empty()) << "a closed session answers nothing more";
+}
+
 // A client pipelining without reading must not make the server build
 // responses without bound: Process stops once the budget is spent, and
 // resuming with the unconsumed bytes gives exactly the unbudgeted output.
@@ -465,6 +527,7 @@ TEST(HttpSessionTest, OutputBudgetBoundsEachCall) {
     HttpSession session;
     SessionResult r = session.Process(in, date, &whole);
     ASSERT_FALSE(r.output_full);
+    ASSERT_TRUE(r.head_pending);
   }
   for (size_t budget : {size_t{1}, size_t{200}, size_t{1000}, size_t{4096}}) {
     HttpSession session;
@@ -482,12 +545,14 @@ TEST(HttpSessionTest, OutputBudgetBoundsEachCall) {
       ASSERT_LT(appended, budget + 200) << budget;
       if (r.output_full) {
         ASSERT_GE(appended, budget);
+        ASSERT_FALSE(r.head_pending) << "not judged while output is full";
       }
       all.append(out, 6);
       rest.remove_prefix(r.consumed);
       ASSERT_LT(++calls, 200);
     } while (r.output_full);
     EXPECT_FALSE(r.close_after_write);
+    EXPECT_TRUE(r.head_pending);
     EXPECT_EQ(rest, "GET / HT");
     EXPECT_EQ(all, whole) << budget;
   }

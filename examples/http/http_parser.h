@@ -129,6 +129,10 @@ class RequestParser {
   // 0 otherwise.
   int error_status() const { return error_status_; }
 
+  // After kNeedMore: true once the pending request's head has parsed and
+  // only its body is awaited; false while the head itself is incomplete.
+  bool head_complete() const { return head_end_ != 0; }
+
  private:
   Result Fail(int status);
   // The status a bad method at the start of `data` earns, or 0. A method can

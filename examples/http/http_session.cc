@@ -49,6 +49,7 @@ void Append(const Response& r, const HttpDate& date, std::string_view connection
 std::string_view ErrorStatusLine(int status) {
   switch (status) {
     case 400: return "400 Bad Request";
+    case 408: return "408 Request Timeout";
     case 413: return "413 Content Too Large";
     case 431: return "431 Request Header Fields Too Large";
     case 501: return "501 Not Implemented";
@@ -125,7 +126,20 @@ SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
   while (result.consumed < input.size()) {
     size_t used = 0;
     const RequestParser::Result r = parser_.Parse(input.substr(result.consumed), &req, &used);
-    if (r == RequestParser::Result::kNeedMore) break;
+    if (r == RequestParser::Result::kNeedMore) {
+      if (!parser_.head_complete()) {
+        // The one CRLF allowed before a request line does not start a head:
+        // a client that sends it after a body and then idles is idle.
+        std::string_view rest = input.substr(result.consumed);
+        if (rest.starts_with("\r\n")) {
+          rest.remove_prefix(2);
+        } else if (rest == "\r") {
+          rest = {};
+        }
+        result.head_pending = !rest.empty();
+      }
+      break;
+    }
     if (r == RequestParser::Result::kError) {
       AppendError(parser_.error_status(), date, out);
       // Framing is lost after an error: nothing later in the stream can be
@@ -149,6 +163,12 @@ SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
   }
   result.close_after_write = closed_;
   return result;
+}
+
+void HttpSession::TimeOutHead(const HttpDate& date, std::string* out) {
+  if (closed_) return;
+  AppendError(408, date, out);
+  closed_ = true;
 }
 
 }  // namespace netloop::http

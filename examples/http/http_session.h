@@ -11,9 +11,16 @@
 // Every response carries Server, Date, Content-Type and Content-Length;
 // responses to HEAD carry no body. Request bodies (Content-Length) are read
 // and ignored except by /echo. Parser errors are answered with their status
-// (400, 413, 431, 501, 505) and "Connection: close".
+// (400, 413, 431, 501, 505) and "Connection: close"; a request head that
+// took too long (the server's deadline, see SessionResult::head_pending) is
+// answered 408 with "Connection: close".
 //
-// What the servers built on it do with output_full: Process stopped at its output budget so that a client
+// What the servers built on it do with the two signals here:
+//   - head_pending: a request head has started but not completed. Its
+//     deadline (--header-timeout) runs from the read that left it pending;
+//     when it expires, TimeOutHead() and close. Idle time between requests
+//     (nothing pending) is left to the idle timeout.
+//   - output_full: Process stopped at its output budget so that a client
 //     pipelining without reading cannot make the server buffer without
 //     bound. Stop reading, write, and call again with the unconsumed bytes
 //     once the client has taken the output.
@@ -43,6 +50,10 @@ struct SessionResult {
   // Close the connection once *out has been written: the client asked for it
   // ("Connection: close", or HTTP/1.0 without keep-alive) or sent garbage.
   bool close_after_write = false;
+  // The unconsumed bytes begin a request head that is not complete yet (more
+  // than the one empty line RFC 9112 2.2 lets precede a request). False while
+  // only a body is awaited, when nothing is left, and when output_full.
+  bool head_pending = false;
   // Processing stopped because *out had grown by the output budget, with a
   // complete request (at least) left in the unconsumed bytes. Call again with
   // them (no new bytes needed) once *out has been written.
@@ -74,6 +85,12 @@ class HttpSession {
   // stacks); nothing of `input` is referenced after the call returns.
   SessionResult Process(std::string_view input, const HttpDate& date, std::string* out,
                         size_t output_budget = kUnlimitedOutput);
+
+  // The request head now pending took longer than the server allows:
+  // appends "408 Request Timeout" with "Connection: close" to *out (nothing
+  // if the session had already closed) and closes the session, so later
+  // Process calls answer nothing. Close the connection once *out is written.
+  void TimeOutHead(const HttpDate& date, std::string* out);
 
  private:
   RequestParser parser_;
