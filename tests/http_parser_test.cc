@@ -318,6 +318,7 @@ TEST(HttpParserTest, Rejections) {
       {"GET /a\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"GET /a\rb HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET /a\0b HTTP/1.1\r\nHost: h\r\n\r\n"s, 400},  // NUL in the target
       {"GET / HTTX/1.1\r\n\r\n", 400},
       {"GET / HTTP/1\r\n\r\n", 400},
       {"GET / HTTP/1.x\r\n\r\n", 400},
@@ -353,6 +354,8 @@ TEST(HttpParserTest, Rejections) {
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\nx", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000000000\r\n\r\n", 413},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 1\r\n\r\nx", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x1\r\n\r\nx", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400},

@@ -1,7 +1,8 @@
 // Both HTTP servers (callback and fiber) against a real client over
-// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout; the
-// request-head deadline (slowloris); memory under a pipelining flood from a
-// client that does not read, and a handler parked writing to such a client.
+// loopback: keep-alive, pipelining, 400 and 431 paths, idle timeout;
+// ambiguous framing and header bombs; the request-head deadline (slowloris);
+// memory under a pipelining flood from a client that does not read, and a
+// handler parked writing to such a client.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -298,6 +299,90 @@ size_t ReadPlaintextResponses(int fd, size_t n, size_t size) {
 
 constexpr std::string_view kGet = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
 
+// RFC 9112: ambiguous or invalid framing is answered 400 (413 for a body too
+// large) and the connection closed; nothing after it in the stream is taken
+// for a request. A declared multi-gigabyte body is refused from the head
+// alone, at once, without waiting for (or buffering) the body. Another
+// client is served throughout.
+TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
+  ServerBinary server(GetParam());
+  ASSERT_FALSE(server.uri().empty());
+  const int other = Connect(server.uri());
+  ASSERT_GE(other, 0);
+  struct Case {
+    std::string head;
+    std::string_view status;
+  } cases[] = {
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+       "Content-Length: 5\r\n\r\n0\r\n\r\n", "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+       "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+       "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\nhello", "400"},
+      {"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", "400"},  // obs-fold
+      {"GET /plaintext HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", "400"},           // bare CR
+      {"GET /plaintext HTTP/1.1\r\nHost: x\nX: b\r\n\r\n", "400"},                // bare LF
+      {std::string("GET /plaintext HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 41), "400"},
+      {std::string("GET /plain\0text HTTP/1.1\r\nHost: x\r\n\r\n", 38), "400"},
+      {"GET /plaintext HTTP/1.1\r\n\r\n", "400"},                                 // no Host
+      {"GET /plaintext HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", "413"},
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000000\r\n\r\n", "413"},
+  };
+  for (const Case& c : cases) {
+    const int fd = Connect(server.uri());
+    ASSERT_GE(fd, 0);
+    // A valid request right behind: answering it would mean the framing was
+    // guessed at (how requests get smuggled).
+    // (A server waiting for a declared body would instead be closed silently
+    // by the 1 s idle timeout.)
+    Received got = SendAndReadUntilClosed(fd, c.head + std::string(kGet));
+    EXPECT_TRUE(got.closed) << c.head;
+    EXPECT_EQ(got.bytes.find("HTTP/1.1 " + std::string(c.status) + " "), 0u)
+        << c.head << "\n-> " << got.bytes;
+    EXPECT_EQ(CountOccurrences(got.bytes, "HTTP/1.1 "), 1u) << c.head << "\n-> " << got.bytes;
+    EXPECT_NE(got.bytes.find("\r\nConnection: close\r\n"), std::string::npos) << c.head;
+    close(fd);
+    ASSERT_TRUE(WriteAll(other, kGet));
+    EXPECT_EQ(ReadResponses(other, 1).find("HTTP/1.1 200 OK"), 0u) << "after " << c.head;
+  }
+  close(other);
+}
+
+// Header bombs: thousands of small header lines, one 1 MiB header, a head
+// that never ends. Each is 431 and closed as soon as the limit is passed,
+// and the server keeps serving another client.
+TEST_P(HttpServerTest, HeaderBombsAre431AndOthersAreStillServed) {
+  ServerBinary server(GetParam());
+  ASSERT_FALSE(server.uri().empty());
+  const int other = Connect(server.uri());
+  ASSERT_GE(other, 0);
+  std::string many = "GET /plaintext HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 5000; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
+  many += "\r\n";
+  const std::string one_mib =
+      "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(1 << 20, 'a') + "\r\n\r\n";
+  const std::string endless = "GET /plaintext HTTP/1.1\r\nHost: x\r\nX: " + std::string(9000, 'a');
+  for (const std::string* bomb : {&std::as_const(many), &one_mib, &endless}) {
+    const int fd = Connect(server.uri());
+    ASSERT_GE(fd, 0);
+    Received got = SendAndReadUntilClosed(fd, *bomb);
+    EXPECT_TRUE(got.closed) << bomb->size();
+    EXPECT_EQ(got.bytes.find("HTTP/1.1 431 "), 0u) << bomb->size() << " -> " << got.bytes;
+    EXPECT_EQ(CountOccurrences(got.bytes, "HTTP/1.1 "), 1u);
+    close(fd);
+    ASSERT_TRUE(WriteAll(other, kGet));
+    EXPECT_EQ(ReadResponses(other, 1).find("HTTP/1.1 200 OK"), 0u);
+  }
+  close(other);
+}
+
 // Slowloris: a client that trickles a header byte every 50 ms used to keep
 // its connection forever, each byte re-arming the idle timeout. The head
 // deadline (1 s here) runs from the head's first read, bytes or not: the
@@ -334,7 +419,7 @@ TEST_P(HttpServerTest, SlowHeadIsAnswered408WhileOthersAreServed) {
   EXPECT_EQ(got.bytes.find("HTTP/1.1 408 Request Timeout\r\n"), 0u) << got.bytes;
   EXPECT_NE(got.bytes.find("\r\nConnection: close\r\n"), std::string::npos);
   EXPECT_GE(waited, absl::Milliseconds(900)) << "before the deadline";
-  EXPECT_LT(waited, absl::Seconds(4)) << "the deadline moved with the bytes";
+  EXPECT_LT(waited, absl::Seconds(5)) << "the deadline moved with the bytes";
   EXPECT_GT(served, 5);
   close(slow);
   close(busy);
