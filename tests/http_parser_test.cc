@@ -142,7 +142,8 @@ TEST(HttpParserTest, OneLeadingEmptyLineIsSkipped) {
   ASSERT_EQ(o.result, Result::kComplete) << o.status;
   EXPECT_EQ(o.target, "/a");
   EXPECT_EQ(o.consumed, kLeadingCrlf.size());
-  EXPECT_EQ(Whole("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").status, 400) << "only one is skipped";
+  EXPECT_EQ(Whole("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").status, 400)
+      << "only one is skipped";
 }
 
 // Valid and invalid requests alike: every way of cutting them gives the
@@ -156,17 +157,17 @@ std::vector<std::string> SplitCorpus() {
       kPost,
       kHttp10,
       kLeadingCrlf,
-      many,                                                      // 431 (count)
+      many,                                                                      // 431 (count)
       "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",  // 431 (size)
-      std::string(40, 'A') + " / HTTP/1.1\r\nHost: h\r\n\r\n",              // 501 (method)
-      "G\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",                               // 400 (method)
-      std::string(9000, 'G'),                                    // 501 before 431
-      "GET / HTTP/1.1\r\nHost: h\r\nA: b\nC: d\r\n\r\n",                    // bare LF
-      "GET / HTTP/1.1\r\nHost: h\r\nA: b\rC: d\r\n\r\n",                    // bare CR
-      "GET / HTTP/2.0\r\n\r\n",                                  // 505
-      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n",      // 413
-      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",   // 501
-      "\r\r\n",                                                  // bare CR first
+      std::string(40, 'A') + " / HTTP/1.1\r\nHost: h\r\n\r\n",                   // 501 (method)
+      "G\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",                                    // 400 (method)
+      std::string(9000, 'G'),                                                    // 501 before 431
+      "GET / HTTP/1.1\r\nHost: h\r\nA: b\nC: d\r\n\r\n",                         // bare LF
+      "GET / HTTP/1.1\r\nHost: h\r\nA: b\rC: d\r\n\r\n",                         // bare CR
+      "GET / HTTP/2.0\r\n\r\n",                                                  // 505
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n",           // 413
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",        // 501
+      "\r\r\n",                                                                  // bare CR first
   };
 }
 
@@ -291,9 +292,11 @@ TEST(HttpParserTest, KeepAliveRules) {
   EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nHost: h\r\n\r\n").keep_alive);
   EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").keep_alive);
   EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
-                   .keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close, keep-alive\r\n\r\n").keep_alive)
+  EXPECT_FALSE(
+      Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
+          .keep_alive);
+  EXPECT_FALSE(
+      Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close, keep-alive\r\n\r\n").keep_alive)
       << "close wins";
   EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: closed\r\n\r\n").keep_alive);
   EXPECT_FALSE(Whole("GET / HTTP/1.0\r\n\r\n").keep_alive);
@@ -359,8 +362,10 @@ TEST(HttpParserTest, Rejections) {
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 1\r\n\r\nx", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x1\r\n\r\nx", 400},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+       400},
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: gzip, chunked\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n", 413},
@@ -401,20 +406,43 @@ TEST(HttpParserTest, HostIsRequiredOnceAndValid) {
   // Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2); an empty
   // value is allowed (a target without an authority, RFC 9112 3.2).
   for (std::string_view ok : {
-           "", "example.com", "example.com:8080", "EXAMPLE.com:", "127.0.0.1:80",
-           "[::1]", "[::1]:8080", "[2001:db8::7]", "[v1.fe80::a+en1]", "a-b_c~d.e",
-           "%41bc", "!$&'()*+,;=",
+           "",
+           "example.com",
+           "example.com:8080",
+           "EXAMPLE.com:",
+           "127.0.0.1:80",
+           "[::1]",
+           "[::1]:8080",
+           "[2001:db8::7]",
+           "[v1.fe80::a+en1]",
+           "a-b_c~d.e",
+           "%41bc",
+           "!$&'()*+,;=",
        }) {
     const std::string request = "GET / HTTP/1.1\r\nHost: " + std::string(ok) + "\r\n\r\n";
     EXPECT_EQ(Whole(request).result, Result::kComplete) << ok;
   }
   for (std::string_view bad : {
-           "a b",            // whitespace inside
-           "a\tb",           // HT is fine in field values, not in a host
-           "user@example",   // userinfo is not part of Host
-           "example.com:80x", "example.com:-1", "a:1:2", "example.com/path",
-           "example.com?q", "example.com#f", "[::1", "::1]", "[::1]x", "[::1]:a", "[]",
-           "[::1 ]", "%4", "%zz", "a\"b", "a<b", "caf\xc3\xa9",  // obs-text
+           "a b",           // whitespace inside
+           "a\tb",          // HT is fine in field values, not in a host
+           "user@example",  // userinfo is not part of Host
+           "example.com:80x",
+           "example.com:-1",
+           "a:1:2",
+           "example.com/path",
+           "example.com?q",
+           "example.com#f",
+           "[::1",
+           "::1]",
+           "[::1]x",
+           "[::1]:a",
+           "[]",
+           "[::1 ]",
+           "%4",
+           "%zz",
+           "a\"b",
+           "a<b",
+           "caf\xc3\xa9",  // obs-text
        }) {
     const std::string request = "GET / HTTP/1.1\r\nHost: " + std::string(bad) + "\r\n\r\n";
     EXPECT_EQ(Whole(request).status, 400) << bad;
@@ -450,24 +478,24 @@ TEST(HttpParserTest, RequestTargetForms) {
     size_t used = 0;
     ASSERT_EQ(p.Parse(request, &req, &used), Result::kComplete)
         << c.request_line << " status " << p.error_status();
-    EXPECT_EQ(req.target, c.request_line.substr(c.request_line.find(' ') + 1,
-                                                  c.request_line.rfind(' ') -
-                                                      c.request_line.find(' ') - 1))
+    EXPECT_EQ(req.target,
+              c.request_line.substr(c.request_line.find(' ') + 1,
+                                    c.request_line.rfind(' ') - c.request_line.find(' ') - 1))
         << "target stays as sent";
     EXPECT_EQ(req.path, c.path) << c.request_line;
     EXPECT_EQ(req.query, c.query) << c.request_line;
     EXPECT_EQ(req.host, c.host) << c.request_line;
   }
   for (std::string_view bad : {
-           "GET * HTTP/1.1",                         // asterisk-form is OPTIONS only
+           "GET * HTTP/1.1",  // asterisk-form is OPTIONS only
            "OPTIONS *x HTTP/1.1",
-           "GET example.com:80 HTTP/1.1",            // authority-form is CONNECT only
+           "GET example.com:80 HTTP/1.1",  // authority-form is CONNECT only
            "GET plaintext HTTP/1.1",
-           "GET ftp://example.com/ HTTP/1.1",        // not an http(s) URI
+           "GET ftp://example.com/ HTTP/1.1",  // not an http(s) URI
            "GET 1http://example.com/ HTTP/1.1",
            "GET http:/example.com/ HTTP/1.1",
            "GET http:example.com HTTP/1.1",
-           "GET http:// HTTP/1.1",                   // empty host (RFC 9110 4.2.1)
+           "GET http:// HTTP/1.1",  // empty host (RFC 9110 4.2.1)
            "GET http:///plaintext HTTP/1.1",
            "GET http://:80/plaintext HTTP/1.1",
            "GET http://user@example.com/ HTTP/1.1",  // userinfo (RFC 9110 4.2.4)
@@ -477,8 +505,7 @@ TEST(HttpParserTest, RequestTargetForms) {
     const std::string request = std::string(bad) + "\r\nHost: h\r\n\r\n";
     EXPECT_EQ(Whole(request).status, 400) << bad;
   }
-  EXPECT_EQ(Whole("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").status,
-            501);
+  EXPECT_EQ(Whole("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").status, 501);
   // Host is still required in HTTP/1.1 with an absolute-form target (RFC
   // 9112 3.2.2: "A client MUST send a Host header field in an HTTP/1.1
   // request even if the request-target is in the absolute-form"), and still
@@ -495,7 +522,7 @@ TEST(HttpParserTest, AcceptedEdgeCases) {
            "GET / HTTP/1.1\r\nHost: h\r\nA:b\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: h\r\nA: b\tc \t\r\n\r\n",
            "GET / HTTP/1.1\r\nHost: h\r\nA: caf\xc3\xa9\r\n\r\n",  // obs-text in a value
-           "GET / HTTP/1.2\r\nHost: h\r\n\r\n",            // a later 1.x minor
+           "GET / HTTP/1.2\r\nHost: h\r\n\r\n",                    // a later 1.x minor
            "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
            "M-SEARCH /x HTTP/1.1\r\nHost: h\r\n\r\n",
            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 000\r\n\r\n",
@@ -581,9 +608,9 @@ TEST(HttpParserTest, HugeContentLengthIsTooLargeNeverWrapped) {
            "4294967296",               // 2^32
            "1048577",                  // the default limit + 1
        }) {
-    const std::string request = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " +
-                                std::string(length) + "\r\n\r\n" +
-                                "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    const std::string request =
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) + "\r\n\r\n" +
+        "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
     const Outcome o = Whole(request);
     EXPECT_EQ(o.result, Result::kError) << length;
     EXPECT_EQ(o.status, 413) << length;
@@ -594,8 +621,7 @@ TEST(HttpParserTest, HugeContentLengthIsTooLargeNeverWrapped) {
   ParserLimits big;
   big.max_body_bytes = std::numeric_limits<size_t>::max();
   auto head_with = [](std::string_view length) {
-    return "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) +
-           "\r\n\r\n";
+    return "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) + "\r\n\r\n";
   };
   EXPECT_EQ(Whole(head_with("4294967294"), big).result, Result::kNeedMore) << "at the limit";
   EXPECT_EQ(Whole(head_with("4294967295"), big).status, 413);
@@ -609,8 +635,8 @@ TEST(HttpParserTest, HugeContentLengthIsTooLargeNeverWrapped) {
 // whatever their number.
 TEST(HttpParserTest, ContentLengthLeadingZerosAreDecimal) {
   auto post = [](std::string_view length, std::string_view body) {
-    return "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) +
-           "\r\n\r\n" + std::string(body);
+    return "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) + "\r\n\r\n" +
+           std::string(body);
   };
   Outcome o = Whole(post("007", "abcdefg"));
   ASSERT_EQ(o.result, Result::kComplete) << o.status;

@@ -314,9 +314,11 @@ TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
     std::string_view status;
   } cases[] = {
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400"},
+       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+       "400"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-       "Content-Length: 5\r\n\r\n0\r\n\r\n", "400"},
+       "Content-Length: 5\r\n\r\n0\r\n\r\n",
+       "400"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
        "400"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
@@ -326,11 +328,11 @@ TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello", "400"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5 5\r\n\r\nhello", "400"},
       {"GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n", "400"},  // obs-fold
-      {"GET /plaintext HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", "400"},           // bare CR
-      {"GET /plaintext HTTP/1.1\r\nHost: x\nX: b\r\n\r\n", "400"},                // bare LF
+      {"GET /plaintext HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", "400"},            // bare CR
+      {"GET /plaintext HTTP/1.1\r\nHost: x\nX: b\r\n\r\n", "400"},                 // bare LF
       {std::string("GET /plaintext HTTP/1.1\r\nHost: x\r\nX: a\0b\r\n\r\n", 41), "400"},
       {std::string("GET /plain\0text HTTP/1.1\r\nHost: x\r\n\r\n", 38), "400"},
-      {"GET /plaintext HTTP/1.1\r\n\r\n", "400"},                                 // no Host
+      {"GET /plaintext HTTP/1.1\r\n\r\n", "400"},  // no Host
       {"GET /plaintext HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n", "413"},
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000000\r\n\r\n", "413"},
@@ -492,7 +494,7 @@ TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
   for (size_t s : sent) total_sent += s;
   RecordProperty("rss_growth_kb", std::to_string(growth_kb));
   EXPECT_LT(growth_kb, 4 * 1024) << "server RSS grew " << growth_kb << " KiB while " << total_sent
-                                << " bytes of requests were sent";
+                                 << " bytes of requests were sent";
   for (size_t i = 0; i < fds.size(); ++i) {
     const size_t whole = sent[i] / kGet.size();
     EXPECT_EQ(ReadPlaintextResponses(fds[i], whole, response_size), whole) << i;

@@ -283,8 +283,8 @@ TEST(HttpSessionTest, AbsoluteFormAndAsteriskForm) {
   session.Process("GET HTTP://EXAMPLE.COM:80?x=1 HTTP/1.1\r\nHost: e\r\n\r\n", date, &out);
   EXPECT_EQ(out, kPlaintextResponse) << "an empty path is /";
   out.clear();
-  session.Process("POST https://h/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi",
-                  date, &out);
+  session.Process("POST https://h/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi", date,
+                  &out);
   EXPECT_EQ(out.find("HTTP/1.1 200 OK\r\n"), 0u);
   EXPECT_EQ(out.substr(out.size() - 6), "\r\n\r\nhi");
   out.clear();

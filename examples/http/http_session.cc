@@ -113,8 +113,8 @@ thread_local Request scratch_request;
 
 }  // namespace
 
-SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
-                                   std::string* out, size_t output_budget) {
+SessionResult HttpSession::Process(std::string_view input, const HttpDate& date, std::string* out,
+                                   size_t output_budget) {
   SessionResult result;
   if (closed_) {
     result.consumed = input.size();
