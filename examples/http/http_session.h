@@ -19,7 +19,8 @@
 //   - head_pending: a request head has started but not completed. Its
 //     deadline (--header-timeout) runs from the read that left it pending;
 //     when it expires, TimeOutHead() and close. Idle time between requests
-//     (nothing pending) is left to the idle timeout.
+//     (nothing pending), and a body arriving slowly, are left to the idle
+//     timeout.
 //   - output_full: Process stopped at its output budget so that a client
 //     pipelining without reading cannot make the server buffer without
 //     bound. Stop reading, write, and call again with the unconsumed bytes
