@@ -1,6 +1,7 @@
 #include "examples/http/http_parser.h"
 
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -141,13 +142,14 @@ TEST(HttpParserTest, OneLeadingEmptyLineIsSkipped) {
   ASSERT_EQ(o.result, Result::kComplete) << o.status;
   EXPECT_EQ(o.target, "/a");
   EXPECT_EQ(o.consumed, kLeadingCrlf.size());
-  EXPECT_EQ(Whole("\r\n\r\nGET / HTTP/1.1\r\n\r\n").status, 400) << "only one is skipped";
+  EXPECT_EQ(Whole("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").status, 400)
+      << "only one is skipped";
 }
 
 // Valid and invalid requests alike: every way of cutting them gives the
 // outcome the whole gives.
 std::vector<std::string> SplitCorpus() {
-  std::string many = "GET / HTTP/1.1\r\n";
+  std::string many = "GET / HTTP/1.1\r\nHost: h\r\n";
   for (int i = 0; i < 65; ++i) many += "H" + std::to_string(i) + ": v\r\n";
   many += "\r\n";
   return {
@@ -155,17 +157,17 @@ std::vector<std::string> SplitCorpus() {
       kPost,
       kHttp10,
       kLeadingCrlf,
-      many,                                                      // 431 (count)
-      "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",  // 431 (size)
-      std::string(40, 'A') + " / HTTP/1.1\r\n\r\n",              // 501 (method)
-      "G\x01T / HTTP/1.1\r\n\r\n",                               // 400 (method)
-      std::string(9000, 'G'),                                    // 501 before 431
-      "GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n",                    // bare LF
-      "GET / HTTP/1.1\r\nA: b\rC: d\r\n\r\n",                    // bare CR
-      "GET / HTTP/2.0\r\n\r\n",                                  // 505
-      "POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",      // 413
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",   // 501
-      "\r\r\n",                                                  // bare CR first
+      many,                                                                      // 431 (count)
+      "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",  // 431 (size)
+      std::string(40, 'A') + " / HTTP/1.1\r\nHost: h\r\n\r\n",                   // 501 (method)
+      "G\x01T / HTTP/1.1\r\nHost: h\r\n\r\n",                                    // 400 (method)
+      std::string(9000, 'G'),                                                    // 501 before 431
+      "GET / HTTP/1.1\r\nHost: h\r\nA: b\nC: d\r\n\r\n",                         // bare LF
+      "GET / HTTP/1.1\r\nHost: h\r\nA: b\rC: d\r\n\r\n",                         // bare CR
+      "GET / HTTP/2.0\r\n\r\n",                                                  // 505
+      "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n",           // 413
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",        // 501
+      "\r\r\n",                                                                  // bare CR first
   };
 }
 
@@ -206,7 +208,7 @@ TEST(HttpParserTest, OneByteDripNeedsMoreUntilTheLastByte) {
 // byte per call finish quickly. Re-parsing the head on each body byte (the
 // quadratic mistake) would take minutes here.
 TEST(HttpParserTest, DripIsLinear) {
-  std::string req = "POST /echo HTTP/1.1\r\n";
+  std::string req = "POST /echo HTTP/1.1\r\nHost: h\r\n";
   for (int i = 0; i < 60; ++i) {
     req += "X-Header-" + std::to_string(i) + ": " + std::string(100, 'v') + "\r\n";
   }
@@ -222,7 +224,7 @@ TEST(HttpParserTest, DripIsLinear) {
   }
   ASSERT_EQ(p.Parse(all, &r, &used), Result::kComplete);
   EXPECT_EQ(r.body.size(), body);
-  EXPECT_EQ(r.header_count, 61u);
+  EXPECT_EQ(r.header_count, 62u);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
@@ -231,7 +233,7 @@ TEST(HttpParserTest, DripIsLinear) {
 // completes. Corrupting them between calls (which the contract forbids, and
 // which is exactly why it is observable) goes unnoticed while the parser waits.
 TEST(HttpParserTest, ResumedCallsDoNotRereadJudgedBytes) {
-  const std::string head = "POST /echo HTTP/1.1\r\nX: abc\r\nContent-Length: 4\r\n";
+  const std::string head = "POST /echo HTTP/1.1\r\nHost: h\r\nX: abc\r\nContent-Length: 4\r\n";
   std::string buf = head;
   RequestParser p;
   Request req;
@@ -287,14 +289,16 @@ TEST(HttpParserTest, PipelinedBatch) {
 }
 
 TEST(HttpParserTest, KeepAliveRules) {
-  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
-                   .keep_alive);
-  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n").keep_alive)
+  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nHost: h\r\n\r\n").keep_alive);
+  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").keep_alive);
+  EXPECT_FALSE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, CLOSE\r\n\r\n").keep_alive);
+  EXPECT_FALSE(
+      Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n")
+          .keep_alive);
+  EXPECT_FALSE(
+      Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: close, keep-alive\r\n\r\n").keep_alive)
       << "close wins";
-  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nConnection: closed\r\n\r\n").keep_alive);
+  EXPECT_TRUE(Whole("GET / HTTP/1.1\r\nHost: h\r\nConnection: closed\r\n\r\n").keep_alive);
   EXPECT_FALSE(Whole("GET / HTTP/1.0\r\n\r\n").keep_alive);
   EXPECT_TRUE(Whole(kHttp10).keep_alive);
   EXPECT_EQ(Whole(kHttp10).minor_version, 0);
@@ -309,14 +313,15 @@ TEST(HttpParserTest, Rejections) {
     int status;
   } cases[] = {
       // Request line.
-      {"G@T / HTTP/1.1\r\n\r\n", 400},
-      {"GET\t/ HTTP/1.1\r\n\r\n", 400},
-      {" GET / HTTP/1.1\r\n\r\n", 400},
-      {"GET  / HTTP/1.1\r\n\r\n", 400},
+      {"G@T / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {" GET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"GET / HTTP/1.1 \r\n\r\n", 400},
-      {"GET /a\x01 HTTP/1.1\r\n\r\n", 400},
-      {"GET /a\x7f HTTP/1.1\r\n\r\n", 400},
-      {"GET /a\rb HTTP/1.1\r\n\r\n", 400},
+      {"GET /a\x01 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET /a\rb HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"GET /a\0b HTTP/1.1\r\nHost: h\r\n\r\n"s, 400},  // NUL in the target
       {"GET / HTTX/1.1\r\n\r\n", 400},
       {"GET / HTTP/1\r\n\r\n", 400},
       {"GET / HTTP/1.x\r\n\r\n", 400},
@@ -325,42 +330,46 @@ TEST(HttpParserTest, Rejections) {
       {"GET /\r\n\r\n", 400},
       {"GET\r\n\r\n", 400},
       {"\r\n\r\n", 400},
-      {std::string(kMaxMethodLength + 1, 'M') + " / HTTP/1.1\r\n\r\n", 501},
+      {std::string(kMaxMethodLength + 1, 'M') + " / HTTP/1.1\r\nHost: h\r\n\r\n", 501},
       {"GET / HTTP/2.0\r\n\r\n", 505},
       {"GET / HTTP/0.9\r\n\r\n", 505},
       // Header lines.
-      {"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nName : x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nName\t: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\n: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: 1\r\n folded\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: 1\r\n\tfolded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nName : x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nName\t: x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\n: x\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n folded\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\n\tfolded\r\n\r\n", 400},
       {"GET / HTTP/1.1\r\n Leading: x\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nNoColon\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: b\0c\r\n\r\n"s, 400},
-      {"GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: b\0c\r\n\r\n"s, 400},
+      {"GET / HTTP/1.1\r\nHost: h\r\nA: b\x7f\r\n\r\n", 400},
       // Line endings.
       {"GET / HTTP/1.1\nHost: x\n\n", 400},
       {"GET / HTTP/1.1\r\nHost: x\n\r\n", 400},
       {"GET / HTTP/1.1\r\nHost: x\r\n\n", 400},
       {"GET / HTTP/1.1\r\nHost: x\r\r\n\r\n", 400},
-      {"\nGET / HTTP/1.1\r\n\r\n", 400},
-      {"\r\n\nGET / HTTP/1.1\r\n\r\n", 400},
+      {"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       // Framing.
-      {"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\nxy", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1 1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 0x1\r\n\r\nx", 400},
-      {"POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413},
-      {"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999999\r\n\r\n", 413},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\nxy", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5000000000\r\n\r\n", 413},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x1\r\n\r\nx", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n", 413},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999999\r\n\r\n", 413},
   };
   for (const Case& c : cases) {
     Outcome o = Whole(c.request);
@@ -370,29 +379,166 @@ TEST(HttpParserTest, Rejections) {
   }
 }
 
+// RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code
+// to any HTTP/1.1 request message that lacks a Host header field and to any
+// request message that contains more than one Host header field line or a
+// Host header field with an invalid field value." These were answered.
+TEST(HttpParserTest, HostIsRequiredOnceAndValid) {
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\n\r\n").status, 400) << "HTTP/1.1 without Host";
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET / HTTP/1.2\r\n\r\n").status, 400) << "any later 1.x too";
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET / HTTP/1.1\r\nHost: a\r\nhOST: b\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n").status, 400)
+      << "more than one is 400 in any version";
+  // HTTP/1.0 did not have Host: its absence is fine.
+  Outcome o = Whole("GET / HTTP/1.0\r\n\r\n");
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  RequestParser p;
+  Request req;
+  size_t used = 0;
+  ASSERT_EQ(p.Parse("GET / HTTP/1.1\r\nhost:  example.com:8080 \r\n\r\n", &req, &used),
+            Result::kComplete);
+  EXPECT_EQ(req.host, "example.com:8080");
+  ASSERT_EQ(p.Parse("GET / HTTP/1.0\r\n\r\n", &req, &used), Result::kComplete);
+  EXPECT_EQ(req.host, "");
+
+  // Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2); an empty
+  // value is allowed (a target without an authority, RFC 9112 3.2).
+  for (std::string_view ok : {
+           "",
+           "example.com",
+           "example.com:8080",
+           "EXAMPLE.com:",
+           "127.0.0.1:80",
+           "[::1]",
+           "[::1]:8080",
+           "[2001:db8::7]",
+           "[v1.fe80::a+en1]",
+           "a-b_c~d.e",
+           "%41bc",
+           "!$&'()*+,;=",
+       }) {
+    const std::string request = "GET / HTTP/1.1\r\nHost: " + std::string(ok) + "\r\n\r\n";
+    EXPECT_EQ(Whole(request).result, Result::kComplete) << ok;
+  }
+  for (std::string_view bad : {
+           "a b",           // whitespace inside
+           "a\tb",          // HT is fine in field values, not in a host
+           "user@example",  // userinfo is not part of Host
+           "example.com:80x",
+           "example.com:-1",
+           "a:1:2",
+           "example.com/path",
+           "example.com?q",
+           "example.com#f",
+           "[::1",
+           "::1]",
+           "[::1]x",
+           "[::1]:a",
+           "[]",
+           "[::1 ]",
+           "%4",
+           "%zz",
+           "a\"b",
+           "a<b",
+           "caf\xc3\xa9",  // obs-text
+       }) {
+    const std::string request = "GET / HTTP/1.1\r\nHost: " + std::string(bad) + "\r\n\r\n";
+    EXPECT_EQ(Whole(request).status, 400) << bad;
+    const std::string http10 = "GET / HTTP/1.0\r\nHost: " + std::string(bad) + "\r\n\r\n";
+    EXPECT_EQ(Whole(http10).status, 400) << bad << " (any version)";
+  }
+}
+
+// RFC 9112 3.2: origin-form for every method, absolute-form likewise (a
+// server MUST accept it, 3.2.2), asterisk-form only for OPTIONS (3.2.4) and
+// authority-form only for CONNECT (3.2.3), which is not implemented here.
+// Absolute-form targets were routed as sent, so "http://h/plaintext" was 404.
+TEST(HttpParserTest, RequestTargetForms) {
+  struct Case {
+    std::string_view request_line;
+    std::string_view path, query, host;
+  } cases[] = {
+      {"GET /plaintext HTTP/1.1", "/plaintext", "", "h"},
+      {"GET /echo?x=1&y HTTP/1.1", "/echo", "x=1&y", "h"},
+      {"GET /a? HTTP/1.1", "/a", "", "h"},
+      // Absolute-form: routed on its path; its authority replaces Host.
+      {"GET http://example.com/plaintext HTTP/1.1", "/plaintext", "", "example.com"},
+      {"GET HTTP://Example.COM:8080/a/b?c=d HTTP/1.1", "/a/b", "c=d", "Example.COM:8080"},
+      {"GET https://[::1]:443/x HTTP/1.1", "/x", "", "[::1]:443"},
+      {"GET http://example.com HTTP/1.1", "/", "", "example.com"},
+      {"GET http://example.com?q HTTP/1.1", "/", "q", "example.com"},
+      {"OPTIONS * HTTP/1.1", "*", "", "h"},
+  };
+  for (const Case& c : cases) {
+    const std::string request = std::string(c.request_line) + "\r\nHost: h\r\n\r\n";
+    RequestParser p;
+    Request req;
+    size_t used = 0;
+    ASSERT_EQ(p.Parse(request, &req, &used), Result::kComplete)
+        << c.request_line << " status " << p.error_status();
+    EXPECT_EQ(req.target,
+              c.request_line.substr(c.request_line.find(' ') + 1,
+                                    c.request_line.rfind(' ') - c.request_line.find(' ') - 1))
+        << "target stays as sent";
+    EXPECT_EQ(req.path, c.path) << c.request_line;
+    EXPECT_EQ(req.query, c.query) << c.request_line;
+    EXPECT_EQ(req.host, c.host) << c.request_line;
+  }
+  for (std::string_view bad : {
+           "GET * HTTP/1.1",  // asterisk-form is OPTIONS only
+           "OPTIONS *x HTTP/1.1",
+           "GET example.com:80 HTTP/1.1",  // authority-form is CONNECT only
+           "GET plaintext HTTP/1.1",
+           "GET ftp://example.com/ HTTP/1.1",  // not an http(s) URI
+           "GET 1http://example.com/ HTTP/1.1",
+           "GET http:/example.com/ HTTP/1.1",
+           "GET http:example.com HTTP/1.1",
+           "GET http:// HTTP/1.1",  // empty host (RFC 9110 4.2.1)
+           "GET http:///plaintext HTTP/1.1",
+           "GET http://:80/plaintext HTTP/1.1",
+           "GET http://user@example.com/ HTTP/1.1",  // userinfo (RFC 9110 4.2.4)
+           "GET http://a b/ HTTP/1.1",
+           "GET http://example.com:8x/ HTTP/1.1",
+       }) {
+    const std::string request = std::string(bad) + "\r\nHost: h\r\n\r\n";
+    EXPECT_EQ(Whole(request).status, 400) << bad;
+  }
+  EXPECT_EQ(Whole("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n").status, 501);
+  // Host is still required in HTTP/1.1 with an absolute-form target (RFC
+  // 9112 3.2.2: "A client MUST send a Host header field in an HTTP/1.1
+  // request even if the request-target is in the absolute-form"), and still
+  // validated even though its value is then ignored.
+  EXPECT_EQ(Whole("GET http://example.com/ HTTP/1.1\r\n\r\n").status, 400);
+  EXPECT_EQ(Whole("GET http://example.com/ HTTP/1.1\r\nHost: a b\r\n\r\n").status, 400);
+  Outcome o = Whole("GET http://example.com/ HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(o.result, Result::kComplete) << o.status;
+}
+
 TEST(HttpParserTest, AcceptedEdgeCases) {
   for (std::string_view ok : {
-           "GET / HTTP/1.1\r\nA:\r\n\r\n",
-           "GET / HTTP/1.1\r\nA:b\r\n\r\n",
-           "GET / HTTP/1.1\r\nA: b\tc \t\r\n\r\n",
-           "GET / HTTP/1.1\r\nA: caf\xc3\xa9\r\n\r\n",  // obs-text in a value
-           "GET / HTTP/1.2\r\n\r\n",                     // a later 1.x minor
-           "GET * HTTP/1.1\r\n\r\n",
-           "M-SEARCH /x HTTP/1.1\r\n\r\n",
-           "POST / HTTP/1.1\r\nContent-Length: 000\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA:\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA:b\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA: b\tc \t\r\n\r\n",
+           "GET / HTTP/1.1\r\nHost: h\r\nA: caf\xc3\xa9\r\n\r\n",  // obs-text in a value
+           "GET / HTTP/1.2\r\nHost: h\r\n\r\n",                    // a later 1.x minor
+           "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+           "M-SEARCH /x HTTP/1.1\r\nHost: h\r\n\r\n",
+           "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 000\r\n\r\n",
        }) {
     EXPECT_EQ(Whole(ok).result, Result::kComplete) << ok << " status " << Whole(ok).status;
   }
-  Outcome o = Whole("GET / HTTP/1.1\r\nA: b\tc \t\r\n\r\n");
-  EXPECT_EQ(o.headers[0].second, "b\tc");
-  EXPECT_EQ(Whole(std::string(kMaxMethodLength, 'M') + " / HTTP/1.1\r\n\r\n").result,
+  Outcome o = Whole("GET / HTTP/1.1\r\nHost: h\r\nA: b\tc \t\r\n\r\n");
+  EXPECT_EQ(o.headers[1].second, "b\tc");
+  EXPECT_EQ(Whole(std::string(kMaxMethodLength, 'M') + " / HTTP/1.1\r\nHost: h\r\n\r\n").result,
             Result::kComplete);
 }
 
 TEST(HttpParserTest, HeaderSizeLimit) {
   // A head of exactly 8 KiB is accepted, one byte more is 431.
   auto head_of = [](size_t size) {
-    std::string prefix = "GET / HTTP/1.1\r\nX: ";
+    std::string prefix = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
     return prefix + std::string(size - prefix.size() - 4, 'a') + "\r\n\r\n";
   };
   EXPECT_EQ(Whole(head_of(8192)).result, Result::kComplete);
@@ -400,7 +546,7 @@ TEST(HttpParserTest, HeaderSizeLimit) {
   EXPECT_EQ(Drip(head_of(8192)).result, Result::kComplete);
   EXPECT_EQ(Drip(head_of(8193)).status, 431);
   // No end in sight: 431 as soon as the limit is reached, without waiting.
-  std::string no_end = "GET / HTTP/1.1\r\nX: " + std::string(9000, 'a');
+  std::string no_end = "GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a');
   EXPECT_EQ(Whole(no_end.substr(0, 8191)).result, Result::kNeedMore);
   EXPECT_EQ(Whole(no_end.substr(0, 8192)).status, 431);
   // A custom limit.
@@ -411,9 +557,10 @@ TEST(HttpParserTest, HeaderSizeLimit) {
 }
 
 TEST(HttpParserTest, HeaderCountLimit) {
+  // n header lines in all, Host (which HTTP/1.1 requires) the first of them.
   auto with_headers = [](int n) {
-    std::string r = "GET / HTTP/1.1\r\n";
-    for (int i = 0; i < n; ++i) r += "H" + std::to_string(i) + ": v\r\n";
+    std::string r = "GET / HTTP/1.1\r\nHost: h\r\n";
+    for (int i = 1; i < n; ++i) r += "H" + std::to_string(i) + ": v\r\n";
     return r + "\r\n";
   };
   Outcome ok = Whole(with_headers(64));
@@ -431,7 +578,7 @@ TEST(HttpParserTest, HeaderCountLimit) {
 
 TEST(HttpParserTest, BodyLimit) {
   auto post = [](size_t n) {
-    return "POST /echo HTTP/1.1\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" +
+    return "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(n) + "\r\n\r\n" +
            std::string(n, 'x');
   };
   Outcome max = Whole(post(1024 * 1024));
@@ -446,27 +593,88 @@ TEST(HttpParserTest, BodyLimit) {
   EXPECT_EQ(Whole(post(5), tiny).status, 413);
 }
 
+// Content-Length values at and beyond 2^64 once wrapped in the digit loop
+// (n * 10 overflowed before the saturation caught it): 2^64 read as 0, so the
+// declared body was parsed as the next request (request smuggling). Every
+// value over the limit, however many digits, must be 413 and never wrap.
+TEST(HttpParserTest, HugeContentLengthIsTooLargeNeverWrapped) {
+  for (std::string_view length : {
+           "18446744073709551616",     // 2^64: wrapped to 0
+           "18446744073709551615",     // 2^64 - 1
+           "18446744073709551617",     // 2^64 + 1: wrapped to 1
+           "36893488147419103232",     // 2^65
+           "99999999999999999999999",  // 23 digits
+           "4294967295",               // 2^32 - 1: above the 32-bit clamp
+           "4294967296",               // 2^32
+           "1048577",                  // the default limit + 1
+       }) {
+    const std::string request =
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) + "\r\n\r\n" +
+        "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    const Outcome o = Whole(request);
+    EXPECT_EQ(o.result, Result::kError) << length;
+    EXPECT_EQ(o.status, 413) << length;
+    EXPECT_EQ(Drip(request), o) << length;
+  }
+  // The largest limit the parser keeps (4 GiB - 2): one byte over is 413, and
+  // so is 2^64 + that (which would wrap to exactly the limit).
+  ParserLimits big;
+  big.max_body_bytes = std::numeric_limits<size_t>::max();
+  auto head_with = [](std::string_view length) {
+    return "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) + "\r\n\r\n";
+  };
+  EXPECT_EQ(Whole(head_with("4294967294"), big).result, Result::kNeedMore) << "at the limit";
+  EXPECT_EQ(Whole(head_with("4294967295"), big).status, 413);
+  EXPECT_EQ(Whole(head_with("18446744078004518910"), big).status, 413);
+  // A huge value is still judged for its syntax first: not a number is 400.
+  EXPECT_EQ(Whole(head_with("99999999999999999999999x")).status, 400);
+}
+
+// RFC 9110 8.6: Content-Length = 1*DIGIT, a decimal number. Leading zeros
+// are accepted and mean nothing (not octal, not "more digits, so bigger"),
+// whatever their number.
+TEST(HttpParserTest, ContentLengthLeadingZerosAreDecimal) {
+  auto post = [](std::string_view length, std::string_view body) {
+    return "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::string(length) + "\r\n\r\n" +
+           std::string(body);
+  };
+  Outcome o = Whole(post("007", "abcdefg"));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 7u);
+  EXPECT_EQ(o.body, "abcdefg");
+  o = Whole(post("010", "0123456789"));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 10u) << "decimal, not octal";
+  o = Whole(post(std::string(40, '0') + "5", "hello"));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 5u);
+  o = Whole(post(std::string(40, '0'), ""));
+  ASSERT_EQ(o.result, Result::kComplete) << o.status;
+  EXPECT_EQ(o.content_length, 0u);
+  EXPECT_EQ(Whole(post("0" + std::string(30, '0') + "2000000", "")).status, 413);
+}
+
 TEST(HttpParserTest, ErrorIsStickyUntilReset) {
   RequestParser p;
   Request req;
   size_t used = 0;
-  ASSERT_EQ(p.Parse("G@T / HTTP/1.1\r\n\r\n", &req, &used), Result::kError);
+  ASSERT_EQ(p.Parse("G@T / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kError);
   EXPECT_EQ(p.error_status(), 400);
-  EXPECT_EQ(p.Parse("GET / HTTP/1.1\r\n\r\n", &req, &used), Result::kError);
+  EXPECT_EQ(p.Parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kError);
   p.Reset();
   EXPECT_EQ(p.error_status(), 0);
-  ASSERT_EQ(p.Parse("GET / HTTP/1.1\r\n\r\n", &req, &used), Result::kComplete);
-  EXPECT_EQ(used, 18u);
+  ASSERT_EQ(p.Parse("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kComplete);
+  EXPECT_EQ(used, 27u);
 }
 
 TEST(HttpParserTest, ResetDropsAPartialRequest) {
   RequestParser p;
   Request req;
   size_t used = 0;
-  ASSERT_EQ(p.Parse("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", &req, &used),
+  ASSERT_EQ(p.Parse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab", &req, &used),
             Result::kNeedMore);
   p.Reset();
-  ASSERT_EQ(p.Parse("GET /b HTTP/1.1\r\n\r\n", &req, &used), Result::kComplete);
+  ASSERT_EQ(p.Parse("GET /b HTTP/1.1\r\nHost: h\r\n\r\n", &req, &used), Result::kComplete);
   EXPECT_EQ(req.target, "/b");
   EXPECT_EQ(req.body, "");
 }
@@ -482,8 +690,8 @@ TEST(HttpParserTest, GarbageNeverCrashes) {
     for (char& c : junk) {
       c = static_cast<char>(rng() % 4 == 0 ? "\r\n :/"[rng() % 5] : rng());
     }
-    if (i % 3 == 0) junk = "GET / HTTP/1.1\r\n" + junk;
-    if (i % 3 == 1) junk = "POST / HTTP/1.1\r\nContent-Length: 5\r\n" + junk;
+    if (i % 3 == 0) junk = "GET / HTTP/1.1\r\nHost: h\r\n" + junk;
+    if (i % 3 == 1) junk = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n" + junk;
     std::vector<size_t> cuts;
     for (size_t at = 0; at < junk.size(); at += 1 + rng() % 40) cuts.push_back(at);
     cuts.push_back(junk.size());

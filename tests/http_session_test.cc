@@ -208,10 +208,10 @@ TEST(HttpSessionTest, IncompleteTailIsLeftForLater) {
 TEST(HttpSessionTest, EverySplitGivesTheSameBytes) {
   std::string in;
   for (int i = 0; i < 3; ++i) in += kPlaintext;
-  in += "POST /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
-  in += "HEAD / HTTP/1.1\r\n\r\n";
-  in += "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
-  in += "GET / HTTP/1.1\r\n\r\n";  // after the close: never answered
+  in += "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+  in += "HEAD / HTTP/1.1\r\nHost: h\r\n\r\n";
+  in += "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+  in += "GET / HTTP/1.1\r\nHost: h\r\n\r\n";  // after the close: never answered
   const Driven whole = Drive(in, {in.size()});
   EXPECT_TRUE(whole.closed);
   EXPECT_EQ(CountResponses(whole.out), 6u);
@@ -237,7 +237,7 @@ TEST(HttpSessionTest, HeadHasHeadersButNoBody) {
   const std::string head_response(kPlaintextResponse.substr(0, kPlaintextResponse.size() - 13));
   EXPECT_EQ(out, head_response + std::string(kPlaintextResponse));
   out.clear();
-  session.Process("HEAD /nope HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out.find("HTTP/1.1 404 Not Found\r\n"), 0u);
   EXPECT_NE(out.find("Content-Length: 9\r\n"), std::string::npos);
   EXPECT_EQ(out.substr(out.size() - 4), "\r\n\r\n") << "no body";
@@ -247,26 +247,59 @@ TEST(HttpSessionTest, NotFoundAndMethodNotAllowed) {
   const HttpDate date = FixedDate();
   HttpSession session;
   std::string out;
-  session.Process("GET /nope HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("GET /nope HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out,
             "HTTP/1.1 404 Not Found\r\nServer: netloop\r\n"
             "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\n"
             "Content-Length: 9\r\n\r\nNot Found");
   out.clear();
-  session.Process("DELETE /plaintext HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("DELETE /plaintext HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out,
             "HTTP/1.1 405 Method Not Allowed\r\nServer: netloop\r\n"
             "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\n"
             "Content-Length: 18\r\nAllow: GET, HEAD\r\n\r\nMethod Not Allowed");
   out.clear();
-  session.Process("GET /echo HTTP/1.1\r\n\r\n", date, &out);
+  session.Process("GET /echo HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out.find("HTTP/1.1 405 "), 0u);
   EXPECT_NE(out.find("\r\nAllow: POST\r\n"), std::string::npos);
   out.clear();
   // Methods are case-sensitive: "get" is some other method.
-  SessionResult r = session.Process("get / HTTP/1.1\r\n\r\n", date, &out);
+  SessionResult r = session.Process("get / HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
   EXPECT_EQ(out.find("HTTP/1.1 405 "), 0u);
   EXPECT_FALSE(r.close_after_write);
+}
+
+// Absolute-form targets are routed on their path (they were 404: the route
+// compared the whole URI); asterisk-form is for OPTIONS only.
+TEST(HttpSessionTest, AbsoluteFormAndAsteriskForm) {
+  const HttpDate date = FixedDate();
+  HttpSession session;
+  std::string out;
+  SessionResult r = session.Process(
+      "GET http://example.com/plaintext HTTP/1.1\r\nHost: example.com\r\n\r\n", date, &out);
+  EXPECT_FALSE(r.close_after_write);
+  EXPECT_EQ(out, kPlaintextResponse);
+  out.clear();
+  session.Process("GET HTTP://EXAMPLE.COM:80?x=1 HTTP/1.1\r\nHost: e\r\n\r\n", date, &out);
+  EXPECT_EQ(out, kPlaintextResponse) << "an empty path is /";
+  out.clear();
+  session.Process("POST https://h/echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi", date,
+                  &out);
+  EXPECT_EQ(out.find("HTTP/1.1 200 OK\r\n"), 0u);
+  EXPECT_EQ(out.substr(out.size() - 6), "\r\n\r\nhi");
+  out.clear();
+  session.Process("GET http://h/nope HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_EQ(out.find("HTTP/1.1 404 "), 0u);
+  out.clear();
+  r = session.Process("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_FALSE(r.close_after_write);
+  EXPECT_EQ(out,
+            "HTTP/1.1 200 OK\r\nServer: netloop\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 0\r\nAllow: GET, HEAD, POST\r\n\r\n");
+  out.clear();
+  r = session.Process("GET * HTTP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_TRUE(r.close_after_write);
+  EXPECT_EQ(out.find("HTTP/1.1 400 "), 0u);
 }
 
 TEST(HttpSessionTest, PostEchoAndIgnoredBodies) {
@@ -274,9 +307,9 @@ TEST(HttpSessionTest, PostEchoAndIgnoredBodies) {
   HttpSession session;
   std::string out;
   std::string in =
-      "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nping"
-      "POST /plaintext HTTP/1.1\r\nContent-Length: 3\r\n\r\nGET"  // body ignored
-      "POST /echo HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+      "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nping"
+      "POST /plaintext HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nGET"  // body ignored
+      "POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n";
   SessionResult r = session.Process(in, date, &out);
   EXPECT_EQ(r.consumed, in.size());
   std::vector<std::string> responses = SplitResponses(out);
@@ -293,12 +326,20 @@ TEST(HttpSessionTest, ErrorRespondsClosesAndStopsProcessing) {
     std::string bad;
     std::string_view status_line;
   } cases[] = {
-      {"BROKEN\x01 / HTTP/1.1\r\n\r\n", "400 Bad Request"},
-      {"GET / HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",
+      {"BROKEN\x01 / HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(9000, 'a') + "\r\n\r\n",
        "431 Request Header Fields Too Large"},
-      {"POST / HTTP/1.1\r\nContent-Length: 9999999\r\n\r\n", "413 Content Too Large"},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9999999\r\n\r\n", "413 Content Too Large"},
+      // 2^64 once wrapped to 0, and the request after it was answered as a
+      // second, smuggled request.
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551616\r\n\r\n",
+       "413 Content Too Large"},
       {"GET / HTTP/3.0\r\n\r\n", "505 HTTP Version Not Supported"},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "501 Not Implemented"},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", "501 Not Implemented"},
+      // RFC 9112 3.2: no Host in HTTP/1.1, two Hosts, or a bad one is 400.
+      {"GET / HTTP/1.1\r\n\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400 Bad Request"},
+      {"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", "400 Bad Request"},
   };
   for (const Case& c : cases) {
     const HttpDate date = FixedDate();
@@ -325,7 +366,7 @@ TEST(HttpSessionTest, ConnectionCloseStopsAfterItsResponse) {
   const HttpDate date = FixedDate();
   HttpSession session;
   std::string out;
-  std::string first = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+  std::string first = "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
   std::string in = first + std::string(kPlaintext);
   SessionResult r = session.Process(in, date, &out);
   EXPECT_TRUE(r.close_after_write);
@@ -405,6 +446,115 @@ TEST(HttpSessionTest, GarbageStreamsAreAnsweredOrClosed) {
     if (!d.closed) {
       EXPECT_EQ(d.out.size(), kPlaintextResponse.size()) << i;
     }
+  }
+}
+
+// The servers' request-head deadline hangs on head_pending: set while the
+// unconsumed bytes begin a head that has not completed, and only then (not
+// for a body still arriving, nor for the lone CRLF RFC 9112 2.2 allows
+// before a request line, nor once nothing is left).
+TEST(HttpSessionTest, HeadPendingMeansAnIncompleteHead) {
+  const HttpDate date = FixedDate();
+  struct Case {
+    std::string input;
+    bool head_pending;
+  } cases[] = {
+      {"G", true},
+      {"GET /plaintext HTTP/1.1\r\nHost: h\r\n", true},
+      {std::string(kPlaintext), false},
+      {std::string(kPlaintext) + "GET / HT", true},
+      {std::string(kPlaintext) + "\r", false},
+      {std::string(kPlaintext) + "\r\n", false},
+      {std::string(kPlaintext) + "\r\nG", true},
+      {"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nab", false},
+      {"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n", false},
+      {"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nabG", true},
+      {"G@T / HTTP/1.1\r\n", false},  // an error closes: nothing is pending
+  };
+  for (const Case& c : cases) {
+    HttpSession session;
+    std::string out;
+    SessionResult r = session.Process(c.input, date, &out);
+    EXPECT_EQ(r.head_pending, c.head_pending) << c.input;
+    EXPECT_FALSE(r.output_full);
+  }
+  // Resuming with the rest completes the head.
+  HttpSession session;
+  std::string out;
+  std::string in(kPlaintext.substr(0, 20));
+  SessionResult r = session.Process(in, date, &out);
+  ASSERT_TRUE(r.head_pending);
+  ASSERT_EQ(r.consumed, 0u);
+  r = session.Process(kPlaintext, date, &out);
+  EXPECT_FALSE(r.head_pending);
+  EXPECT_EQ(out, kPlaintextResponse);
+}
+
+TEST(HttpSessionTest, TimeOutHeadAnswers408AndCloses) {
+  const HttpDate date = FixedDate();
+  HttpSession session;
+  std::string out;
+  SessionResult r = session.Process(std::string(kPlaintext) + "GET / HT", date, &out);
+  ASSERT_TRUE(r.head_pending);
+  out.clear();
+  session.TimeOutHead(date, &out);
+  EXPECT_EQ(out,
+            "HTTP/1.1 408 Request Timeout\r\nServer: netloop\r\n"
+            "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 15\r\nConnection: close\r\n\r\nRequest Timeout");
+  // The rest of that head arriving later is not answered.
+  out.clear();
+  r = session.Process(std::string("GET / HT") + "TP/1.1\r\nHost: h\r\n\r\n", date, &out);
+  EXPECT_TRUE(r.close_after_write);
+  EXPECT_TRUE(out.empty());
+  session.TimeOutHead(date, &out);
+  EXPECT_TRUE(out.empty()) << "a closed session answers nothing more";
+}
+
+// A client pipelining without reading must not make the server build
+// responses without bound: Process stops once the budget is spent, and
+// resuming with the unconsumed bytes gives exactly the unbudgeted output.
+TEST(HttpSessionTest, OutputBudgetBoundsEachCall) {
+  const HttpDate date = FixedDate();
+  std::string in;
+  for (int i = 0; i < 100; ++i) {
+    in += i % 3 == 0 ? "GET /missing-" + std::to_string(i) + " HTTP/1.1\r\nHost: h\r\n\r\n"
+                     : std::string(kPlaintext);
+  }
+  in += "GET / HT";  // a partial head at the end
+  std::string whole;
+  {
+    HttpSession session;
+    SessionResult r = session.Process(in, date, &whole);
+    ASSERT_FALSE(r.output_full);
+    ASSERT_TRUE(r.head_pending);
+  }
+  for (size_t budget : {size_t{1}, size_t{200}, size_t{1000}, size_t{4096}}) {
+    HttpSession session;
+    std::string all;
+    std::string_view rest = in;
+    int calls = 0;
+    SessionResult r;
+    do {
+      std::string out = "prefix";  // the budget counts what this call appends
+      r = session.Process(rest, date, &out, budget);
+      ASSERT_EQ(out.compare(0, 6, "prefix"), 0);
+      const size_t appended = out.size() - 6;
+      ASSERT_GT(appended, 0u) << "every call answers at least one request";
+      // At most one response past the budget (each is under 200 bytes).
+      ASSERT_LT(appended, budget + 200) << budget;
+      if (r.output_full) {
+        ASSERT_GE(appended, budget);
+        ASSERT_FALSE(r.head_pending) << "not judged while output is full";
+      }
+      all.append(out, 6);
+      rest.remove_prefix(r.consumed);
+      ASSERT_LT(++calls, 200);
+    } while (r.output_full);
+    EXPECT_FALSE(r.close_after_write);
+    EXPECT_TRUE(r.head_pending);
+    EXPECT_EQ(rest, "GET / HT");
+    EXPECT_EQ(all, whole) << budget;
   }
 }
 

@@ -57,6 +57,60 @@ bool IsValidFieldValue(std::string_view s) {
   return IsValidFieldValueSlow(s.substr(i));
 }
 
+// RFC 3986 unreserved and sub-delims: the characters of a reg-name (and,
+// with ':', of an IP literal), besides pct-encoded triplets.
+constexpr std::array<bool, 256> kHostChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (unsigned char c : std::string_view("-._~!$&'()*+,;=")) t[c] = true;
+  return t;
+}();
+
+bool IsHexDigit(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// uri-host [ ":" port ] (RFC 9110 7.2 Host, RFC 3986 3.2.2 and 3.2.3):
+//   uri-host = IP-literal / IPv4address / reg-name
+//   IP-literal = "[" ( IPv6address / IPvFuture ) "]"
+//   reg-name = *( unreserved / pct-encoded / sub-delims )
+//   port = *DIGIT
+// An IP literal is checked for its characters only (hex digits, ':' and '.'
+// for IPv6, unreserved / sub-delims / ':' for IPvFuture), not as an address.
+// No userinfo ("@"), path, query, fragment or whitespace. An empty host is
+// valid here (Host may be empty); callers needing one check for it.
+bool IsValidAuthority(std::string_view v) {
+  size_t i = 0;
+  if (!v.empty() && v[0] == '[') {
+    const size_t close = v.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; ++i) {
+      if (v[i] != ':' && !kHostChars[static_cast<unsigned char>(v[i])]) return false;
+    }
+    i = close + 1;
+  } else {
+    while (i < v.size() && v[i] != ':') {
+      if (v[i] == '%') {
+        if (i + 2 >= v.size() || !IsHexDigit(v[i + 1]) || !IsHexDigit(v[i + 2])) return false;
+        i += 3;
+        continue;
+      }
+      if (!kHostChars[static_cast<unsigned char>(v[i])]) return false;
+      ++i;
+    }
+  }
+  if (i == v.size()) return true;
+  if (v[i] != ':') return false;
+  for (++i; i < v.size(); ++i) {
+    if (v[i] < '0' || v[i] > '9') return false;
+  }
+  return true;
+}
+
+bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
 char ToLowerAscii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
@@ -71,6 +125,60 @@ std::string_view TrimOws(std::string_view v) {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return v;
+}
+
+// Splits a target's path-and-query into req->path and req->query.
+void SplitPathAndQuery(std::string_view path_and_query, Request* req) {
+  const size_t q = path_and_query.find('?');
+  req->path = path_and_query.substr(0, q);
+  req->query = q == std::string_view::npos ? std::string_view() : path_and_query.substr(q + 1);
+}
+
+// Fills req->path, req->query and, for absolute-form, req->host from
+// req->target (RFC 9112 3.2). Returns 0, or the status to fail with.
+int ParseTarget(Request* req) {
+  const std::string_view t = req->target;
+  if (req->method == "CONNECT") return 501;  // authority-form tunnels: not served
+  if (t[0] == '/') {  // origin-form
+    SplitPathAndQuery(t, req);
+    return 0;
+  }
+  if (t == "*") {  // asterisk-form: OPTIONS only (RFC 9112 3.2.4)
+    if (req->method != "OPTIONS") return 400;
+    req->path = t;
+    req->query = {};
+    return 0;
+  }
+  // absolute-form: scheme "://" authority path-abempty [ "?" query ]. Only
+  // http and https URIs name resources of this server; scheme is
+  // case-insensitive (RFC 9110 4.2.3).
+  size_t i = 0;
+  if (!IsAlpha(t[0])) return 400;
+  while (i < t.size() && (IsAlpha(t[i]) || (t[i] >= '0' && t[i] <= '9') || t[i] == '+' ||
+                          t[i] == '-' || t[i] == '.')) {
+    ++i;
+  }
+  const std::string_view scheme = t.substr(0, i);
+  if (t.substr(i, 3) != "://" ||
+      !(EqualsIgnoreCase(scheme, "http") || EqualsIgnoreCase(scheme, "https"))) {
+    return 400;
+  }
+  const std::string_view rest = t.substr(i + 3);
+  const size_t authority_end = std::min(rest.find('/'), rest.find('?'));
+  const std::string_view authority = rest.substr(0, authority_end);
+  // An http(s) URI with an empty host is invalid (RFC 9110 4.2.1), and
+  // userinfo is treated as an error (4.2.4: IsValidAuthority refuses "@").
+  if (authority.empty() || authority[0] == ':' || !IsValidAuthority(authority)) return 400;
+  // RFC 9112 3.2.2: the target's authority replaces the Host header.
+  req->host = authority;
+  if (authority_end == std::string_view::npos) {
+    req->path = "/";
+    req->query = {};
+    return 0;
+  }
+  SplitPathAndQuery(rest.substr(authority_end), req);
+  if (req->path.empty()) req->path = "/";  // "http://h?q": the path is "/"
+  return 0;
 }
 
 uint32_t Clamp32(size_t v) {
@@ -207,7 +315,10 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
   req->minor_version = version[7] - '0';
 
   bool have_length = false;
+  bool have_host = false;
   bool have_transfer_encoding = false;
+  req->host = {};
+  std::string_view host_header;
   bool saw_close = false;
   bool saw_keep_alive = false;
   size_t pos = eol + 2;
@@ -227,19 +338,28 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
     if (req->header_count >= max_headers_) return Fail(431);
     req->headers[req->header_count++] = Header{name, value};
 
-    // Most names are none of the three that matter; comparing lengths
+    // Most names are none of the four that matter; comparing lengths
     // inline first skips the calls for them.
     if (name.size() == 14 && EqualsIgnoreCase(name, "content-length")) {
       if (have_length || value.empty()) return Fail(400);
       have_length = true;
-      // Saturates instead of overflowing: a huge valid number is 413, not 400.
-      constexpr size_t kSaturated = size_t{1} << 62;
-      size_t n = 0;
+      // 1*DIGIT, decimal; leading zeros add nothing. Accumulation stops once
+      // the value passes the limit (below 2^32), so n * 10 never nears 2^64
+      // and cannot wrap: any longer number, 2^64 included, stays above the
+      // limit and is 413. Every digit is still checked (a huge non-number
+      // is 400).
+      uint64_t n = 0;
       for (char c : value) {
         if (c < '0' || c > '9') return Fail(400);
-        n = std::min(n * 10 + static_cast<size_t>(c - '0'), kSaturated);
+        if (n <= max_body_bytes_) n = n * 10 + static_cast<uint64_t>(c - '0');
       }
       req->content_length = n;
+    } else if (name.size() == 4 && EqualsIgnoreCase(name, "host")) {
+      // RFC 9112 3.2: more than one Host line, or an invalid value, is 400
+      // in any version.
+      if (have_host || !IsValidAuthority(value)) return Fail(400);
+      have_host = true;
+      host_header = value;
     } else if (name.size() == 17 && EqualsIgnoreCase(name, "transfer-encoding")) {
       have_transfer_encoding = true;
     } else if (name.size() == 10 && EqualsIgnoreCase(name, "connection")) {
@@ -254,6 +374,11 @@ RequestParser::Result RequestParser::ParseHead(std::string_view data, Request* r
       }
     }
   }
+  // RFC 9112 3.2: an HTTP/1.1 request must carry Host (HTTP/1.0 predates it),
+  // even with an absolute-form target, whose authority then replaces it.
+  if (!have_host && req->minor_version >= 1) return Fail(400);
+  req->host = host_header;
+  if (int status = ParseTarget(req); status != 0) return Fail(status);
   // Both framings at once is the classic smuggling vector: refuse outright.
   if (have_transfer_encoding) return Fail(have_length ? 400 : 501);
   if (req->content_length > max_body_bytes_) return Fail(413);

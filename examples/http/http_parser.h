@@ -17,17 +17,29 @@
 //   - Request line: method is a token of at most kMaxMethodLength bytes
 //     (longer: 501); exactly one SP, a target without controls or spaces, one
 //     SP, "HTTP/<digit>.<digit>". Major version other than 1: 505.
+//   - Request target (RFC 9112 3.2): origin-form ("/path?query") for any
+//     method; absolute-form ("http://host/path?query", scheme http or https,
+//     any case) for any method, reduced to its path and query, its authority
+//     replacing Host; asterisk-form ("*") for OPTIONS only. Anything else is
+//     400: authority-form, other schemes, an empty host, userinfo ("@").
+//     CONNECT (authority-form tunnels) is 501.
 //   - Header lines: "name: value", name a token (so no whitespace before the
 //     colon), value without controls other than HT. obs-fold (a line starting
 //     with SP or HT) is 400.
-//   - Content-Length: digits only, at most one such header (even duplicates of
-//     the same value are 400), over ParserLimits::max_body_bytes is 413.
+//   - Content-Length: 1*DIGIT, decimal (leading zeros are accepted and mean
+//     nothing: "007" is 7); anything else (sign, space, comma list, empty) is
+//     400, as is a second Content-Length line even with the same value. Over
+//     ParserLimits::max_body_bytes is 413, judged from the head alone, for
+//     any number of digits (a huge value never wraps to a small one).
 //   - Transfer-Encoding: with Content-Length 400; alone 501 (chunked request
 //     bodies are not supported: the server answers 501 and closes).
 //   - Header section (request line through the blank line) over
 //     ParserLimits::max_header_bytes, or more than max_headers header lines:
 //     431.
-//   - Missing or duplicate Host is NOT checked: the routes here do not use it.
+//   - Host (RFC 9112 3.2): an HTTP/1.1 (or later 1.x) request without one is
+//     400; more than one Host line is 400 in any version (HTTP/1.0 may omit
+//     it), and so is a value that is not uri-host [":" port] (whitespace,
+//     userinfo "@", a path, a bad port, ...). An empty value is valid.
 #ifndef NETLOOP_EXAMPLES_HTTP_HTTP_PARSER_H_
 #define NETLOOP_EXAMPLES_HTTP_HTTP_PARSER_H_
 
@@ -66,8 +78,16 @@ struct Header {
 // moved nor freed. Only meaningful after Parse returned kComplete.
 struct Request {
   std::string_view method;  // case-sensitive token, e.g. "GET"
-  std::string_view target;  // origin-form as sent, query included
-  int minor_version = 1;    // HTTP/1.<minor_version>
+  std::string_view target;  // as sent: origin-, absolute- or asterisk-form
+  // From the target: the path ("/" for an absolute-form target without one,
+  // "*" for OPTIONS *) and the query (after '?', empty if none), views into
+  // the target (or a static "/").
+  std::string_view path;
+  std::string_view query;
+  int minor_version = 1;  // HTTP/1.<minor_version>
+  // The authority of an absolute-form target (RFC 9112 3.2.2: it replaces
+  // Host), else the Host header's value (OWS trimmed; empty when absent).
+  std::string_view host;
   std::array<Header, kMaxHeaders> headers;
   size_t header_count = 0;
   // HTTP/1.1: true unless a Connection header lists "close". HTTP/1.0: false
@@ -108,6 +128,10 @@ class RequestParser {
   // The HTTP status to answer after kError (400, 413, 431, 501 or 505);
   // 0 otherwise.
   int error_status() const { return error_status_; }
+
+  // After kNeedMore: true once the pending request's head has parsed and
+  // only its body is awaited; false while the head itself is incomplete.
+  bool head_complete() const { return head_end_ != 0; }
 
  private:
   Result Fail(int status);

@@ -3,6 +3,21 @@
 // inbound bytes to the session, writes all responses of a pipelined batch with
 // one Write, and closes when the session says so.
 //
+// Two bounds on what a client can make a connection hold:
+//   - Unsent responses: at most about kMaxUnsentBytes. The session answers
+//     requests only while the connection's outbound bytes are within it, and
+//     the engine's write high-water mark (set to the same bound) stops reading
+//     the connection meanwhile; once the client has read enough,
+//     OnBackpressure wakes the connection and the waiting requests are
+//     answered. A client pipelining without reading costs about 64 KiB of
+//     responses plus one read buffer of requests, not all it sends.
+//   - Time for a request head: --header-timeout seconds from the read that
+//     left a head incomplete (slowloris: one header byte now and then keeps
+//     the idle timeout from ever firing). Then 408 and close. The timer is
+//     armed only when a read ends mid-head and no such timer is pending, and
+//     re-checks a timestamp when it fires, so heads that arrive whole cost no
+//     timer work. Idle time between requests is the idle timeout's business.
+//
 //   bazel run -c opt //examples/http:http_server -- --address tcp://127.0.0.1:8080
 #include <cstdio>
 #include <ctime>
@@ -12,9 +27,12 @@
 #include "examples/echo/echo_flags.h"
 #include "examples/http/http_date.h"
 #include "examples/http/http_session.h"
+#include "reactor/clock.h"
 #include "reactor/netloop.h"
 
 namespace {
+
+using netloop::http::kMaxUnsentBytes;
 
 // One per loop thread: the Date header value, refreshed by a 1 s loop timer,
 // and the buffer responses are assembled in (reused: no allocation per
@@ -22,8 +40,25 @@ namespace {
 thread_local netloop::http::HttpDate loop_date;
 thread_local std::string loop_out;
 
+// Per-connection state, the Conn's context.
+struct HttpConn {
+  netloop::http::HttpSession session;
+  // Loop time (NowNanos) of the read that left the pending request head
+  // incomplete; 0 while no head is pending.
+  int64_t head_started_ns = 0;
+  // At most one head timer per connection; it may outlive the head it was
+  // armed for (it then re-checks head_started_ns and goes quiet).
+  netloop::TimerId head_timer;
+};
+
 class HttpHandler : public netloop::EventHandler {
  public:
+  // `header_timeout` zero or less: no request-head deadline.
+  explicit HttpHandler(absl::Duration header_timeout)
+      : header_timeout_ns_(header_timeout > absl::ZeroDuration()
+                               ? netloop::DurationToNanosSaturated(header_timeout)
+                               : 0) {}
+
   netloop::Action OnBoot(netloop::Engine& engine) override {
     for (int i = 0; i < engine.num_loops(); ++i) {
       netloop::EventLoop& loop = engine.loop(i);
@@ -36,24 +71,87 @@ class HttpHandler : public netloop::EventHandler {
   }
 
   netloop::Action OnOpen(netloop::Conn& conn) override {
-    conn.set_context(new netloop::http::HttpSession());
+    conn.set_context(new HttpConn());
     return netloop::Action::kNone;
   }
 
   netloop::Action OnTraffic(netloop::Conn& conn) override {
-    auto* session = static_cast<netloop::http::HttpSession*>(conn.context());
-    std::string_view input = conn.PeekContiguous();
-    loop_out.clear();
-    netloop::http::SessionResult r = session->Process(input, loop_date, &loop_out);
-    conn.Discard(r.consumed);
-    if (!loop_out.empty()) (void)conn.Write(loop_out);
-    return r.close_after_write ? netloop::Action::kClose : netloop::Action::kNone;
+    auto* c = static_cast<HttpConn*>(conn.context());
+    // Each round answers at least one request (output_full guarantees one
+    // was waiting), so this ends within the input's request count.
+    for (;;) {
+      std::string_view input = conn.PeekContiguous();
+      loop_out.clear();
+      netloop::http::SessionResult r =
+          c->session.Process(input, loop_date, &loop_out, kMaxUnsentBytes);
+      conn.Discard(r.consumed);
+      if (!loop_out.empty()) (void)conn.Write(loop_out);
+      if (r.close_after_write) return netloop::Action::kClose;
+      if (!conn.is_open()) return netloop::Action::kNone;  // the write failed
+      if (!r.output_full) {
+        TrackHead(conn, *c, r.head_pending);
+        return netloop::Action::kNone;
+      }
+      // Over the bound the engine has stopped reading (the high-water mark
+      // is the same bound); OnBackpressure resumes. Within it the socket
+      // took the bytes: keep answering.
+      if (conn.OutboundBuffered() > kMaxUnsentBytes) return netloop::Action::kNone;
+    }
+  }
+
+  void OnBackpressure(netloop::Conn& conn, bool paused) override {
+    // Requests left unanswered while the output was full wait in the input
+    // buffer, and no new bytes may ever arrive to trigger OnTraffic (the
+    // client may have sent everything): look again now.
+    if (!paused) conn.Wake();
   }
 
   void OnClose(netloop::Conn& conn, const absl::Status&) override {
-    delete static_cast<netloop::http::HttpSession*>(conn.context());
+    auto* c = static_cast<HttpConn*>(conn.context());
+    if (c->head_timer.valid()) conn.loop().CancelTimer(c->head_timer);
+    delete c;
     conn.set_context(nullptr);
   }
+
+ private:
+  // Starts the head deadline when a read ends mid-head, clears it when not.
+  // Costs a store when heads arrive whole.
+  void TrackHead(netloop::Conn& conn, HttpConn& c, bool head_pending) {
+    if (!head_pending) {
+      c.head_started_ns = 0;
+      return;
+    }
+    if (header_timeout_ns_ == 0 || c.head_started_ns != 0) return;
+    c.head_started_ns = conn.loop().NowNanos();
+    if (!c.head_timer.valid()) ArmHeadTimer(conn, c, c.head_started_ns + header_timeout_ns_);
+  }
+
+  void ArmHeadTimer(netloop::Conn& conn, HttpConn& c, int64_t when_ns) {
+    // The timer goes through the ConnRef: Run finds the connection by id (it
+    // may have closed) and keeps it alive while OnHeadTimer may close it.
+    c.head_timer = conn.loop().RunAtNanos(when_ns, [this, ref = conn.Ref()] {
+      ref.Run([this](netloop::Conn* conn) {
+        if (conn != nullptr && conn->is_open()) OnHeadTimer(*conn);
+      });
+    });
+  }
+
+  void OnHeadTimer(netloop::Conn& conn) {
+    auto* c = static_cast<HttpConn*>(conn.context());
+    c->head_timer = netloop::TimerId();
+    if (c->head_started_ns == 0) return;  // that head completed
+    const int64_t deadline = c->head_started_ns + header_timeout_ns_;
+    if (conn.loop().NowNanos() < deadline) {  // a later head started since
+      ArmHeadTimer(conn, *c, deadline);
+      return;
+    }
+    loop_out.clear();
+    c->session.TimeOutHead(loop_date, &loop_out);
+    if (!loop_out.empty()) (void)conn.Write(loop_out);
+    conn.Close();  // may free *c
+  }
+
+  const int64_t header_timeout_ns_;
 };
 
 }  // namespace
@@ -64,11 +162,20 @@ int main(int argc, char** argv) {
   flags.addresses = {"tcp://127.0.0.1:8080"};
   flags.idle_timeout_seconds = 60;
   netloop::examples::AddEchoFlags(app, flags);
+  double header_timeout_seconds = 10;
+  app.add_option("--header-timeout", header_timeout_seconds,
+                 "answer 408 and close when a request head has not completed this many "
+                 "seconds after it started (0 = never)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_server");
   if (!options) return 2;
-  HttpHandler handler;
+  // Stop reading a connection whose unsent responses pass the session's
+  // output budget (see the top of this file); resume at half of it.
+  options->write_high_water = kMaxUnsentBytes;
+  options->write_low_water = kMaxUnsentBytes / 2;
+  HttpHandler handler(absl::Seconds(header_timeout_seconds));
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);
   if (!s.ok()) {

@@ -49,12 +49,19 @@ void Append(const Response& r, const HttpDate& date, std::string_view connection
 std::string_view ErrorStatusLine(int status) {
   switch (status) {
     case 400: return "400 Bad Request";
+    case 408: return "408 Request Timeout";
     case 413: return "413 Content Too Large";
     case 431: return "431 Request Header Fields Too Large";
     case 501: return "501 Not Implemented";
     case 505: return "505 HTTP Version Not Supported";
     default: return "500 Internal Server Error";
   }
+}
+
+// An error response: its status line's reason as the body, and close.
+void AppendError(int status, const HttpDate& date, std::string* out) {
+  const std::string_view line = ErrorStatusLine(status);
+  Append({line, "text/plain", line.substr(4), {}}, date, "close", true, out);
 }
 
 void Route(const Request& req, const HttpDate& date, std::string* out) {
@@ -68,7 +75,11 @@ void Route(const Request& req, const HttpDate& date, std::string* out) {
   } else if (req.minor_version == 0) {
     connection = "keep-alive";
   }
-  const std::string_view path = req.target.substr(0, req.target.find('?'));
+  const std::string_view path = req.path;
+  if (path == "*") {  // OPTIONS * (the parser allows "*" for nothing else)
+    Append({"200 OK", "text/plain", {}, "GET, HEAD, POST"}, date, connection, false, out);
+    return;
+  }
   if (path == "/plaintext" || path == "/") {
     if (get && connection.empty()) {  // the benchmarked case
       out->append(kPlaintextBeforeDate).append(date.Value()).append(kPlaintextAfterDate);
@@ -102,8 +113,8 @@ thread_local Request scratch_request;
 
 }  // namespace
 
-SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
-                                   std::string* out) {
+SessionResult HttpSession::Process(std::string_view input, const HttpDate& date, std::string* out,
+                                   size_t output_budget) {
   SessionResult result;
   if (closed_) {
     result.consumed = input.size();
@@ -111,17 +122,36 @@ SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
     return result;
   }
   Request& req = scratch_request;
+  const size_t out_start = out->size();
   while (result.consumed < input.size()) {
     size_t used = 0;
     const RequestParser::Result r = parser_.Parse(input.substr(result.consumed), &req, &used);
-    if (r == RequestParser::Result::kNeedMore) break;
+    if (r == RequestParser::Result::kNeedMore) {
+      if (!parser_.head_complete()) {
+        // The one CRLF allowed before a request line does not start a head:
+        // a client that sends it after a body and then idles is idle.
+        std::string_view rest = input.substr(result.consumed);
+        if (rest.starts_with("\r\n")) {
+          rest.remove_prefix(2);
+        } else if (rest == "\r") {
+          rest = {};
+        }
+        result.head_pending = !rest.empty();
+      }
+      break;
+    }
     if (r == RequestParser::Result::kError) {
-      const std::string_view line = ErrorStatusLine(parser_.error_status());
-      Append({line, "text/plain", line.substr(4), {}}, date, "close", true, out);
+      AppendError(parser_.error_status(), date, out);
       // Framing is lost after an error: nothing later in the stream can be
       // trusted to start a request.
       result.consumed = input.size();
       closed_ = true;
+      break;
+    }
+    if (result.consumed > 0 && out->size() - out_start >= output_budget) {
+      // Left for the next call, which parses it again (the parser has reset):
+      // output_full thus always means a complete request is waiting.
+      result.output_full = true;
       break;
     }
     result.consumed += used;
@@ -133,6 +163,12 @@ SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
   }
   result.close_after_write = closed_;
   return result;
+}
+
+void HttpSession::TimeOutHead(const HttpDate& date, std::string* out) {
+  if (closed_) return;
+  AppendError(408, date, out);
+  closed_ = true;
 }
 
 }  // namespace netloop::http
