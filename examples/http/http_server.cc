@@ -175,6 +175,11 @@ int main(int argc, char** argv) {
   // output budget (see the top of this file); resume at half of it.
   options->write_high_water = kMaxUnsentBytes;
   options->write_low_water = kMaxUnsentBytes / 2;
+  // Unconsumed input is at most one request not yet complete (head and body
+  // within the parser's limits) plus the read that brought its last bytes.
+  const netloop::http::ParserLimits limits;
+  options->max_inbound_bytes =
+      limits.max_header_bytes + limits.max_body_bytes + options->read_buffer_size;
   HttpHandler handler(absl::Seconds(header_timeout_seconds));
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);
