@@ -33,6 +33,12 @@ class OffloadPool {
 // Runs fn() on the offload pool and returns its result. In a fiber, the fiber
 // parks meanwhile (it cannot be interrupted: fn works on its stack). Outside
 // a fiber it simply calls fn. fn must not throw.
+//
+// A scheduler may be destroyed while one of its fibers waits here (the stop
+// deadline passed first): fn still runs to the end on the pool thread, and
+// its wake-up, finding the scheduler gone, touches nothing of it. That fiber
+// can never resume; it is reported, and its stack stays mapped, so fn's
+// writes to it remain harmless.
 template <typename F>
 auto Offload(F&& fn) -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;

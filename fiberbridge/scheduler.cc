@@ -1,7 +1,9 @@
 #include "fiberbridge/scheduler.h"
 
 #include <cassert>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "reactor/clock.h"
 #include "reactor/errors.h"
@@ -15,6 +17,34 @@ const char kSchedulerKey = 0;
 
 thread_local Scheduler* current_scheduler = nullptr;
 thread_local FiberTask* current_task = nullptr;
+
+// Suspended fibers of destroyed schedulers. They can never run again and
+// their stacks are never unwound (see ~Fiber), but other threads may still
+// hold their task (an Offload finishing late calls WakeFromAnyThread on it),
+// so the tasks are kept, reachable (a leak checker then reports only real
+// leaks; ~Scheduler logs these), for the life of the process.
+void KeepForever(FiberTask* task) {
+  static std::mutex* mu = new std::mutex;
+  static std::vector<FiberTask*>* kept = new std::vector<FiberTask*>;
+  std::lock_guard<std::mutex> lock(*mu);
+  kept->push_back(task);
+}
+
+// Keeps one reference to a link for as long as it lives (a wake-up in flight
+// in a loop's task queue, which may be destroyed without running).
+class LinkRef {
+ public:
+  explicit LinkRef(internal::SchedulerLink* link) : link_(link) { link_->Ref(); }
+  LinkRef(LinkRef&& other) noexcept : link_(other.link_) { other.link_ = nullptr; }
+  LinkRef& operator=(LinkRef&&) = delete;
+  ~LinkRef() {
+    if (link_ != nullptr) link_->Unref();
+  }
+  internal::SchedulerLink* get() const { return link_; }
+
+ private:
+  internal::SchedulerLink* link_;
+};
 
 }  // namespace
 
@@ -38,24 +68,55 @@ FiberTask* Scheduler::CurrentTask() { return current_task; }
 
 Scheduler::Scheduler(EventLoop* loop, const SchedulerOptions& options)
     : loop_(loop),
+      link_(new internal::SchedulerLink(this)),
       stack_pool_(StackPoolOptions{.stack_size = options.stack_size,
                                    .max_cached = options.max_cached_stacks}) {
   loop_->AddIterationHook(this);
 }
 
 Scheduler::~Scheduler() {
+  {
+    // From here on wake-ups from other threads are dropped. Taking the lock
+    // also waits out one that is queueing itself on this loop right now.
+    std::lock_guard<std::mutex> lock(link_->mu_);
+    link_->scheduler_ = nullptr;
+  }
   loop_->RemoveIterationHook(this);
   if (live_ > 0) {
-    NETLOOP_LOG(kWarning) << live_ << " fiber(s) still parked when their loop was "
-                          << "destroyed: abandoned (stacks leaked, not unwound)";
+    NETLOOP_LOG(kWarning) << live_ << " fiber(s) still suspended when their loop was "
+                          << "destroyed: abandoned (stacks kept mapped, never unwound)";
   }
-  // Fibers that never finished cannot be destroyed safely: their tasks are
-  // leaked on purpose (never deleted, so never unwound).
+  // A suspended fiber cannot be destroyed safely (its frames would never
+  // unwind, and other threads may still name its task): it is kept.
+  while (live_head_ != nullptr) {
+    FiberTask* task = live_head_;
+    UnlinkLive(task);
+    KeepForever(task);
+  }
+  link_->Unref();
+}
+
+void Scheduler::LinkLive(FiberTask* task) {
+  task->prev_live = nullptr;
+  task->next_live = live_head_;
+  if (live_head_ != nullptr) live_head_->prev_live = task;
+  live_head_ = task;
+}
+
+void Scheduler::UnlinkLive(FiberTask* task) {
+  if (task->prev_live != nullptr) {
+    task->prev_live->next_live = task->next_live;
+  } else {
+    live_head_ = task->next_live;
+  }
+  if (task->next_live != nullptr) task->next_live->prev_live = task->prev_live;
+  task->prev_live = task->next_live = nullptr;
 }
 
 void Scheduler::Spawn(absl::AnyInvocable<void()> fn) {
-  auto* task = new FiberTask(this, stack_pool_, std::move(fn));
+  auto* task = new FiberTask(this, link_, stack_pool_, std::move(fn));
   ++live_;
+  LinkLive(task);
   Enqueue(task);
 }
 
@@ -88,7 +149,8 @@ void Scheduler::RunReadyWork() {
     current_task = nullptr;
     if (task->fiber.finished()) {
       --live_;
-      delete task;  // the stack goes back to the pool
+      UnlinkLive(task);
+      delete task;  // the stack went back to the pool when the entry returned
     }
   }
   current_scheduler = saved_scheduler;
@@ -108,12 +170,32 @@ void Scheduler::Wake(FiberTask* task) {
 }
 
 void Scheduler::WakeFromAnyThread(FiberTask* task) {
-  Scheduler* s = task->scheduler;
-  if (s->loop_->InLoopThread()) {
-    s->Wake(task);
-  } else {
-    s->loop_->QueueInLoop([s, task] { s->Wake(task); });
+  internal::SchedulerLink* link = task->link;
+  // A fiber waking a fiber of its own scheduler: no lock, no queue.
+  if (current_scheduler != nullptr && current_scheduler->link_ == link) {
+    current_scheduler->Wake(task);
+    return;
   }
+  std::unique_lock<std::mutex> lock(link->mu_);
+  Scheduler* s = link->scheduler_;
+  if (s == nullptr) return;  // destroyed: nothing can resume this fiber any more
+  if (s->loop_->InLoopThread()) {
+    // Its loop is running on this thread, so it cannot be destroyed meanwhile.
+    lock.unlock();
+    s->Wake(task);
+    return;
+  }
+  // Queued while holding the lock: ~Scheduler (which comes before the loop's
+  // task queue is destroyed) cannot finish in between. The queued wake-up
+  // checks again, since it may run after the scheduler is gone, or never.
+  s->loop_->QueueInLoop([ref = LinkRef(link), task] {
+    Scheduler* target;
+    {
+      std::lock_guard<std::mutex> l(ref.get()->mu_);
+      target = ref.get()->scheduler_;
+    }
+    if (target != nullptr) target->Wake(task);
+  });
 }
 
 void Scheduler::Yield() {

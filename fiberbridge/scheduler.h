@@ -4,13 +4,16 @@
 // wait for. There is no second event loop and no extra thread.
 //
 // Thread rules: a Scheduler belongs to one loop; everything here runs on that
-// loop's thread except WakeFromAnyThread.
+// loop's thread except WakeFromAnyThread, which any thread may call for as
+// long as the FiberTask it names exists, even after the scheduler is gone.
 #ifndef NETLOOP_FIBERBRIDGE_SCHEDULER_H_
 #define NETLOOP_FIBERBRIDGE_SCHEDULER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
@@ -23,14 +26,53 @@ namespace netloop::fiber {
 
 class Scheduler;
 
-// A fiber under a scheduler, in one heap block with its bookkeeping. Valid
-// until the fiber's function returns.
+namespace internal {
+
+// The part of a scheduler that outlives it, for threads that wake its fibers
+// (offload pool threads, other loops): they find out here, under `mu`, whether
+// the scheduler still exists instead of following a pointer that may dangle.
+// Reference-counted: the scheduler and each of its tasks hold one, and so does
+// each wake-up in flight to its loop. Any thread.
+class SchedulerLink {
+ public:
+  explicit SchedulerLink(Scheduler* s) : scheduler_(s) {}
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+ private:
+  friend class fiber::Scheduler;
+  std::mutex mu_;
+  Scheduler* scheduler_;  // guarded by mu_; nullptr once the scheduler is destroyed
+  std::atomic<int> refs_{1};
+};
+
+}  // namespace internal
+
+// A fiber under a scheduler, in one heap block with its bookkeeping. Freed
+// when the fiber's function returns. A task whose fiber never finishes (its
+// scheduler was destroyed while it was suspended) is never freed: it is kept,
+// reachable, for the rest of the process, so a late WakeFromAnyThread on it
+// (an Offload returning after the stop deadline) stays safe.
 struct FiberTask {
-  FiberTask(Scheduler* s, StackPool& pool, absl::AnyInvocable<void()> fn)
-      : scheduler(s), fiber(pool, std::move(fn)) {}
-  Scheduler* scheduler;
+  FiberTask(Scheduler* s, internal::SchedulerLink* l, StackPool& pool,
+            absl::AnyInvocable<void()> fn)
+      : scheduler(s), link(l), fiber(pool, std::move(fn)) {
+    link->Ref();
+  }
+  ~FiberTask() { link->Unref(); }
+  FiberTask(const FiberTask&) = delete;
+  FiberTask& operator=(const FiberTask&) = delete;
+
+  Scheduler* scheduler;  // valid while the scheduler exists; loop thread
+  internal::SchedulerLink* const link;  // valid as long as the task; any thread
   Fiber fiber;
   FiberTask* next_ready = nullptr;
+  // Every unfinished task of the scheduler, so a destroyed scheduler can find
+  // the ones it must destroy (never started) or keep (suspended).
+  FiberTask* prev_live = nullptr;
+  FiberTask* next_live = nullptr;
   bool parked = false;  // suspended and waiting for Wake
   bool queued = false;  // in the ready queue
 };
@@ -82,7 +124,9 @@ class Scheduler final : public LoopLocal, public IterationHook, public LoopServi
   // thread.
   void Wake(FiberTask* task);
   // Any thread: Wake on the task's own loop (through its task queue when
-  // called from elsewhere).
+  // called from elsewhere). `task` must not have finished; its scheduler may
+  // be gone (a wake-up for a destroyed scheduler is dropped: nothing can
+  // resume that fiber any more).
   static void WakeFromAnyThread(FiberTask* task);
   // Inside a fiber: lets every other ready fiber and the loop's I/O run first.
   void Yield();
@@ -109,9 +153,13 @@ class Scheduler final : public LoopLocal, public IterationHook, public LoopServi
  private:
   Scheduler(EventLoop* loop, const SchedulerOptions& options);
   void Enqueue(FiberTask* task);
+  void LinkLive(FiberTask* task);
+  void UnlinkLive(FiberTask* task);
 
   EventLoop* const loop_;
+  internal::SchedulerLink* const link_;
   StackPool stack_pool_;
+  FiberTask* live_head_ = nullptr;
   FiberTask* ready_head_ = nullptr;
   FiberTask* ready_tail_ = nullptr;
   StopListener* listeners_ = nullptr;
