@@ -58,8 +58,13 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
   // Fails fast if the deadline already passed (Go: an expired deadline fails
   // every call until it is moved).
-  absl::Status Check(const Slot& slot) const {
-    if (closed_) return ClosedError("use of closed connection");
+  absl::Status Check(const Slot& slot) {
+    if (closed_) {
+      // Closed by a stopping scheduler, most likely: yield, so a handler that
+      // ignores the error and retries cannot keep the loop from stopping.
+      if (sched_->stopping()) return sched_->FailStopping(ClosedError("use of closed connection"));
+      return ClosedError("use of closed connection");
+    }
     if (slot.deadline_ns != kNeverNanos && slot.deadline_ns <= MonotonicNanos()) {
       return DeadlineExceededError();
     }

@@ -34,22 +34,28 @@ class OffloadPool {
 // parks meanwhile (it cannot be interrupted: fn works on its stack). Outside
 // a fiber it simply calls fn. fn must not throw.
 //
-// A scheduler may be destroyed while one of its fibers waits here (the stop
-// deadline passed first): fn still runs to the end on the pool thread, and
-// its wake-up, finding the scheduler gone, touches nothing of it. That fiber
-// can never resume; it is reported, and its stack stays mapped, so fn's
-// writes to it remain harmless.
+// The wait is not cut short by a scheduler's stop. If fn has not returned
+// soon after the stop deadline, the scheduler gives up on this fiber and
+// reports it (scheduler.h); the scheduler may then be destroyed while the
+// fiber still waits here. fn still runs to the end on the pool thread, and its
+// wake-up, finding the scheduler gone, touches nothing of it. That fiber can
+// never resume; its stack stays mapped, so fn's writes to it remain harmless.
+//
+// Thread rules: any thread; fn runs on a pool thread.
 template <typename F>
 auto Offload(F&& fn) -> std::invoke_result_t<F&> {
   using R = std::invoke_result_t<F&>;
   FiberTask* self = Scheduler::CurrentTask();
   if (self == nullptr) return fn();
+  // Marked so that a stopping scheduler can say why it gives up on us.
+  self->in_offload = true;
   if constexpr (std::is_void_v<R>) {
     OffloadPool::Default().Submit([&fn, self] {
       fn();
       Scheduler::WakeFromAnyThread(self);
     });
     self->scheduler->Park();
+    self->in_offload = false;
   } else {
     std::optional<R> result;
     OffloadPool::Default().Submit([&fn, &result, self] {
@@ -57,6 +63,7 @@ auto Offload(F&& fn) -> std::invoke_result_t<F&> {
       Scheduler::WakeFromAnyThread(self);
     });
     self->scheduler->Park();
+    self->in_offload = false;
     return std::move(*result);
   }
 }
