@@ -31,9 +31,16 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     int64_t timer_when = kNeverNanos;
   };
 
+  // Owns `fd` from here on: Close closes it, and so does the destructor if
+  // Close never ran (Register failed).
   FiberConnCore(Scheduler* s, int fd, std::string unread) : sched_(s), fd_(fd) {
     if (!unread.empty()) unread_ = std::make_unique<std::string>(std::move(unread));
   }
+  ~FiberConnCore() {
+    if (!closed_) ::close(fd_);
+  }
+  FiberConnCore(const FiberConnCore&) = delete;
+  FiberConnCore& operator=(const FiberConnCore&) = delete;
 
   absl::Status Register() {
     absl::Status st = sched_->loop().Watch(
@@ -155,33 +162,45 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
 // ---------------------------------------------------------------- FiberConn
 
-absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
+namespace {
+
+// The one way a socket becomes a FiberConn (Adopt, Serve, and through them
+// Dial, FiberServer and HandOff), so that there is one ownership rule: `fd`
+// is owned from the call on. Before a FiberConnCore exists it is closed here;
+// after, the core closes it, on failure (its destructor) and on success
+// (Close).
+absl::StatusOr<std::shared_ptr<FiberConnCore>> AdoptSocket(int fd, std::string unread,
+                                                           const char* who,
+                                                           bool fiber_required) {
   Scheduler* s = Scheduler::Current();
   if (s == nullptr) {
-    ::close(fd);  // ownership passed either way, as on every other failure
-    return absl::FailedPreconditionError("FiberConn::Adopt off a loop thread");
+    ::close(fd);
+    return absl::FailedPreconditionError(std::string(who) + " off a loop thread");
+  }
+  if (fiber_required && Scheduler::CurrentTask() == nullptr) {
+    ::close(fd);
+    return absl::FailedPreconditionError(std::string(who) + " outside a fiber");
   }
   auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
-  if (absl::Status st = core->Register(); !st.ok()) {
-    ::close(fd);
-    return st;
-  }
-  return std::unique_ptr<FiberConn>(new FiberConn(std::move(core)));
+  if (absl::Status st = core->Register(); !st.ok()) return st;  // ~FiberConnCore closes
+  return core;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
+  absl::StatusOr<std::shared_ptr<FiberConnCore>> core =
+      AdoptSocket(fd, std::move(unread), "FiberConn::Adopt", /*fiber_required=*/false);
+  if (!core.ok()) return core.status();
+  return std::unique_ptr<FiberConn>(new FiberConn(std::move(*core)));
 }
 
 absl::Status FiberConn::Serve(int fd, std::string unread,
                              absl::FunctionRef<void(FiberConn&)> handler) {
-  Scheduler* s = Scheduler::Current();
-  if (s == nullptr) {
-    ::close(fd);
-    return absl::FailedPreconditionError("FiberConn::Serve off a loop thread");
-  }
-  auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
-  if (absl::Status st = core->Register(); !st.ok()) {
-    ::close(fd);
-    return st;
-  }
-  FiberConn conn(std::move(core));
+  absl::StatusOr<std::shared_ptr<FiberConnCore>> core =
+      AdoptSocket(fd, std::move(unread), "FiberConn::Serve", /*fiber_required=*/true);
+  if (!core.ok()) return core.status();
+  FiberConn conn(std::move(*core));
   handler(conn);
   return absl::OkStatus();
 }

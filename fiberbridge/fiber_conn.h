@@ -52,13 +52,21 @@ class FiberConnRef {
 
 class FiberConn {
  public:
-  // Adopts a connected, non-blocking socket on the current loop (call on a
-  // loop thread). `unread` holds bytes already read from it (Conn::Detach).
-  // Owns `fd` from the call on: closes it on failure too.
+  // Who owns the fd, for Adopt and Serve alike (they share one code path):
+  // the FiberConn side, from the moment of the call, whatever is returned.
+  // Every failure closes `fd` before returning (off a loop thread, Serve
+  // outside a fiber, the loop refusing to watch it); on success the
+  // connection closes it (Close, ~FiberConn, or Serve once the handler
+  // returns). On a stopping scheduler both succeed with a connection that is
+  // already closed (its fd too). The caller must not touch `fd` afterwards.
+
+  // Adopts a connected, non-blocking socket on the current loop. Loop
+  // thread (in a fiber or not). `unread` holds bytes already read from it
+  // (Conn::Detach).
   static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(int fd, std::string unread = {});
   // Adopt, then run `handler` with the connection kept on the calling fiber's
   // stack (no separate allocation), closing it when the handler returns.
-  // Inside a fiber.
+  // Inside a fiber. The handler is not called on failure.
   static absl::Status Serve(int fd, std::string unread,
                             absl::FunctionRef<void(FiberConn&)> handler);
 

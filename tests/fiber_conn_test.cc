@@ -2,18 +2,23 @@
 // covered by fiber_bridge_test (shortened, moved into the past, keeps failing
 // until moved, write deadlines), errors, unread bytes, ReadView's shared
 // buffer surviving a parked write, and misuse reported as errors.
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "fiberbridge/fiber_conn.h"
 #include "fiberbridge/scheduler.h"
 #include "fiberbridge/sync.h"
 #include "gtest/gtest.h"
+#include "reactor/clock.h"
 #include "reactor/errors.h"
 #include "tests/fiber_test_util.h"
 #include "tests/test_util.h"
@@ -305,6 +310,123 @@ TEST(FiberConnTest, MisuseIsAnErrorNotAHang) {
   Pair q;
   auto off = FiberConn::Adopt(q.fiber_end);
   EXPECT_TRUE(absl::IsFailedPrecondition(off.status())) << off.status();
+}
+
+// ---- Who owns the fd: Adopt and Serve close it on every failure path.
+
+// Whether `fd` is closed in this process. Checked right after the call under
+// test, on the same thread, while nothing else in the test opens files.
+bool FdIsClosed(int fd) { return fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+
+// Whether the peer of a socketpair end sees EOF, i.e. the last copy of the
+// other end was closed. Immune to the fd number being reused meanwhile.
+bool PeerSeesEof(int peer) {
+  char c;
+  return recv(peer, &c, 1, 0) == 0;
+}
+
+TEST(FiberConnOwnershipTest, AdoptOffALoopThreadClosesTheFd) {
+  Pair p;
+  const int fd = p.fiber_end;
+  auto conn = FiberConn::Adopt(fd);
+  EXPECT_TRUE(absl::IsFailedPrecondition(conn.status())) << conn.status();
+  EXPECT_TRUE(FdIsClosed(fd));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+}
+
+TEST(FiberConnOwnershipTest, ServeOffALoopThreadClosesTheFd) {
+  Pair p;
+  const int fd = p.fiber_end;
+  bool called = false;
+  absl::Status s = FiberConn::Serve(fd, {}, [&](FiberConn&) { called = true; });
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_FALSE(called);
+  EXPECT_TRUE(FdIsClosed(fd));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+}
+
+// On a loop thread but not in a fiber, Serve cannot run a handler that parks:
+// refused, and the fd closed, as off a loop thread.
+TEST(FiberConnOwnershipTest, ServeOutsideAFiberClosesTheFd) {
+  Loops loops;
+  Pair p;
+  const int fd = p.fiber_end;
+  std::promise<std::pair<absl::Status, bool>> result;
+  bool called = false;
+  loops.loop().RunInLoop([&] {
+    absl::Status s = FiberConn::Serve(fd, {}, [&](FiberConn&) { called = true; });
+    result.set_value({s, FdIsClosed(fd)});
+  });
+  auto [status, closed] = result.get_future().get();
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_FALSE(called);
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+}
+
+// The loop refuses to watch a file epoll cannot poll (/dev/null: EPERM).
+TEST(FiberConnOwnershipTest, AdoptAndServeCloseAnFdTheLoopRefuses) {
+  Loops loops;
+  ASSERT_TRUE(loops.Run([&] {
+    const int a = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ASSERT_GE(a, 0);
+    auto conn = FiberConn::Adopt(a);
+    EXPECT_FALSE(conn.ok());
+    EXPECT_TRUE(FdIsClosed(a)) << "Adopt";
+    const int b = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ASSERT_GE(b, 0);
+    bool called = false;
+    absl::Status s = FiberConn::Serve(b, {}, [&](FiberConn&) { called = true; });
+    EXPECT_FALSE(s.ok());
+    EXPECT_FALSE(called);
+    EXPECT_TRUE(FdIsClosed(b)) << "Serve";
+  }));
+}
+
+// A stopping scheduler hands out connections that are closed already.
+TEST(FiberConnOwnershipTest, OnAStoppingSchedulerTheConnectionIsClosedAtOnce) {
+  Loops loops;
+  Pair p, q;
+  ASSERT_TRUE(loops.Run([&] {
+    Scheduler::Current()->BeginStop(MonotonicNanos() + 60'000'000'000);
+    auto conn = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    EXPECT_EQ((*conn)->fd(), -1);
+    EXPECT_TRUE(FdIsClosed(p.fiber_end));
+    char buf[4];
+    EXPECT_EQ(GetCloseReason((*conn)->Read(buf).status()), CloseReason::kClosed);
+    absl::Status read;
+    EXPECT_TRUE(FiberConn::Serve(q.fiber_end, {}, [&](FiberConn& c) {
+                  read = c.Read(buf).status();
+                }).ok());
+    EXPECT_EQ(GetCloseReason(read), CloseReason::kClosed);
+    EXPECT_TRUE(FdIsClosed(q.fiber_end));
+  }));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+  EXPECT_TRUE(PeerSeesEof(q.test_end));
+}
+
+// On success the connection owns the fd: destroying it (Adopt) or returning
+// from the handler (Serve) closes it.
+TEST(FiberConnOwnershipTest, TheConnectionClosesTheFdItOwns) {
+  Loops loops;
+  Pair p, q;
+  ASSERT_TRUE(loops.Run([&] {
+    auto conn = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(conn.ok());
+    EXPECT_EQ((*conn)->fd(), p.fiber_end);
+    conn->reset();
+    EXPECT_TRUE(FdIsClosed(p.fiber_end));
+    bool called = false;
+    EXPECT_TRUE(FiberConn::Serve(q.fiber_end, {}, [&](FiberConn& c) {
+                  called = true;
+                  EXPECT_EQ(c.fd(), q.fiber_end);
+                }).ok());
+    EXPECT_TRUE(called);
+    EXPECT_TRUE(FdIsClosed(q.fiber_end));
+  }));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+  EXPECT_TRUE(PeerSeesEof(q.test_end));
 }
 
 TEST(FiberConnTest, AddressesOfADialedConnection) {
