@@ -1,14 +1,19 @@
 #include "fiberbridge/fiber_conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
+#include <string>
 #include <utility>
 
+#include "fiberbridge/offload.h"
 #include "fiberbridge/scheduler.h"
 #include "reactor/clock.h"
 #include "reactor/errors.h"
@@ -332,6 +337,57 @@ void FiberConnRef::Close() const {
   });
 }
 
+namespace {
+
+absl::StatusOr<NetAddress> DefaultResolver(const std::string& address) {
+  return ParseAddress(address);
+}
+
+std::atomic<internal::DialResolver> dial_resolver{nullptr};
+
+// Whether ParseAddress(address) may call getaddrinfo: only when the host is
+// neither empty nor a numeric IPv4/IPv6 address (unix paths, and addresses
+// it rejects before any lookup, never do). Mirrors ParseAddress's grammar:
+// [scheme://]host:port, [v6]:port.
+bool NeedsLookup(std::string_view address) {
+  std::string_view rest = address;
+  if (size_t scheme_end = rest.find("://"); scheme_end != std::string_view::npos) {
+    if (rest.substr(0, scheme_end) == "unix") return false;
+    rest.remove_prefix(scheme_end + 3);
+  }
+  std::string host;
+  if (!rest.empty() && rest[0] == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(rest.substr(1, close - 1));
+  } else {
+    size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    host = std::string(rest.substr(0, colon));
+  }
+  if (host.empty()) return false;
+  in_addr v4;
+  in6_addr v6;
+  return inet_pton(AF_INET, host.c_str(), &v4) != 1 && inet_pton(AF_INET6, host.c_str(), &v6) != 1;
+}
+
+// The address to connect to, without blocking the loop thread (see Dial).
+absl::StatusOr<NetAddress> ResolveForDial(std::string_view address, absl::Time deadline) {
+  if (!NeedsLookup(address)) return ParseAddress(address);
+  internal::DialResolver resolve = dial_resolver.load(std::memory_order_acquire);
+  if (resolve == nullptr) resolve = &DefaultResolver;
+  absl::StatusOr<absl::StatusOr<NetAddress>> resolved = internal::OffloadDetached(
+      [resolve, a = std::string(address)] { return resolve(a); }, deadline);
+  if (!resolved.ok()) return resolved.status();
+  return *std::move(resolved);
+}
+
+}  // namespace
+
+void internal::SetDialResolverForTesting(DialResolver resolver) {
+  dial_resolver.store(resolver, std::memory_order_release);
+}
+
 absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
                                                 absl::Time deadline) {
   if (Scheduler::CurrentTask() == nullptr) {
@@ -340,7 +396,7 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
   // As in Go, an expired deadline fails before trying: a loopback connect
   // can complete at once and would otherwise ignore it.
   if (ToMonotonicNanos(deadline) <= MonotonicNanos()) return DeadlineExceededError();
-  absl::StatusOr<NetAddress> parsed = ParseAddress(address);
+  absl::StatusOr<NetAddress> parsed = ResolveForDial(address, deadline);
   if (!parsed.ok()) return parsed.status();
   bool in_progress = false;
   absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);

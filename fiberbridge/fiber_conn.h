@@ -33,9 +33,25 @@ class FiberConnCore;
 class FiberConn;
 
 // Inside a fiber: connects, parking until connected or `deadline`. Errors:
-// ConnectFailed (refused, unreachable), DeadlineExceeded.
+// ConnectFailed (refused, unreachable), DeadlineExceeded, NotFound (a name
+// that does not resolve), InvalidArgument (a malformed address), Closed (the
+// scheduler stopped).
+//
+// Never blocks the loop thread: unix paths and numeric hosts ("127.0.0.1",
+// "[::1]") are parsed in place; any other host, "localhost" included, is
+// resolved with getaddrinfo on the offload pool while the fiber parks, and
+// `deadline` bounds that wait too (a lookup that outlives it finishes on the
+// pool and is dropped).
 absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
                                                 absl::Time deadline = absl::InfiniteFuture());
+
+namespace internal {
+// Resolves a Dial address that names a host, on an offload pool thread.
+using DialResolver = absl::StatusOr<NetAddress> (*)(const std::string& address);
+// For tests: replaces the resolver (nullptr restores the default,
+// ParseAddress). Any thread; affects Dials that start afterwards.
+void SetDialResolverForTesting(DialResolver resolver);
+}  // namespace internal
 
 // A handle usable from any thread, safe after the connection is gone.
 class FiberConnRef {

@@ -6,12 +6,20 @@
 #define NETLOOP_FIBERBRIDGE_OFFLOAD_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <type_traits>
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "fiberbridge/scheduler.h"
+#include "reactor/clock.h"
+#include "reactor/errors.h"
 
 namespace netloop::fiber {
 
@@ -67,6 +75,59 @@ auto Offload(F&& fn) -> std::invoke_result_t<F&> {
     return std::move(*result);
   }
 }
+
+namespace internal {
+
+// What a fiber that may stop waiting shares with the pool job it waits for.
+// Whoever lets go of it last frees it (a std::shared_ptr).
+class DetachedCall {
+ public:
+  // Pool thread, once the job has stored its result: wakes the fiber if it
+  // still waits.
+  void Finish();
+  // In a fiber of a scheduler that is not stopping: parks until Finish (OK),
+  // `deadline_ns` (DeadlineExceeded) or the scheduler's BeginStop (Closed).
+  absl::Status Await(int64_t deadline_ns);
+
+ private:
+  // Takes the right to wake the waiter; false if someone else has it.
+  bool Claim();
+
+  std::mutex mu_;
+  bool finished_ = false;  // guarded by mu_
+  FiberTask* waiter_ = nullptr;  // guarded by mu_; cleared by whoever wakes it
+};
+
+// Offload for a job that may outlive the call: `fn` owns everything it uses
+// (captures by value; it runs on a pool thread even after the caller gave up
+// waiting, and its result is then dropped). In a fiber only. Returns fn's
+// result; DeadlineExceeded once `deadline` passes; Closed when the scheduler
+// stops (BeginStop) or is stopping already. Unlike Offload, such a wait never
+// holds up a stop.
+template <typename F>
+auto OffloadDetached(F fn, absl::Time deadline) -> absl::StatusOr<std::invoke_result_t<F&>> {
+  using R = std::invoke_result_t<F&>;
+  FiberTask* self = Scheduler::CurrentTask();
+  if (self == nullptr) return absl::FailedPreconditionError("OffloadDetached outside a fiber");
+  Scheduler* s = self->scheduler;
+  if (s->stopping()) return s->FailStopping(ClosedError("scheduler stopping"));
+  const int64_t deadline_ns = ToMonotonicNanos(deadline);
+  if (deadline_ns <= MonotonicNanos()) return DeadlineExceededError();
+  struct Call final : DetachedCall {
+    explicit Call(F f) : fn(std::move(f)) {}
+    F fn;
+    std::optional<R> result;  // written before Finish, read after Await's OK
+  };
+  auto call = std::make_shared<Call>(std::move(fn));
+  OffloadPool::Default().Submit([call] {
+    call->result.emplace(call->fn());
+    call->Finish();
+  });
+  if (absl::Status st = call->Await(deadline_ns); !st.ok()) return st;
+  return std::move(*call->result);
+}
+
+}  // namespace internal
 
 }  // namespace netloop::fiber
 
