@@ -80,7 +80,8 @@ Scheduler::Scheduler(EventLoop* loop, const SchedulerOptions& options)
     : loop_(loop),
       link_(new internal::SchedulerLink(this)),
       stack_pool_(StackPoolOptions{.stack_size = options.stack_size,
-                                   .max_cached = options.max_cached_stacks}) {
+                                   .max_cached = options.max_cached_stacks,
+                                   .max_warm = options.max_warm_stacks}) {
   loop_->AddIterationHook(this);
 }
 

@@ -149,8 +149,14 @@ struct SchedulerOptions {
   // Usable stack per fiber. Resident memory is what a fiber touches (one or
   // two pages for a typical connection handler), not this reservation.
   size_t stack_size = 64 * 1024;
-  // Stacks kept for reuse after their fibers finish.
-  size_t max_cached_stacks = 4096;
+  // Stacks kept for reuse after their fibers finish, per loop; stacks
+  // released beyond this are unmapped.
+  size_t max_cached_stacks = 1024;
+  // Of those, how many keep their pages (the most recently used); the others
+  // keep address space only (see StackPoolOptions::max_warm). This bounds
+  // the RSS a loop keeps after a burst of fibers to about this many stacks'
+  // worth of touched pages (a few KiB each for a typical handler).
+  size_t max_warm_stacks = 64;
 };
 
 class Scheduler final : public LoopLocal, public IterationHook, public LoopService {
