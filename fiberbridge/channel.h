@@ -1,7 +1,14 @@
 // Go's bounded channel for fibers: Send parks while the buffer is full, Recv
 // parks while it is empty, Close wakes everyone. Works between fibers on one
 // loop and across loops. Capacity 0 is a rendezvous (unbuffered) channel.
-// Blocking calls from fibers only; Close and the Try* calls from any thread.
+//
+// Thread rules: blocking calls (Send, Recv) from fibers only; Close and the
+// Try* calls from any thread. The channel must outlive every fiber parked in
+// it.
+//
+// At the stop deadline of the waiting fiber's scheduler (see scheduler.h), a
+// Send or Recv that is parked, or would park, returns StopDeadlineError()
+// (Cancelled); ones that can complete at once still do.
 #ifndef NETLOOP_FIBERBRIDGE_CHANNEL_H_
 #define NETLOOP_FIBERBRIDGE_CHANNEL_H_
 
@@ -41,7 +48,7 @@ class Channel {
     node.value = &value;
     sends_.Push(&node.waiter);
     lock.unlock();
-    internal::ParkCurrent();
+    if (!internal::ParkCurrentAbortable(mu_, sends_, node.waiter)) return StopDeadlineError();
     // Woken either because a receiver took the value (done) or by Close.
     return node.waiter.done ? absl::OkStatus() : ClosedError("send on closed channel");
   }
@@ -56,7 +63,7 @@ class Channel {
     assert(node.waiter.task != nullptr && "Channel::Recv would block outside a fiber");
     recvs_.Push(&node.waiter);
     lock.unlock();
-    internal::ParkCurrent();
+    if (!internal::ParkCurrentAbortable(mu_, recvs_, node.waiter)) return StopDeadlineError();
     if (node.value.has_value()) return std::move(*node.value);
     return ClosedError("channel closed");
   }

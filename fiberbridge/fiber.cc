@@ -91,9 +91,12 @@ boost::context::fiber Fiber::Body(boost::context::fiber&& caller) {
   // nullptr: this stack is finished, ASan may drop its fake frames.
   __sanitizer_start_switch_fiber(nullptr, caller_stack_bottom_, caller_stack_size_);
 #endif
-#if NETLOOP_FIBER_TSAN
-  __tsan_switch_to_fiber(tsan_caller_, 0);
-#endif
+  // No TSan switch here: Body and the Boost frames below it still return on
+  // this fiber, and TSan pops each returning frame from the shadow call stack
+  // of whichever fiber it thinks is current. Switching first made every
+  // finished fiber pop frames its resumer never pushed, until the loop
+  // thread's shadow stack underflowed (a SEGV inside TSan after a few
+  // fibers). Resume switches back once it is back on the resumer's side.
   return std::move(caller_);
 }
 
@@ -126,6 +129,11 @@ void Fiber::Resume() {
         [this](boost::context::fiber&& caller) { return Body(std::move(caller)); });
   }
   context_ = std::move(context_).resume();
+#if NETLOOP_FIBER_TSAN
+  // A suspending fiber switched TSan back itself (Suspend); a finished one
+  // leaves it to us (see Body).
+  if (finished_) __tsan_switch_to_fiber(tsan_caller_, 0);
+#endif
 #if NETLOOP_FIBER_ASAN
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #endif

@@ -49,8 +49,8 @@ class Fiber {
   // Returns the stack to the pool. The fiber must have finished or never been
   // resumed: a suspended stack is never unwound from outside (its frames may
   // own locks, buffers, registrations), so destroying one aborts with a
-  // message. A scheduler resumes every parked fiber (with a "closed" status)
-  // until it returns.
+  // message. A stopping scheduler resumes every parked fiber it can (with a
+  // Closed or Cancelled status) until it returns, and keeps the others.
   ~Fiber();
   Fiber(const Fiber&) = delete;
   Fiber& operator=(const Fiber&) = delete;
@@ -73,6 +73,8 @@ class Fiber {
   bool finished() const { return finished_; }
   // Usable bytes of this fiber's stack.
   size_t stack_size() const { return stack_.usable(); }
+  // The stack it runs on (back in the pool once finished).
+  const Stack& stack() const { return stack_; }
 
  private:
   struct PoolAllocator;

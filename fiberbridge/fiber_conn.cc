@@ -1,14 +1,19 @@
 #include "fiberbridge/fiber_conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
+#include <string>
 #include <utility>
 
+#include "fiberbridge/offload.h"
 #include "fiberbridge/scheduler.h"
 #include "reactor/clock.h"
 #include "reactor/errors.h"
@@ -31,9 +36,16 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     int64_t timer_when = kNeverNanos;
   };
 
+  // Owns `fd` from here on: Close closes it, and so does the destructor if
+  // Close never ran (Register failed).
   FiberConnCore(Scheduler* s, int fd, std::string unread) : sched_(s), fd_(fd) {
     if (!unread.empty()) unread_ = std::make_unique<std::string>(std::move(unread));
   }
+  ~FiberConnCore() {
+    if (!closed_) ::close(fd_);
+  }
+  FiberConnCore(const FiberConnCore&) = delete;
+  FiberConnCore& operator=(const FiberConnCore&) = delete;
 
   absl::Status Register() {
     absl::Status st = sched_->loop().Watch(
@@ -58,8 +70,13 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
   // Fails fast if the deadline already passed (Go: an expired deadline fails
   // every call until it is moved).
-  absl::Status Check(const Slot& slot) const {
-    if (closed_) return ClosedError("use of closed connection");
+  absl::Status Check(const Slot& slot) {
+    if (closed_) {
+      // Closed by a stopping scheduler, most likely: yield, so a handler that
+      // ignores the error and retries cannot keep the loop from stopping.
+      if (sched_->stopping()) return sched_->FailStopping(ClosedError("use of closed connection"));
+      return ClosedError("use of closed connection");
+    }
     if (slot.deadline_ns != kNeverNanos && slot.deadline_ns <= MonotonicNanos()) {
       return DeadlineExceededError();
     }
@@ -150,33 +167,45 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
 // ---------------------------------------------------------------- FiberConn
 
-absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
+namespace {
+
+// The one way a socket becomes a FiberConn (Adopt, Serve, and through them
+// Dial, FiberServer and HandOff), so that there is one ownership rule: `fd`
+// is owned from the call on. Before a FiberConnCore exists it is closed here;
+// after, the core closes it, on failure (its destructor) and on success
+// (Close).
+absl::StatusOr<std::shared_ptr<FiberConnCore>> AdoptSocket(int fd, std::string unread,
+                                                           const char* who,
+                                                           bool fiber_required) {
   Scheduler* s = Scheduler::Current();
   if (s == nullptr) {
-    ::close(fd);  // ownership passed either way, as on every other failure
-    return absl::FailedPreconditionError("FiberConn::Adopt off a loop thread");
+    ::close(fd);
+    return absl::FailedPreconditionError(std::string(who) + " off a loop thread");
+  }
+  if (fiber_required && Scheduler::CurrentTask() == nullptr) {
+    ::close(fd);
+    return absl::FailedPreconditionError(std::string(who) + " outside a fiber");
   }
   auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
-  if (absl::Status st = core->Register(); !st.ok()) {
-    ::close(fd);
-    return st;
-  }
-  return std::unique_ptr<FiberConn>(new FiberConn(std::move(core)));
+  if (absl::Status st = core->Register(); !st.ok()) return st;  // ~FiberConnCore closes
+  return core;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
+  absl::StatusOr<std::shared_ptr<FiberConnCore>> core =
+      AdoptSocket(fd, std::move(unread), "FiberConn::Adopt", /*fiber_required=*/false);
+  if (!core.ok()) return core.status();
+  return std::unique_ptr<FiberConn>(new FiberConn(std::move(*core)));
 }
 
 absl::Status FiberConn::Serve(int fd, std::string unread,
                              absl::FunctionRef<void(FiberConn&)> handler) {
-  Scheduler* s = Scheduler::Current();
-  if (s == nullptr) {
-    ::close(fd);
-    return absl::FailedPreconditionError("FiberConn::Serve off a loop thread");
-  }
-  auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
-  if (absl::Status st = core->Register(); !st.ok()) {
-    ::close(fd);
-    return st;
-  }
-  FiberConn conn(std::move(core));
+  absl::StatusOr<std::shared_ptr<FiberConnCore>> core =
+      AdoptSocket(fd, std::move(unread), "FiberConn::Serve", /*fiber_required=*/true);
+  if (!core.ok()) return core.status();
+  FiberConn conn(std::move(*core));
   handler(conn);
   return absl::OkStatus();
 }
@@ -308,6 +337,57 @@ void FiberConnRef::Close() const {
   });
 }
 
+namespace {
+
+absl::StatusOr<NetAddress> DefaultResolver(const std::string& address) {
+  return ParseAddress(address);
+}
+
+std::atomic<internal::DialResolver> dial_resolver{nullptr};
+
+// Whether ParseAddress(address) may call getaddrinfo: only when the host is
+// neither empty nor a numeric IPv4/IPv6 address (unix paths, and addresses
+// it rejects before any lookup, never do). Mirrors ParseAddress's grammar:
+// [scheme://]host:port, [v6]:port.
+bool NeedsLookup(std::string_view address) {
+  std::string_view rest = address;
+  if (size_t scheme_end = rest.find("://"); scheme_end != std::string_view::npos) {
+    if (rest.substr(0, scheme_end) == "unix") return false;
+    rest.remove_prefix(scheme_end + 3);
+  }
+  std::string host;
+  if (!rest.empty() && rest[0] == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(rest.substr(1, close - 1));
+  } else {
+    size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    host = std::string(rest.substr(0, colon));
+  }
+  if (host.empty()) return false;
+  in_addr v4;
+  in6_addr v6;
+  return inet_pton(AF_INET, host.c_str(), &v4) != 1 && inet_pton(AF_INET6, host.c_str(), &v6) != 1;
+}
+
+// The address to connect to, without blocking the loop thread (see Dial).
+absl::StatusOr<NetAddress> ResolveForDial(std::string_view address, absl::Time deadline) {
+  if (!NeedsLookup(address)) return ParseAddress(address);
+  internal::DialResolver resolve = dial_resolver.load(std::memory_order_acquire);
+  if (resolve == nullptr) resolve = &DefaultResolver;
+  absl::StatusOr<absl::StatusOr<NetAddress>> resolved = internal::OffloadDetached(
+      [resolve, a = std::string(address)] { return resolve(a); }, deadline);
+  if (!resolved.ok()) return resolved.status();
+  return *std::move(resolved);
+}
+
+}  // namespace
+
+void internal::SetDialResolverForTesting(DialResolver resolver) {
+  dial_resolver.store(resolver, std::memory_order_release);
+}
+
 absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
                                                 absl::Time deadline) {
   if (Scheduler::CurrentTask() == nullptr) {
@@ -316,7 +396,7 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
   // As in Go, an expired deadline fails before trying: a loopback connect
   // can complete at once and would otherwise ignore it.
   if (ToMonotonicNanos(deadline) <= MonotonicNanos()) return DeadlineExceededError();
-  absl::StatusOr<NetAddress> parsed = ParseAddress(address);
+  absl::StatusOr<NetAddress> parsed = ResolveForDial(address, deadline);
   if (!parsed.ok()) return parsed.status();
   bool in_progress = false;
   absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);

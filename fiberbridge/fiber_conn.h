@@ -33,9 +33,25 @@ class FiberConnCore;
 class FiberConn;
 
 // Inside a fiber: connects, parking until connected or `deadline`. Errors:
-// ConnectFailed (refused, unreachable), DeadlineExceeded.
+// ConnectFailed (refused, unreachable), DeadlineExceeded, NotFound (a name
+// that does not resolve), InvalidArgument (a malformed address), Closed (the
+// scheduler stopped).
+//
+// Never blocks the loop thread: unix paths and numeric hosts ("127.0.0.1",
+// "[::1]") are parsed in place; any other host, "localhost" included, is
+// resolved with getaddrinfo on the offload pool while the fiber parks, and
+// `deadline` bounds that wait too (a lookup that outlives it finishes on the
+// pool and is dropped).
 absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
                                                 absl::Time deadline = absl::InfiniteFuture());
+
+namespace internal {
+// Resolves a Dial address that names a host, on an offload pool thread.
+using DialResolver = absl::StatusOr<NetAddress> (*)(const std::string& address);
+// For tests: replaces the resolver (nullptr restores the default,
+// ParseAddress). Any thread; affects Dials that start afterwards.
+void SetDialResolverForTesting(DialResolver resolver);
+}  // namespace internal
 
 // A handle usable from any thread, safe after the connection is gone.
 class FiberConnRef {
@@ -52,13 +68,21 @@ class FiberConnRef {
 
 class FiberConn {
  public:
-  // Adopts a connected, non-blocking socket on the current loop (call on a
-  // loop thread). `unread` holds bytes already read from it (Conn::Detach).
-  // Owns `fd` from the call on: closes it on failure too.
+  // Who owns the fd, for Adopt and Serve alike (they share one code path):
+  // the FiberConn side, from the moment of the call, whatever is returned.
+  // Every failure closes `fd` before returning (off a loop thread, Serve
+  // outside a fiber, the loop refusing to watch it); on success the
+  // connection closes it (Close, ~FiberConn, or Serve once the handler
+  // returns). On a stopping scheduler both succeed with a connection that is
+  // already closed (its fd too). The caller must not touch `fd` afterwards.
+
+  // Adopts a connected, non-blocking socket on the current loop. Loop
+  // thread (in a fiber or not). `unread` holds bytes already read from it
+  // (Conn::Detach).
   static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(int fd, std::string unread = {});
   // Adopt, then run `handler` with the connection kept on the calling fiber's
   // stack (no separate allocation), closing it when the handler returns.
-  // Inside a fiber.
+  // Inside a fiber. The handler is not called on failure.
   static absl::Status Serve(int fd, std::string unread,
                             absl::FunctionRef<void(FiberConn&)> handler);
 

@@ -1,10 +1,33 @@
 #include "fiberbridge/server.h"
 
+#include <unistd.h>
+
 #include <utility>
 
 #include "reactor/logging.h"
 
 namespace netloop::fiber {
+namespace {
+
+// A detached fd travelling to a fiber that has not run yet: if the fiber is
+// destroyed without running (its scheduler went away first), its captures
+// die and this closes the fd, which nobody else owns at that point.
+class PendingFd {
+ public:
+  explicit PendingFd(int fd) : fd_(fd) {}
+  PendingFd(PendingFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  PendingFd& operator=(PendingFd&&) = delete;
+  ~PendingFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // Hands the fd on (to FiberConn::Serve, which owns it from then on).
+  int Release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
 
 // The engine-side handler: every accepted connection leaves the callback
 // world at once and becomes a fiber on the loop that accepted it.
@@ -28,10 +51,9 @@ class FiberServer::Bridge final : public EventHandler {
     // The closure is two words: it fits AnyInvocable's inline storage, so a
     // parked connection pays no heap block for it.
     FiberServer* server = server_;
-    const int fd = detached->fd;
     server->live_.fetch_add(1, std::memory_order_relaxed);
-    Scheduler::For(conn.loop()).Spawn([server, fd] {
-      absl::Status s = FiberConn::Serve(fd, {}, server->handler_);
+    Scheduler::For(conn.loop()).Spawn([server, fd = PendingFd(detached->fd)]() mutable {
+      absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
       if (!s.ok()) {
         NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
       }
@@ -83,9 +105,8 @@ absl::Status HandOff(Conn& conn, ConnHandler handler) {
   engine.AddLoopService(index, &s);  // so Engine::Stop waits for the fiber
   // The handler travels with its fiber; the callback side keeps nothing.
   auto owned = std::make_shared<ConnHandler>(std::move(handler));
-  s.Spawn([fd = detached->fd, unread = std::move(detached->unread), owned]() mutable {
-    (void)FiberConn::Serve(fd, std::move(unread), *owned);
-  });
+  s.Spawn([fd = PendingFd(detached->fd), unread = std::move(detached->unread),
+           owned]() mutable { (void)FiberConn::Serve(fd.Release(), std::move(unread), *owned); });
   return absl::OkStatus();
 }
 

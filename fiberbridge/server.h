@@ -44,7 +44,9 @@ class FiberServer {
                      ConnHandler handler, SchedulerOptions scheduler_options = {});
   // Any thread. Stops accepting, wakes every parked fiber's connection with a
   // Closed status (and sleepers with Cancelled), and waits for handlers to
-  // return until `deadline`; fibers still running then are abandoned.
+  // return. At `deadline`, fibers still parked in a Channel, CondVar or
+  // WaitGroup resume with Cancelled; fibers that still do not return are
+  // reported in a warning and abandoned (see "Stopping" in scheduler.h).
   void Stop(absl::Time deadline);
   // Blocks until stopped. Not from a loop thread.
   absl::Status Wait();

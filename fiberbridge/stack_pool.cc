@@ -84,6 +84,7 @@ Stack StackPool::Allocate() {
   if (!cache_.empty()) {
     Stack s = cache_.back();
     cache_.pop_back();
+    if (cold_ > cache_.size()) cold_ = cache_.size();  // it was a cold one
     return s;
   }
   if (slab_next_ == slab_end_) MapSlab();
@@ -113,6 +114,13 @@ void StackPool::Release(Stack stack) {
     madvise(stack.usable_bottom(), stack.usable() - page_, MADV_DONTNEED);
   }
   cache_.push_back(stack);
+  // The oldest warm stack ages out of the warm set: all its pages go back.
+  // (At most one per release, so this stays O(1).)
+  if (cache_.size() - cold_ > options_.max_warm) {
+    const Stack& aged = cache_[cold_];
+    madvise(aged.usable_bottom(), aged.usable(), MADV_DONTNEED);
+    ++cold_;
+  }
 }
 
 }  // namespace netloop::fiber

@@ -44,13 +44,21 @@ struct StackPoolOptions {
   // Released stacks kept for reuse; beyond this many, released stacks are
   // unmapped at once.
   size_t max_cached = 4096;
+  // Of the cached stacks, the `max_warm` most recently released keep their
+  // pages; older ones hold address space only: as a cached stack ages past
+  // this bound its whole usable range goes back to the kernel with
+  // MADV_DONTNEED. So whatever max_cached says, the cache keeps at most
+  // max_warm stacks' worth of touched pages resident, and RSS falls back
+  // after a burst of fibers ends. Reuse is LIFO, so steady churn below the
+  // bound never pays the syscall or the page faults.
+  size_t max_warm = 64;
   // When a stack goes back to the cache, return its pages (all but the top
-  // one, which every fiber touches) to the kernel with MADV_DONTNEED.
-  // On: the cache holds address space only, so RSS falls back after a burst of
-  // deep fibers. Off: each release and the next fiber's first touches are
-  // cheaper (no madvise syscall, no page faults re-zeroing pages), but every
-  // cached stack keeps whatever its deepest previous user touched. Off suits
-  // steady servers whose fibers are shallow; on suits bursty or deep ones.
+  // one, which every fiber touches) to the kernel with MADV_DONTNEED, however
+  // recently it was used. On: even warm stacks hold no more than a page.
+  // Off: each release and the next fiber's first touches are cheaper (no
+  // madvise syscall, no page faults re-zeroing pages), and max_warm bounds
+  // what the cache keeps. Off suits most servers; on suits fibers that are
+  // deep and rare.
   bool release_pages_on_return = false;
   // Stacks carved from each reservation when guard pages need no extra map
   // regions (see above); ignored (one stack per mapping) otherwise.
@@ -92,6 +100,8 @@ class StackPool {
   size_t stack_size() const { return usable_; }
   size_t guard_size() const { return guard_; }
   size_t cached() const { return cache_.size(); }
+  // Cached stacks whose pages are still kept (at most max_warm).
+  size_t cached_warm() const { return cache_.size() - cold_; }
   // Stacks handed out and not yet released.
   size_t live() const { return live_; }
   // Whether guards are page-table markers (true: no extra map regions) or
@@ -105,7 +115,10 @@ class StackPool {
   size_t page_;
   size_t usable_;
   size_t guard_;
+  // LIFO: the back is the most recently released. cache_[0, cold_) have had
+  // their pages returned; the rest are warm.
   std::vector<Stack> cache_;
+  size_t cold_ = 0;
   size_t live_ = 0;
   // Uncarved remainder of the newest slab.
   char* slab_next_ = nullptr;

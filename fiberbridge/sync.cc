@@ -38,7 +38,7 @@ void Mutex::Unlock() {
   Scheduler::WakeFromAnyThread(task);
 }
 
-void CondVar::Wait(Mutex& m) {
+absl::Status CondVar::Wait(Mutex& m) {
   internal::Waiter w;
   w.task = Scheduler::CurrentTask();
   assert(w.task != nullptr && "fiber::CondVar::Wait outside a fiber");
@@ -47,8 +47,10 @@ void CondVar::Wait(Mutex& m) {
     waiters_.Push(&w);
   }
   m.Unlock();
-  internal::ParkCurrent();
+  const bool signalled = internal::ParkCurrentAbortable(mu_, waiters_, w);
+  // Relocked whatever happened, so the caller's MutexLock stays right.
   m.Lock();
+  return signalled ? absl::OkStatus() : StopDeadlineError();
 }
 
 void CondVar::Signal() {
@@ -83,15 +85,16 @@ void WaitGroup::Add(int64_t n) {
   internal::WakeAll(ready);
 }
 
-void WaitGroup::Wait() {
+absl::Status WaitGroup::Wait() {
   std::unique_lock<std::mutex> lock(mu_);
-  if (count_ == 0) return;
+  if (count_ == 0) return absl::OkStatus();
   internal::Waiter w;
   w.task = Scheduler::CurrentTask();
   assert(w.task != nullptr && "fiber::WaitGroup::Wait outside a fiber");
   waiters_.Push(&w);
   lock.unlock();
-  internal::ParkCurrent();
+  if (!internal::ParkCurrentAbortable(mu_, waiters_, w)) return StopDeadlineError();
+  return absl::OkStatus();
 }
 
 }  // namespace netloop::fiber

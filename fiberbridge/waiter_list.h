@@ -1,7 +1,11 @@
 // An intrusive FIFO of parked fibers. Nodes live on the waiting fiber's own
-// stack, so parking never allocates. Guarded by the owning primitive's mutex.
+// stack, so parking never allocates. Guarded by the owning primitive's mutex:
+// every call below needs it held, except WakeAll (on a detached list) and the
+// Park* functions (after the caller released it).
 #ifndef NETLOOP_FIBERBRIDGE_WAITER_LIST_H_
 #define NETLOOP_FIBERBRIDGE_WAITER_LIST_H_
+
+#include <mutex>
 
 #include "fiberbridge/scheduler.h"
 
@@ -33,6 +37,19 @@ class WaiterList {
     }
     return w;
   }
+  // Takes `w` out if it is still in the list; false if someone popped it.
+  // Linear, but only the stop deadline calls it.
+  bool Remove(Waiter* w) {
+    Waiter* prev = nullptr;
+    for (Waiter* cur = head_; cur != nullptr; prev = cur, cur = cur->next) {
+      if (cur != w) continue;
+      (prev == nullptr ? head_ : prev->next) = cur->next;
+      if (tail_ == cur) tail_ = prev;
+      cur->next = nullptr;
+      return true;
+    }
+    return false;
+  }
 
  private:
   Waiter* head_ = nullptr;
@@ -54,10 +71,35 @@ inline void WakeAll(WaiterList& list) {
 // Parks the current fiber after the caller pushed `w` and released its lock.
 // A waker on another loop may already have popped `w` and posted the wake:
 // that is safe, because the post runs on this loop only after this fiber has
-// suspended (the loop is single-threaded).
+// suspended (the loop is single-threaded). The stop deadline does not end
+// this park (Mutex::Lock, whose wait ends when the holder unlocks).
 inline void ParkCurrent() {
   FiberTask* t = Scheduler::CurrentTask();
   t->scheduler->Park();
+}
+
+// A Waiter in a WaiterList guarded by `mu`, which the stop deadline may take
+// back out (see AbortableWait).
+class ListWait final : public AbortableWait {
+ public:
+  ListWait(std::mutex& mu, WaiterList& list, Waiter& w) : mu_(mu), list_(list), w_(w) {}
+  bool Abort() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return list_.Remove(&w_);
+  }
+
+ private:
+  std::mutex& mu_;
+  WaiterList& list_;
+  Waiter& w_;
+};
+
+// ParkCurrent for a waiter the stop deadline may abort: returns true when a
+// waker woke it, false when the deadline took it out of `list` (guarded by
+// `mu`, which the caller has released).
+inline bool ParkCurrentAbortable(std::mutex& mu, WaiterList& list, Waiter& w) {
+  ListWait wait(mu, list, w);
+  return Scheduler::CurrentTask()->scheduler->ParkAbortable(&wait);
 }
 
 }  // namespace netloop::fiber::internal

@@ -2,14 +2,19 @@
 // mode, Go deadline semantics, parked readers and writers, close while parked,
 // Stop with parked fibers, sync across loops, Offload, HandOff, 10k fibers.
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "fiberbridge/channel.h"
@@ -80,35 +85,47 @@ INSTANTIATE_TEST_SUITE_P(Modes, FiberEchoTest,
                                                               AcceptMode::kAcceptor),
                                             ::testing::Values(1, 3)));
 
+// Whether `task` is parked right now. Read on its own loop's thread (from
+// another fiber or a timer callback there), so the answer is exact.
+bool IsParked(const FiberTask* task) { return task != nullptr && task->parked; }
+
 TEST(FiberConnTest, ReadAndWriteParkedAtTheSameTime) {
   Loops loops;
   Pair p;
   std::atomic<bool> reader_done{false}, writer_done{false};
   std::string big = Pattern(4 << 20, 3);
   auto conn_holder = std::make_shared<std::unique_ptr<FiberConn>>();
+  std::promise<bool> both_parked;
   ASSERT_TRUE(loops.Run([&] {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
     *conn_holder = std::move(*c);
     FiberConn* conn = conn_holder->get();
-    Spawn([conn, &reader_done] {
+    auto tasks = std::make_shared<std::pair<FiberTask*, FiberTask*>>();
+    Spawn([conn, &reader_done, tasks] {
+      tasks->first = Scheduler::CurrentTask();
       char buf[16];
       auto n = conn->Read(buf);  // parks: nothing to read yet
       EXPECT_TRUE(n.ok());
       EXPECT_EQ(std::string(buf, *n), "wake");
       reader_done = true;
     });
-    Spawn([conn, &big, &writer_done] {
+    Spawn([conn, &big, &writer_done, tasks] {
+      tasks->second = Scheduler::CurrentTask();
       EXPECT_TRUE(conn->WriteAll(big).ok());  // parks: 4 MiB > socket buffer
       writer_done = true;
     });
+    // Runs after both have run up to their first park.
+    Spawn([tasks, &both_parked] {
+      both_parked.set_value(IsParked(tasks->first) && IsParked(tasks->second));
+    });
   }));
-  usleep(50 * 1000);
+  ASSERT_TRUE(both_parked.get_future().get()) << "reader and writer parked at the same time";
   EXPECT_FALSE(reader_done.load());
   EXPECT_FALSE(writer_done.load());
   ASSERT_TRUE(WriteAll(p.test_end, "wake"));
   EXPECT_TRUE(WaitFor([&] { return reader_done.load(); }));
-  EXPECT_FALSE(writer_done.load()) << "the writer is still parked";
+  EXPECT_FALSE(writer_done.load()) << "the writer is still parked: nobody has read yet";
   auto got = ReadExactly(p.test_end, big.size());
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(*got == big);
@@ -116,18 +133,24 @@ TEST(FiberConnTest, ReadAndWriteParkedAtTheSameTime) {
   loops.Run([&] { conn_holder->reset(); });
 }
 
+// The read parks (it has not returned when a fiber queued behind it runs)
+// and comes back with DeadlineExceeded: only the deadline can end it, since
+// nothing is written and nothing closes the connection.
 TEST(FiberDeadlineTest, ExpiresWhileParked) {
   Loops loops;
   Pair p;
   ASSERT_TRUE(loops.Run([&] {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
-    (*c)->SetReadDeadline(absl::Now() + absl::Milliseconds(50));
+    (*c)->SetReadDeadline(absl::Now() + absl::Milliseconds(20));
+    bool returned = false;
+    bool parked_first = false;
+    Spawn([&] { parked_first = !returned; });  // runs once the read has parked
     char buf[8];
-    absl::Time start = absl::Now();
     auto n = (*c)->Read(buf);
+    returned = true;
     EXPECT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
-    EXPECT_GE(absl::Now() - start, absl::Milliseconds(45));
+    EXPECT_TRUE(parked_first) << "the read failed at once instead of parking";
     // Later calls keep failing until the deadline moves...
     EXPECT_TRUE(absl::IsDeadlineExceeded((*c)->Read(buf).status()));
     // ...writes have their own deadline and still work.
@@ -140,6 +163,10 @@ TEST(FiberDeadlineTest, ExpiresWhileParked) {
   }));
 }
 
+// A deadline set and then extended while the read is parked expires at the
+// new time: probe timers due after the old deadline and shortly before the
+// new one both run before the read returns DeadlineExceeded (timers fire in
+// deadline order, whatever the clock does).
 TEST(FiberDeadlineTest, ExtendedWhileParkedExpiresAtTheNewTime) {
   Loops loops;
   Pair p;
@@ -147,67 +174,80 @@ TEST(FiberDeadlineTest, ExtendedWhileParkedExpiresAtTheNewTime) {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
     FiberConn* conn = c->get();
-    absl::Time start = absl::Now();
-    conn->SetReadDeadline(start + absl::Milliseconds(50));
-    Spawn([conn, start] {
-      (void)fiber::SleepFor(absl::Milliseconds(20));
-      conn->SetReadDeadline(start + absl::Milliseconds(150));  // extend
+    int probes_ran = 0;
+    // Runs once the read below has parked, and does everything in one go, so
+    // no time passes between setting the first deadline and extending it.
+    Spawn([&] {
+      const absl::Time now = absl::Now();
+      conn->SetReadDeadline(now + absl::Milliseconds(20));  // arms the timer
+      conn->SetReadDeadline(now + absl::Milliseconds(80));  // extend
+      for (int ms : {30, 70}) {
+        loops.loop().RunAtNanos(ToMonotonicNanos(now + absl::Milliseconds(ms)),
+                                [&] { ++probes_ran; });
+      }
     });
     char buf[8];
     auto n = conn->Read(buf);
     EXPECT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
-    EXPECT_GE(absl::Now() - start, absl::Milliseconds(140)) << "woke at the old deadline";
+    EXPECT_EQ(probes_ran, 2) << "the read returned before the new deadline";
   }));
 }
 
+// A deadline set, extended and cleared while the read is parked (all before
+// either could pass) never fires: the data written after both deadlines
+// would have passed is what the read returns.
 TEST(FiberDeadlineTest, DataAfterClearedDeadline) {
   Loops loops;
   Pair p;
-  std::thread feeder([&] {
-    usleep(200 * 1000);
-    WriteAll(p.test_end, "late");
-  });
   ASSERT_TRUE(loops.Run([&] {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
     FiberConn* conn = c->get();
-    conn->SetReadDeadline(absl::Now() + absl::Milliseconds(50));
-    Spawn([conn] {
-      (void)fiber::SleepFor(absl::Milliseconds(20));
-      conn->SetReadDeadline(absl::Now() + absl::Milliseconds(100));  // extend
-      (void)fiber::SleepFor(absl::Milliseconds(60));
-      conn->SetReadDeadline(absl::InfiniteFuture());  // clear
+    Spawn([&] {
+      const absl::Time now = absl::Now();
+      conn->SetReadDeadline(now + absl::Milliseconds(20));
+      conn->SetReadDeadline(now + absl::Milliseconds(40));   // extend
+      conn->SetReadDeadline(absl::InfiniteFuture());         // clear
+      // Wakes after the timers of both deadlines were due (deadline order).
+      EXPECT_TRUE(fiber::SleepUntil(now + absl::Milliseconds(50)).ok());
+      WriteAll(p.test_end, "late");
     });
     char buf[8];
     auto n = conn->Read(buf);
     ASSERT_TRUE(n.ok()) << n.status();
     EXPECT_EQ(std::string(buf, *n), "late");
   }));
-  feeder.join();
 }
 
-// The idle-timeout idiom: push the read deadline before every read. It must
-// keep working while data flows, fire once the peer goes quiet, and never
-// pile up timers (one lazy timer per direction).
+// The idle-timeout idiom: push the read deadline before every read. It keeps
+// working while data flows, fires once the peer goes quiet, and never piles
+// up timers (one lazy timer per direction). The feeder writes each byte only
+// once the reader is parked, so every read parks with a pushed deadline;
+// while bytes are coming the idle timeout is an hour (it cannot pass by
+// accident), after the last one it is 20 ms.
 TEST(FiberDeadlineTest, DeadlinePushedBeforeEveryReadStaysCheap) {
   Loops loops;
   Pair p;
-  std::atomic<bool> stop{false};
-  std::thread feeder([&] {
-    for (int i = 0; i < 40 && !stop.load(); ++i) {
-      WriteAll(p.test_end, "x");
-      usleep(5 * 1000);
-    }
-  });
+  constexpr int kBytes = 40;
   int reads = 0;
   size_t max_timers = 0;
   absl::Status last;
   ASSERT_TRUE(loops.Run([&] {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
+    FiberTask* reader = Scheduler::CurrentTask();
+    bool quiet = false;
+    Spawn([&] {
+      for (int i = 0; i < kBytes; ++i) {
+        while (!IsParked(reader)) Yield();
+        if (i == kBytes - 1) quiet = true;  // the reader's next push is the short one
+        WriteAll(p.test_end, "x");
+        Yield();
+      }
+    });
     char buf[8];
     for (;;) {
-      (*c)->SetReadDeadline(absl::Now() + absl::Milliseconds(100));
+      (*c)->SetReadDeadline(absl::Now() + (quiet ? absl::Milliseconds(20) : absl::Hours(1)));
       auto n = (*c)->Read(buf);
       max_timers = std::max(max_timers, loops.loop().PendingTimers());
       if (!n.ok()) {
@@ -217,9 +257,7 @@ TEST(FiberDeadlineTest, DeadlinePushedBeforeEveryReadStaysCheap) {
       reads += static_cast<int>(*n);
     }
   }));
-  stop = true;
-  feeder.join();
-  EXPECT_GE(reads, 30) << "reads succeeded while data flowed";
+  EXPECT_EQ(reads, kBytes) << "every byte was read before the idle timeout";
   EXPECT_TRUE(absl::IsDeadlineExceeded(last)) << last;
   EXPECT_LE(max_timers, 2u) << "deadline pushes must not accumulate timers";
 }
@@ -240,44 +278,48 @@ TEST(FiberDeadlineTest, DeadlineInThePastFailsAtOnce) {
 }
 
 // Go's documented mistake: a deadline is absolute, not per operation. Set
-// once before a read loop, it fails a later read although data keeps flowing.
+// once before a loop of one-byte reads (a millisecond apart), it ends the
+// loop with DeadlineExceeded while plenty of data is still waiting. A
+// per-operation deadline would instead read all of it, then time out on an
+// empty socket.
 TEST(FiberDeadlineTest, OneDeadlineForALoopOfReadsIsTheGoMistake) {
   Loops loops;
   Pair p;
-  std::atomic<bool> stop{false};
-  std::thread feeder([&] {
-    while (!stop.load()) {
-      WriteAll(p.test_end, "tick");
-      usleep(10 * 1000);
-    }
-  });
+  constexpr size_t kWaiting = 4096;  // a millisecond per byte: seconds of data
+  ASSERT_TRUE(WriteAll(p.test_end, std::string(kWaiting, 't')));
   int reads = 0;
+  int unread_at_failure = 0;
   absl::Status last;
   ASSERT_TRUE(loops.Run([&] {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
-    (*c)->SetReadDeadline(absl::Now() + absl::Milliseconds(100));
-    char buf[64];
+    (*c)->SetReadDeadline(absl::Now() + absl::Milliseconds(30));
+    char buf[1];
     for (;;) {
       auto n = (*c)->Read(buf);
       if (!n.ok()) {
         last = n.status();
+        ioctl((*c)->fd(), FIONREAD, &unread_at_failure);
         break;
       }
       ++reads;
+      (void)fiber::SleepFor(absl::Milliseconds(1));
     }
   }));
-  stop = true;
-  feeder.join();
-  EXPECT_GT(reads, 2) << "reads succeeded while data flowed";
+  RecordProperty("reads_before_the_deadline", reads);
   EXPECT_TRUE(absl::IsDeadlineExceeded(last)) << last;
+  EXPECT_GT(unread_at_failure, 0) << "the loop ended for lack of data, not the deadline";
 }
 
+// Two readers parked on two connections: a fiber queued behind them closes
+// the first (only its reader wakes, with Closed), then a plain thread closes
+// the second through a FiberConnRef.
 TEST(FiberConnTest, CloseFromAnotherFiberAndFromAnotherThreadWhileParked) {
   Loops loops;
   Pair p1, p2;
   FiberConnRef ref;
   std::atomic<int> woken{0};
+  std::atomic<bool> first_closed{false};
   ASSERT_TRUE(loops.Run([&] {
     auto c1 = FiberConn::Adopt(p1.fiber_end);
     auto c2 = FiberConn::Adopt(p2.fiber_end);
@@ -299,13 +341,13 @@ TEST(FiberConnTest, CloseFromAnotherFiberAndFromAnotherThreadWhileParked) {
       woken++;
       delete conn2;
     });
-    Spawn([conn1] {
-      (void)fiber::SleepFor(absl::Milliseconds(20));
+    Spawn([conn1, &first_closed] {  // runs once both readers have parked
       conn1->Close();  // from another fiber
+      first_closed = true;
     });
   }));
-  usleep(50 * 1000);
-  EXPECT_EQ(woken.load(), 1);
+  ASSERT_TRUE(WaitFor([&] { return woken.load() == 1; }));
+  EXPECT_TRUE(first_closed.load());
   std::thread([&] { ref.Close(); }).join();  // from another thread
   EXPECT_TRUE(WaitFor([&] { return woken.load() == 2; }));
 }
@@ -428,13 +470,15 @@ TEST(FiberSyncTest, MutexAndCondVarAcrossLoops) {
   CondVar cv;
   int counter = 0;  // guarded by mu
   bool ready = false;
-  WaitGroup wg;
+  WaitGroup wg, waiting;
   wg.Add(4);
+  waiting.Add(4);
   for (int f = 0; f < 4; ++f) {
     Spawn(loops.loop(f % 2), [&] {
       {
         MutexLock lock(mu);
-        cv.Wait(mu, [&] { return ready; });
+        waiting.Done();  // still holding mu, which cv.Wait releases once queued
+        EXPECT_TRUE(cv.Wait(mu, [&] { return ready; }).ok());
       }
       for (int i = 0; i < 500; ++i) {
         MutexLock lock(mu);
@@ -446,7 +490,9 @@ TEST(FiberSyncTest, MutexAndCondVarAcrossLoops) {
     });
   }
   ASSERT_TRUE(loops.Run([&] {
-    (void)fiber::SleepFor(absl::Milliseconds(20));
+    // Once all four said so and mu is ours, each is queued in cv.Wait: the
+    // Broadcast below is what wakes them, across both loops.
+    EXPECT_TRUE(waiting.Wait().ok());
     {
       MutexLock lock(mu);
       ready = true;
@@ -472,31 +518,37 @@ TEST(FiberSyncTest, UnbufferedChannelRendezvous) {
   EXPECT_TRUE(WaitFor([&] { return got.load(); }));
 }
 
+// The blocking call can only finish after a timer on the calling fiber's loop
+// has fired three times: if it blocked the loop thread instead of running on
+// the pool, the ticks could not come and its bounded wait would run out.
 TEST(OffloadTest, BlockingCallDoesNotStallTheLoop) {
+  // Declared before the loop, whose ticker uses them until it is destroyed.
+  std::mutex mu;
+  std::condition_variable cv;
+  int ticks = 0;  // guarded by mu
   Loops loops(1);
-  std::atomic<int64_t> max_lateness_ms{0};
-  std::atomic<bool> slow_done{false};
-  // A 20 ms ticker on the same loop measures how late it runs.
   loops.loop().RunInLoop([&] {
-    auto last = std::make_shared<absl::Time>(absl::Now());
-    loops.loop().RunEvery(absl::Milliseconds(20), [&, last] {
-      absl::Time now = absl::Now();
-      int64_t late = absl::ToInt64Milliseconds(now - *last) - 20;
-      if (late > max_lateness_ms.load()) max_lateness_ms = late;
-      *last = now;
+    loops.loop().RunEvery(absl::Milliseconds(1), [&] {
+      std::lock_guard<std::mutex> lock(mu);
+      ++ticks;
+      cv.notify_all();
     });
   });
+  bool saw_ticks = false;
+  bool off_loop_thread = false;
   ASSERT_TRUE(loops.Run([&] {
-    int r = Offload([] {
-      usleep(500 * 1000);  // a legacy blocking call
+    const std::thread::id loop_thread = std::this_thread::get_id();
+    int r = Offload([&] {
+      off_loop_thread = std::this_thread::get_id() != loop_thread;
+      std::unique_lock<std::mutex> lock(mu);  // a legacy blocking call
+      const int start = ticks;
+      saw_ticks = cv.wait_for(lock, std::chrono::seconds(10), [&] { return ticks >= start + 3; });
       return 42;
     });
     EXPECT_EQ(r, 42);
-    slow_done = true;
   }));
-  EXPECT_TRUE(slow_done.load());
-  // Bounded generously (2 shared cores), but far below the 500 ms block.
-  EXPECT_LT(max_lateness_ms.load(), 200);
+  EXPECT_TRUE(off_loop_thread);
+  EXPECT_TRUE(saw_ticks) << "the loop's timer did not run while the call blocked";
 }
 
 // A callback handler that reads a line, then hands the connection to a fiber.

@@ -2,18 +2,29 @@
 // covered by fiber_bridge_test (shortened, moved into the past, keeps failing
 // until moved, write deadlines), errors, unread bytes, ReadView's shared
 // buffer surviving a parked write, and misuse reported as errors.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/time/clock.h"
 #include "fiberbridge/fiber_conn.h"
 #include "fiberbridge/scheduler.h"
 #include "fiberbridge/sync.h"
 #include "gtest/gtest.h"
+#include "reactor/clock.h"
 #include "reactor/errors.h"
 #include "tests/fiber_test_util.h"
 #include "tests/test_util.h"
@@ -307,6 +318,123 @@ TEST(FiberConnTest, MisuseIsAnErrorNotAHang) {
   EXPECT_TRUE(absl::IsFailedPrecondition(off.status())) << off.status();
 }
 
+// ---- Who owns the fd: Adopt and Serve close it on every failure path.
+
+// Whether `fd` is closed in this process. Checked right after the call under
+// test, on the same thread, while nothing else in the test opens files.
+bool FdIsClosed(int fd) { return fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+
+// Whether the peer of a socketpair end sees EOF, i.e. the last copy of the
+// other end was closed. Immune to the fd number being reused meanwhile.
+bool PeerSeesEof(int peer) {
+  char c;
+  return recv(peer, &c, 1, 0) == 0;
+}
+
+TEST(FiberConnOwnershipTest, AdoptOffALoopThreadClosesTheFd) {
+  Pair p;
+  const int fd = p.fiber_end;
+  auto conn = FiberConn::Adopt(fd);
+  EXPECT_TRUE(absl::IsFailedPrecondition(conn.status())) << conn.status();
+  EXPECT_TRUE(FdIsClosed(fd));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+}
+
+TEST(FiberConnOwnershipTest, ServeOffALoopThreadClosesTheFd) {
+  Pair p;
+  const int fd = p.fiber_end;
+  bool called = false;
+  absl::Status s = FiberConn::Serve(fd, {}, [&](FiberConn&) { called = true; });
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_FALSE(called);
+  EXPECT_TRUE(FdIsClosed(fd));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+}
+
+// On a loop thread but not in a fiber, Serve cannot run a handler that parks:
+// refused, and the fd closed, as off a loop thread.
+TEST(FiberConnOwnershipTest, ServeOutsideAFiberClosesTheFd) {
+  Loops loops;
+  Pair p;
+  const int fd = p.fiber_end;
+  std::promise<std::pair<absl::Status, bool>> result;
+  bool called = false;
+  loops.loop().RunInLoop([&] {
+    absl::Status s = FiberConn::Serve(fd, {}, [&](FiberConn&) { called = true; });
+    result.set_value({s, FdIsClosed(fd)});
+  });
+  auto [status, closed] = result.get_future().get();
+  EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+  EXPECT_FALSE(called);
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+}
+
+// The loop refuses to watch a file epoll cannot poll (/dev/null: EPERM).
+TEST(FiberConnOwnershipTest, AdoptAndServeCloseAnFdTheLoopRefuses) {
+  Loops loops;
+  ASSERT_TRUE(loops.Run([&] {
+    const int a = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ASSERT_GE(a, 0);
+    auto conn = FiberConn::Adopt(a);
+    EXPECT_FALSE(conn.ok());
+    EXPECT_TRUE(FdIsClosed(a)) << "Adopt";
+    const int b = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ASSERT_GE(b, 0);
+    bool called = false;
+    absl::Status s = FiberConn::Serve(b, {}, [&](FiberConn&) { called = true; });
+    EXPECT_FALSE(s.ok());
+    EXPECT_FALSE(called);
+    EXPECT_TRUE(FdIsClosed(b)) << "Serve";
+  }));
+}
+
+// A stopping scheduler hands out connections that are closed already.
+TEST(FiberConnOwnershipTest, OnAStoppingSchedulerTheConnectionIsClosedAtOnce) {
+  Loops loops;
+  Pair p, q;
+  ASSERT_TRUE(loops.Run([&] {
+    Scheduler::Current()->BeginStop(MonotonicNanos() + 60'000'000'000);
+    auto conn = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(conn.ok()) << conn.status();
+    EXPECT_EQ((*conn)->fd(), -1);
+    EXPECT_TRUE(FdIsClosed(p.fiber_end));
+    char buf[4];
+    EXPECT_EQ(GetCloseReason((*conn)->Read(buf).status()), CloseReason::kClosed);
+    absl::Status read;
+    EXPECT_TRUE(FiberConn::Serve(q.fiber_end, {}, [&](FiberConn& c) {
+                  read = c.Read(buf).status();
+                }).ok());
+    EXPECT_EQ(GetCloseReason(read), CloseReason::kClosed);
+    EXPECT_TRUE(FdIsClosed(q.fiber_end));
+  }));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+  EXPECT_TRUE(PeerSeesEof(q.test_end));
+}
+
+// On success the connection owns the fd: destroying it (Adopt) or returning
+// from the handler (Serve) closes it.
+TEST(FiberConnOwnershipTest, TheConnectionClosesTheFdItOwns) {
+  Loops loops;
+  Pair p, q;
+  ASSERT_TRUE(loops.Run([&] {
+    auto conn = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(conn.ok());
+    EXPECT_EQ((*conn)->fd(), p.fiber_end);
+    conn->reset();
+    EXPECT_TRUE(FdIsClosed(p.fiber_end));
+    bool called = false;
+    EXPECT_TRUE(FiberConn::Serve(q.fiber_end, {}, [&](FiberConn& c) {
+                  called = true;
+                  EXPECT_EQ(c.fd(), q.fiber_end);
+                }).ok());
+    EXPECT_TRUE(called);
+    EXPECT_TRUE(FdIsClosed(q.fiber_end));
+  }));
+  EXPECT_TRUE(PeerSeesEof(p.test_end));
+  EXPECT_TRUE(PeerSeesEof(q.test_end));
+}
+
 TEST(FiberConnTest, AddressesOfADialedConnection) {
   Loops loops;
   int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -329,6 +457,172 @@ TEST(FiberConnTest, AddressesOfADialedConnection) {
     EXPECT_FALSE(late.ok());
   }));
   close(listener);
+}
+
+// ---- Dial never resolves a name on the loop thread.
+
+// A listening socket on 127.0.0.1 for Dial to reach; accepts nothing (the
+// backlog completes the handshakes).
+class Listener {
+ public:
+  Listener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(fd_, 16) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+    }
+  }
+  ~Listener() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+// What the test resolver saw and did. The resolver is a plain function (as
+// SetDialResolverForTesting wants), so its state is global; each test resets it.
+struct ResolverProbe {
+  std::mutex mu;
+  std::condition_variable cv;
+  int calls = 0;
+  std::string address;
+  bool on_offload_thread = false;
+  // Set by the test: the resolver waits until `go` before resolving.
+  bool go = false;
+  bool returned = false;
+  // Whether `go` came before the resolver's bounded wait ran out.
+  bool saw_go = false;
+
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu);
+    calls = 0;
+    address.clear();
+    on_offload_thread = go = returned = saw_go = false;
+  }
+  void Go() {
+    std::lock_guard<std::mutex> lock(mu);
+    go = true;
+    cv.notify_all();
+  }
+  bool WaitReturned() {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(20), [this] { return returned; });
+  }
+};
+ResolverProbe probe;
+
+absl::StatusOr<NetAddress> ProbingResolver(const std::string& address) {
+  char name[16] = {};
+  pthread_getname_np(pthread_self(), name, sizeof(name));
+  std::unique_lock<std::mutex> lock(probe.mu);
+  ++probe.calls;
+  probe.address = address;
+  probe.on_offload_thread = std::string(name) == "netloop-offload";
+  probe.saw_go = probe.cv.wait_for(lock, std::chrono::seconds(20), [] { return probe.go; });
+  absl::StatusOr<NetAddress> resolved = ParseAddress(address);
+  probe.returned = true;
+  probe.cv.notify_all();
+  return resolved;
+}
+
+// Installs ProbingResolver for one test.
+class ProbedDial {
+ public:
+  ProbedDial() {
+    probe.Reset();
+    internal::SetDialResolverForTesting(&ProbingResolver);
+  }
+  ~ProbedDial() {
+    probe.Go();  // never leave a pool thread waiting
+    internal::SetDialResolverForTesting(nullptr);
+  }
+};
+
+TEST(FiberDialTest, NumericAddressesNeedNoLookup) {
+  ProbedDial probed;
+  Listener listener;
+  ASSERT_GT(listener.port(), 0);
+  Loops loops;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = Dial("tcp://127.0.0.1:" + std::to_string(listener.port()),
+                  absl::Now() + absl::Seconds(10));
+    EXPECT_TRUE(c.ok()) << c.status();
+  }));
+  std::lock_guard<std::mutex> lock(probe.mu);
+  EXPECT_EQ(probe.calls, 0) << "a numeric address went to the resolver";
+}
+
+// The resolver runs on an offload thread and, to finish, needs a timer on the
+// dialling fiber's loop to fire first: a Dial that resolved on the loop
+// thread (blocking it) could not pass.
+TEST(FiberDialTest, NamesResolveOnTheOffloadPoolWhileTheLoopRunsTimers) {
+  ProbedDial probed;
+  Listener listener;
+  ASSERT_GT(listener.port(), 0);
+  Loops loops;
+  const std::string address = "tcp://localhost:" + std::to_string(listener.port());
+  ASSERT_TRUE(loops.Run([&] {
+    loops.loop().RunAtNanos(MonotonicNanos(), [] { probe.Go(); });
+    auto c = Dial(address, absl::Now() + absl::Seconds(30));
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ((*c)->RemoteAddress().ToString(), "127.0.0.1:" + std::to_string(listener.port()));
+  }));
+  std::lock_guard<std::mutex> lock(probe.mu);
+  EXPECT_EQ(probe.calls, 1);
+  EXPECT_EQ(probe.address, address);
+  EXPECT_TRUE(probe.on_offload_thread);
+  EXPECT_TRUE(probe.saw_go) << "the loop's timer did not fire while the name was resolved";
+}
+
+// With the real resolver, "localhost" connects too.
+TEST(FiberDialTest, DialsLocalhostWithTheDefaultResolver) {
+  Listener listener;
+  ASSERT_GT(listener.port(), 0);
+  Loops loops;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = Dial("tcp://localhost:" + std::to_string(listener.port()),
+                  absl::Now() + absl::Seconds(30));
+    EXPECT_TRUE(c.ok()) << c.status();
+  }));
+}
+
+// A resolver that does not answer in time: Dial returns DeadlineExceeded
+// while the lookup is still running (it only finishes once the test lets it,
+// after Dial returned).
+TEST(FiberDialTest, TheDeadlineBoundsAHangingLookup) {
+  ProbedDial probed;
+  Loops loops;
+  bool resolver_returned_before_dial = true;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = Dial("tcp://hangs.invalid:80", absl::Now() + absl::Milliseconds(30));
+    EXPECT_TRUE(absl::IsDeadlineExceeded(c.status())) << c.status();
+    std::lock_guard<std::mutex> lock(probe.mu);
+    resolver_returned_before_dial = probe.returned;
+  }));
+  EXPECT_FALSE(resolver_returned_before_dial);
+  probe.Go();
+  ASSERT_TRUE(probe.WaitReturned());  // its result is dropped; nothing is left waiting
+  std::lock_guard<std::mutex> lock(probe.mu);
+  EXPECT_EQ(probe.calls, 1);
+}
+
+// A scheduler that stops while a Dial waits for its lookup wakes it (Closed).
+TEST(FiberDialTest, StopEndsAWaitForALookup) {
+  ProbedDial probed;
+  Loops loops;
+  absl::Status status;
+  ASSERT_TRUE(loops.Run([&] {
+    Spawn([] { Scheduler::Current()->BeginStop(MonotonicNanos() + 60'000'000'000); });
+    status = Dial("tcp://hangs.invalid:80").status();  // parks before the spawn runs
+  }));
+  EXPECT_EQ(GetCloseReason(status), CloseReason::kClosed) << status;
+  probe.Go();
+  EXPECT_TRUE(probe.WaitReturned());
 }
 
 }  // namespace
