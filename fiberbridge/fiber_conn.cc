@@ -18,6 +18,7 @@
 #include "reactor/clock.h"
 #include "reactor/errors.h"
 #include "reactor/socket_ops.h"
+#include "reactor/sys_io.h"
 
 namespace netloop::fiber {
 
@@ -224,7 +225,7 @@ absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
   }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
-    ssize_t n = ::read(c.fd_, buf.data(), buf.size());
+    ssize_t n = netloop::internal::SysRead(c.fd_, buf.data(), buf.size());
     if (n > 0) return static_cast<size_t>(n);
     if (n == 0) return PeerClosedError();
     if (errno == EINTR) continue;
@@ -245,7 +246,7 @@ absl::StatusOr<std::string_view> FiberConn::ReadView() {
   }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
-    ssize_t n = ::read(c.fd_, loop.read_buffer(), loop.read_buffer_size());
+    ssize_t n = netloop::internal::SysRead(c.fd_, loop.read_buffer(), loop.read_buffer_size());
     if (n > 0) return std::string_view(loop.read_buffer(), static_cast<size_t>(n));
     if (n == 0) return PeerClosedError();
     if (errno == EINTR) continue;
@@ -275,7 +276,7 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
       c.pending_.reset();
       return st;
     }
-    ssize_t n = ::send(c.fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = netloop::internal::SysSend(c.fd_, data.data(), data.size(), MSG_NOSIGNAL);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
       continue;
@@ -345,35 +346,11 @@ absl::StatusOr<NetAddress> DefaultResolver(const std::string& address) {
 
 std::atomic<internal::DialResolver> dial_resolver{nullptr};
 
-// Whether ParseAddress(address) may call getaddrinfo: only when the host is
-// neither empty nor a numeric IPv4/IPv6 address (unix paths, and addresses
-// it rejects before any lookup, never do). Mirrors ParseAddress's grammar:
-// [scheme://]host:port, [v6]:port.
-bool NeedsLookup(std::string_view address) {
-  std::string_view rest = address;
-  if (size_t scheme_end = rest.find("://"); scheme_end != std::string_view::npos) {
-    if (rest.substr(0, scheme_end) == "unix") return false;
-    rest.remove_prefix(scheme_end + 3);
-  }
-  std::string host;
-  if (!rest.empty() && rest[0] == '[') {
-    size_t close = rest.find(']');
-    if (close == std::string_view::npos) return false;
-    host = std::string(rest.substr(1, close - 1));
-  } else {
-    size_t colon = rest.rfind(':');
-    if (colon == std::string_view::npos) return false;
-    host = std::string(rest.substr(0, colon));
-  }
-  if (host.empty()) return false;
-  in_addr v4;
-  in6_addr v6;
-  return inet_pton(AF_INET, host.c_str(), &v4) != 1 && inet_pton(AF_INET6, host.c_str(), &v6) != 1;
-}
-
 // The address to connect to, without blocking the loop thread (see Dial).
 absl::StatusOr<NetAddress> ResolveForDial(std::string_view address, absl::Time deadline) {
-  if (!NeedsLookup(address)) return ParseAddress(address);
+  // Numeric addresses, "localhost" and unix paths need no lookup.
+  absl::StatusOr<NetAddress> parsed = ParseAddressNoLookup(address);
+  if (!parsed.ok() || parsed->unresolved_host.empty()) return parsed;
   internal::DialResolver resolve = dial_resolver.load(std::memory_order_acquire);
   if (resolve == nullptr) resolve = &DefaultResolver;
   absl::StatusOr<absl::StatusOr<NetAddress>> resolved = internal::OffloadDetached(
