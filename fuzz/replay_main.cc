@@ -3,7 +3,7 @@
 // the ASan and TSan configs, and with gcc, which has no libFuzzer) replays
 // the committed corpus.
 //
-//   replay [--mutations=N] [--seed=S] PATH...
+//   replay [--mutations=N] [--seed=S] [--strict] PATH...
 //
 // Each PATH is a file or a directory of files (not recursive). Every file is
 // run once as it is, then N (default 2000) inputs derived from them by a
@@ -11,7 +11,8 @@
 // reproducible, and cheap enough to finish in a few seconds. A failed check
 // aborts; before the process dies the input at fault is named and, if it was
 // a mutation, written out (to $TEST_UNDECLARED_OUTPUTS_DIR, else /tmp) so it
-// can be replayed alone.
+// can be replayed alone. --strict makes checks skipped for known, reported
+// bugs fail (NETLOOP_FUZZ_STRICT=1; see fuzz/check.h).
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -185,6 +186,8 @@ int main(int argc, char** argv) {
       mutations = std::strtol(argv[i] + 12, nullptr, 10);
     } else if (arg.starts_with("--seed=")) {
       seed = std::strtoull(argv[i] + 7, nullptr, 10);
+    } else if (arg == "--strict") {
+      setenv("NETLOOP_FUZZ_STRICT", "1", 1);
     } else if (!CollectFiles(argv[i], &files)) {
       std::fprintf(stderr, "replay: cannot read %s\n", argv[i]);
       return 2;
