@@ -92,38 +92,27 @@ void CheckSame(const SocketAddress& a, const SocketAddress& b, std::string_view 
 // scope id picks the interface for a link-local address.
 void CheckIpv6Extras(const SocketAddress& a) {
   const auto* v6 = reinterpret_cast<const sockaddr_in6*>(a.sockaddr_ptr());
-  // Known bug: `Storage storage_{}` initialises only the union's first
-  // member (the 16-byte sockaddr); gcc zeroes the rest anyway, clang does
-  // not, so Ipv6() leaves sin6_scope_id (bytes 24..27) indeterminate.
-  if ((v6->sin6_scope_id != 0 || v6->sin6_flowinfo != 0) &&
-      TolerateKnownBug("address_fuzz/ipv6_scope_uninitialised")) {
-    return;
-  }
+  // regressions/address_fuzz/ipv6_scope_uninitialised: a union's `{}` once
+  // left these bytes indeterminate under clang.
   FUZZ_CHECK(v6->sin6_scope_id == 0 && v6->sin6_flowinfo == 0,
              "%s: scope id %#x, flow info %#x (uninitialised?)", Escape(a.ToUri()).c_str(),
              v6->sin6_scope_id, v6->sin6_flowinfo);
 }
 
-// True when the parsed unix address `a` of `path` shows a known bug that is
-// tolerated (its remaining checks are then skipped).
-bool UnixKnownBug(const SocketAddress& a, std::string_view path) {
+// The bugs regressions/address_fuzz/unix_* reproduce: a path's terminator
+// left indeterminate; an abstract name's trailing NUL taken for one; a leading
+// NUL (abstract to the kernel) given a terminator as if it were a path.
+void CheckUnixBytes(const SocketAddress& a, std::string_view path) {
   const auto* un = reinterpret_cast<const sockaddr_un*>(a.sockaddr_ptr());
-  // The same uninitialised union: Unix() counts a terminator after the path
-  // but leaves sun_path[size] indeterminate for paths of 14 bytes or more,
-  // so under clang bind() can create "<path><garbage byte>".
-  if (path[0] != '@' && un->sun_path[path.size()] != '\0') {
-    return TolerateKnownBug("address_fuzz/unix_terminator_uninitialised");
+  const bool abstract = path[0] == '@' || path[0] == '\0';
+  const size_t name_len = a.length() - offsetof(sockaddr_un, sun_path);
+  if (abstract) {
+    FUZZ_CHECK(name_len == path.size(), "abstract %s counted as %zu bytes",
+               Escape(path).c_str(), name_len);
+  } else {
+    FUZZ_CHECK(name_len == path.size() + 1 && un->sun_path[path.size()] == '\0',
+               "path %s: no terminator", Escape(path).c_str());
   }
-  // HostBytes strips a trailing NUL as a path terminator from abstract names
-  // too, which have none: "@" prints as "" (unparsable), "@x\0" as "@x".
-  if (path[0] == '@' && (path.size() == 1 || path.back() == '\0')) {
-    return TolerateKnownBug("address_fuzz/unix_abstract_trailing_nul");
-  }
-  // A path starting with NUL is abstract to the kernel, but Unix() counts a
-  // terminator as for a file path: "\0x" is the abstract name "x\0" and
-  // prints as "@x", another socket.
-  if (path[0] == '\0') return TolerateKnownBug("address_fuzz/unix_leading_nul");
-  return false;
 }
 
 void CheckParse(std::string_view uri) {
@@ -144,7 +133,7 @@ void CheckParse(std::string_view uri) {
     case Network::kUnix: {
       FUZZ_CHECK(a.family() == AF_UNIX);
       const std::string_view path = uri.substr(uri.find("://") + 3);
-      if (UnixKnownBug(a, path)) return;
+      CheckUnixBytes(a, path);
       const std::string expected =
           path.starts_with('@') ? '\0' + std::string(path.substr(1)) : std::string(path);
       FUZZ_CHECK(a.HostBytes() == expected, "unix path %s came back as %s",

@@ -9,8 +9,8 @@ def fuzz_test(name, deps, size = "small"):
 
     If regressions/<name>/ holds files, `<name>_regressions` replays exactly
     those, reproducers of bugs found by fuzzing, in strict mode (checks
-    skipped for known bugs fail; see check.h). It is tagged manual while
-    such a bug is open (so //... stays green); drop the tag once it is fixed.
+    skipped for known bugs fail; see check.h). While such a bug is open, tag
+    the test manual (so //... stays green); every bug found so far is fixed.
     """
     native.filegroup(
         name = name + "_corpus",
@@ -40,6 +40,5 @@ def fuzz_test(name, deps, size = "small"):
             args = ["--mutations=0", "--strict", "$(rootpaths :%s_regressions_files)" % name],
             data = [":%s_regressions_files" % name],
             linkstatic = True,
-            tags = ["manual"],
             deps = deps + [":check", ":replay_main"],
         )

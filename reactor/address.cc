@@ -20,7 +20,9 @@ absl::Status BadAddress(std::string_view uri, std::string_view why) {
 
 }  // namespace
 
-SocketAddress::SocketAddress(const sockaddr* sa, socklen_t len) {
+SocketAddress::SocketAddress() { memset(&storage_, 0, sizeof(storage_)); }
+
+SocketAddress::SocketAddress(const sockaddr* sa, socklen_t len) : SocketAddress() {
   if (len > sizeof(storage_)) len = sizeof(storage_);
   memcpy(&storage_, sa, len);
   len_ = len;
@@ -53,10 +55,13 @@ absl::StatusOr<SocketAddress> SocketAddress::Unix(std::string_view path) {
   }
   a.storage_.un.sun_family = AF_UNIX;
   memcpy(a.storage_.un.sun_path, path.data(), path.size());
-  // A leading '@' names an abstract socket, as in ss(8) and Go.
-  if (path[0] == '@') a.storage_.un.sun_path[0] = '\0';
+  // A leading '@' names an abstract socket, as in ss(8) and Go; so does a
+  // leading NUL, as the kernel sees it. Abstract names are counted exactly
+  // (every byte is part of the name); paths get their terminator.
+  const bool abstract = path[0] == '@' || path[0] == '\0';
+  a.storage_.un.sun_path[0] = abstract ? '\0' : path[0];
   a.len_ = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() +
-                                  (path[0] == '@' ? 0 : 1));
+                                  (abstract ? 0 : 1));
   return a;
 }
 
@@ -82,7 +87,9 @@ std::string_view SocketAddress::HostBytes() const {
                      ? len_ - offsetof(sockaddr_un, sun_path)
                      : 0;
       std::string_view p(storage_.un.sun_path, n);
-      if (!p.empty() && p.back() == '\0') p.remove_suffix(1);
+      // A path ends at its terminator; an abstract name (leading NUL) is
+      // exactly its length, NULs included.
+      if (!p.empty() && p[0] != '\0') p = p.substr(0, p.find('\0'));
       return p;
     }
     default:
@@ -117,6 +124,9 @@ std::string SocketAddress::ToUri() const {
 
 absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
   NetAddress out;
+  // C APIs below (inet_pton, getaddrinfo) would stop at a NUL and parse
+  // another address than the one given.
+  if (uri.find('\0') != std::string_view::npos) return BadAddress("", "contains a NUL byte");
   std::string_view rest = uri;
   size_t scheme_end = rest.find("://");
   if (scheme_end != std::string_view::npos) {

@@ -26,7 +26,9 @@ enum class Network { kTcp, kTcp4, kTcp6, kUnix };
 // A value type wrapping sockaddr_in / sockaddr_in6 / sockaddr_un.
 class SocketAddress {
  public:
-  SocketAddress() = default;
+  // Zeroed whole: a union's `{}` sets only its first member, and bytes left
+  // over (sin6_scope_id, a unix path's terminator) would reach the kernel.
+  SocketAddress();
   // Copies `len` bytes of `sa`; len must not exceed sizeof(sockaddr_un).
   SocketAddress(const sockaddr* sa, socklen_t len);
 

@@ -100,5 +100,35 @@ TEST(SocketAddressTest, BuildersAndCopies) {
   EXPECT_FALSE(SocketAddress::Unix("").ok());
 }
 
+// Found by fuzz/address_fuzz (reproducers in fuzz/regressions/address_fuzz).
+TEST(AddressTest, UnixNamesAndIpv6ExtrasAreExact) {
+  // Every byte past the address is zero, whatever the compiler.
+  auto v6 = ParseAddress("tcp6://[::1]:80");
+  ASSERT_TRUE(v6.ok());
+  const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(v6->address.sockaddr_ptr());
+  EXPECT_EQ(sin6->sin6_scope_id, 0u);
+  EXPECT_EQ(sin6->sin6_flowinfo, 0u);
+  // An empty abstract name, and one ending in NUL, print as what they are.
+  for (std::string_view name : {std::string_view("@"), std::string_view("@a\0", 3)}) {
+    auto a = SocketAddress::Unix(name);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->HostBytes(), std::string(1, '\0') + std::string(name.substr(1)));
+  }
+  auto empty = ParseAddress("unix://@");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->address.ToUri(), "unix://@");
+  // A leading NUL is abstract to the kernel: no terminator is counted.
+  auto nul = SocketAddress::Unix(std::string_view("\0ab", 3));
+  ASSERT_TRUE(nul.ok());
+  EXPECT_EQ(nul->length(), offsetof(sockaddr_un, sun_path) + 3);
+  EXPECT_EQ(nul->ToString(), "@ab");
+  // A path gets exactly one terminator.
+  auto path = SocketAddress::Unix("/tmp/netloop-address-test.sock");
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(path->HostBytes(), "/tmp/netloop-address-test.sock");
+  // A NUL inside a URI would make inet_pton parse a prefix: refused.
+  EXPECT_FALSE(ParseAddress(std::string_view("tcp://127.0.0.1\0x:80", 21)).ok());
+}
+
 }  // namespace
 }  // namespace netloop
