@@ -199,20 +199,31 @@ void Engine::OnAccepted(int fd, const SocketAddress& peer) {
 
 absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial) {
   if (!started_.load()) return absl::FailedPreconditionError("Dial before Start");
-  if (stopping()) return absl::FailedPreconditionError("engine is stopping");
   absl::StatusOr<NetAddress> parsed = ParseAddressNoLookup(address);
   if (!parsed.ok()) return parsed.status();
-  if (!parsed->unresolved_host.empty()) return DialByName(*std::move(parsed), dial);
-  bool in_progress = false;
-  absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
-  if (!fd.ok()) return fd.status();
   internal::Worker* w =
       dial.loop >= 0 && dial.loop < num_loops()
           ? workers_[dial.loop].get()
           : workers_[round_robin_.fetch_add(1, std::memory_order_relaxed) %
                      workers_.size()]
                 .get();
-  w->AddLoad(1);
+  // Counted before the stop check, both sequentially consistent: either
+  // this Dial sees the stop and backs out, or the stopping worker sees the
+  // count and waits for the hand-off (and reports its OnClose) before it
+  // says it has stopped. A Dial racing Stop is never dropped silently.
+  w->AddLoad(1, std::memory_order_seq_cst);
+  auto back_out = [w](absl::Status why) {
+    w->AddLoad(-1, std::memory_order_seq_cst);
+    w->loop().Wakeup();  // it may be waiting for this count to reach zero
+    return why;
+  };
+  if (stop_requested_.load(std::memory_order_seq_cst)) {
+    return back_out(absl::FailedPreconditionError("engine is stopping"));
+  }
+  if (!parsed->unresolved_host.empty()) return DialByName(w, *std::move(parsed), dial);
+  bool in_progress = false;
+  absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
+  if (!fd.ok()) return back_out(fd.status());
   dialled_.fetch_add(1, std::memory_order_relaxed);
   uint64_t id = NextConnId();
   int64_t timeout = DurationToNanosSaturated(dial.timeout);
@@ -226,14 +237,8 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
   return ConnRef(w, id);
 }
 
-absl::StatusOr<ConnRef> Engine::DialByName(NetAddress address, const DialOptions& dial) {
-  internal::Worker* w =
-      dial.loop >= 0 && dial.loop < num_loops()
-          ? workers_[dial.loop].get()
-          : workers_[round_robin_.fetch_add(1, std::memory_order_relaxed) %
-                     workers_.size()]
-                .get();
-  w->AddLoad(1);
+absl::StatusOr<ConnRef> Engine::DialByName(internal::Worker* w, NetAddress address,
+                                           const DialOptions& dial) {
   dialled_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t id = NextConnId();
   const int64_t timeout = DurationToNanosSaturated(dial.timeout);
@@ -279,7 +284,7 @@ void Engine::StartTicker() {
 }
 
 void Engine::Stop(absl::Time deadline) {
-  if (!started_.load() || stop_requested_.exchange(true, std::memory_order_acq_rel)) {
+  if (!started_.load() || stop_requested_.exchange(true, std::memory_order_seq_cst)) {
     return;
   }
   int64_t deadline_ns = ToMonotonicNanos(deadline);

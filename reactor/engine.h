@@ -146,7 +146,9 @@ class Engine {
   void StartTicker();
   absl::Status BindListeners(const std::vector<std::string>& addresses);
   absl::Status AbandonStart(absl::Status error);
-  absl::StatusOr<ConnRef> DialByName(NetAddress address, const DialOptions& dial);
+  // The rest of Dial for a host name; `w` is chosen and counted.
+  absl::StatusOr<ConnRef> DialByName(internal::Worker* w, NetAddress address,
+                                     const DialOptions& dial);
 
   EventHandler* handler_ = nullptr;
   Options options_;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -194,6 +195,16 @@ class Injector {
   FaultCounts counts_;
 };
 
+// HoldLookups: a gate every lookup passes.
+std::mutex hold_mu;
+std::condition_variable hold_cv;
+bool hold_lookups = false;  // guarded by hold_mu
+
+void PassLookupGate() {
+  std::unique_lock<std::mutex> lock(hold_mu);
+  hold_cv.wait(lock, [] { return !hold_lookups; });
+}
+
 Injector& TheInjector() {
   static Injector* injector = [] {
     auto* inj = new Injector();  // never destroyed: calls may come during exit
@@ -233,6 +244,11 @@ bool FaultInjection::Install(const FaultPlan& plan) {
 }
 void FaultInjection::Uninstall() { TheInjector().Uninstall(); }
 FaultCounts FaultInjection::Counts() { return TheInjector().Counts(); }
+void FaultInjection::HoldLookups(bool hold) {
+  std::lock_guard<std::mutex> lock(hold_mu);
+  hold_lookups = hold;
+  hold_cv.notify_all();
+}
 
 namespace internal {
 
@@ -291,6 +307,7 @@ int SysConnect(int fd, const sockaddr* addr, socklen_t len) {
 
 int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
                    addrinfo** res) {
+  PassLookupGate();
   Injector& inj = TheInjector();
   if (inj.active()) {
     Decision d = inj.Decide(Op::kResolve, 0);
@@ -308,6 +325,7 @@ bool FaultInjection::Available() { return false; }
 bool FaultInjection::Install(const FaultPlan&) { return false; }
 void FaultInjection::Uninstall() {}
 FaultCounts FaultInjection::Counts() { return {}; }
+void FaultInjection::HoldLookups(bool) {}
 
 #endif  // NETLOOP_FAULT_INJECTION
 

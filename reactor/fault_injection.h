@@ -72,6 +72,10 @@ class FaultInjection {
   // Stops injecting. Any thread.
   static void Uninstall();
   static FaultCounts Counts();
+  // While held, every name lookup through the seam waits (whether or not a
+  // plan is installed) until released: a test's way to keep a Dial in its
+  // lookup while it stops the engine. Any thread.
+  static void HoldLookups(bool hold);
 };
 
 // Installs a plan for a scope (a test), and uninstalls it at the end.

@@ -163,11 +163,17 @@ bool Worker::HasReadyWork() const {
       !engine_->stopping()) {
     return true;
   }
-  if (!stopping_ || stop_reported_ || !conns_.empty()) return false;
+  if (!stopping_ || stop_reported_ || !Drained()) return false;
   for (LoopService* s : services_) {
     if (!s->Quiescent()) return false;
   }
   return true;
+}
+
+bool Worker::Drained() const {
+  // load_ also counts hand-offs on their way here (a Dial or an accept whose
+  // AddConnection is still queued): each will still produce an OnClose.
+  return conns_.empty() && load_.load(std::memory_order_seq_cst) <= 0;
 }
 
 void Worker::RunReadyWork() {
@@ -175,7 +181,7 @@ void Worker::RunReadyWork() {
       !engine_->stopping()) {
     engine_->Stop();
   }
-  if (!stopping_ || stop_reported_ || !conns_.empty()) return;
+  if (!stopping_ || stop_reported_ || !Drained()) return;
   for (LoopService* s : services_) {
     if (!s->Quiescent()) return;
   }

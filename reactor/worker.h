@@ -54,7 +54,9 @@ class Worker final : public IterationHook {
 
   // Open connections plus hand-offs on their way here. Any thread.
   int64_t load() const { return load_.load(std::memory_order_relaxed); }
-  void AddLoad(int64_t delta) { load_.fetch_add(delta, std::memory_order_relaxed); }
+  void AddLoad(int64_t delta, std::memory_order order = std::memory_order_relaxed) {
+    load_.fetch_add(delta, order);
+  }
 
   // Buffer accounting (see Options::buffer_budget_bytes). Loop thread,
   // except the two readers.
@@ -76,6 +78,8 @@ class Worker final : public IterationHook {
 
  private:
   void ForceCloseAll();
+  // No connection left, none on its way.
+  bool Drained() const;
 
   Engine* const engine_;
   const int index_;
