@@ -81,6 +81,10 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
       continue;
     }
     c.r.local_port = LocalPort(c.fd);
+    if (c.data.empty()) {  // connect and close: churn, nothing to wait for
+      Finish(c, false);
+      continue;
+    }
     fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
   }
   const auto deadline =
@@ -109,7 +113,10 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
       out.timed_out = true;
       break;
     }
-    if (poll(pfds.data(), pfds.size(), 100) < 0 && errno != EINTR) break;
+    if (poll(pfds.data(), pfds.size(), 100) < 0 && errno != EINTR) {
+      out.timed_out = true;  // cannot tell how the clients fared: a failure
+      break;
+    }
     for (size_t i = 0; i < pfds.size(); ++i) {
       Client& c = *polled[i];
       const short re = pfds[i].revents;
