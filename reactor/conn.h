@@ -234,6 +234,7 @@ class Conn final : public IoWatcher {
   bool peer_eof_ : 1 = false;           // FIN seen; drain then close
   bool close_requested_ : 1 = false;    // close deferred until callback returns
   bool shutdown_write_pending_ : 1 = false;
+  bool budget_doomed_ : 1 = false;      // to be closed for the buffer budget
   uint16_t in_callback_ = 0;
   uint16_t guards_ = 0;
   std::string_view fresh_;  // this read's bytes, still in the loop buffer

@@ -10,6 +10,7 @@
 #ifndef NETLOOP_REACTOR_DIAL_RESOLVER_H_
 #define NETLOOP_REACTOR_DIAL_RESOLVER_H_
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/functional/any_invocable.h"
@@ -30,9 +31,13 @@ class DialResolver {
   DialResolver(const DialResolver&) = delete;
   DialResolver& operator=(const DialResolver&) = delete;
 
-  // Queues a lookup of addr.unresolved_host. Any thread. After Cancel, `done`
-  // runs at once with Cancelled.
-  void Resolve(NetAddress addr, Done done);
+  // Queues a lookup of addr.unresolved_host and returns its id. Any thread.
+  // After Cancel, `done` runs at once with Cancelled.
+  uint64_t Resolve(NetAddress addr, Done done);
+  // Gives up on lookup `id` if its result has not been delivered yet (its
+  // `done` will then never run; a lookup already in getaddrinfo finishes on
+  // the resolver thread and is dropped). True if it was given up. Any thread.
+  bool Abandon(uint64_t id);
   // Answers every pending lookup with Cancelled; later Resolve calls too.
   // Any thread.
   void Cancel();

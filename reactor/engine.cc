@@ -245,7 +245,7 @@ absl::StatusOr<ConnRef> Engine::DialByName(internal::Worker* w, NetAddress addre
   const int64_t deadline = timeout == kNeverNanos ? kNeverNanos : MonotonicNanos() + timeout;
   void* context = dial.context;
   // Runs on the resolver's thread (or in Stop, cancelled), then moves to w.
-  resolver_->Resolve(std::move(address), [w, id, context,
+  const uint64_t job = resolver_->Resolve(std::move(address), [w, id, context,
                                           deadline](absl::StatusOr<NetAddress> resolved) {
     if (!resolved.ok()) {
       absl::Status reason = absl::IsCancelled(resolved.status())
@@ -269,6 +269,17 @@ absl::StatusOr<ConnRef> Engine::DialByName(internal::Worker* w, NetAddress addre
       w->AddConnection(cfd, peer, id, true, in_progress, context, deadline);
     });
   });
+  // The Dial's timeout covers its lookup too: a name server that does not
+  // answer in time costs this Dial an ETIMEDOUT, not the lookup's own
+  // timeouts. A lookup that delivered first makes the timer a no-op.
+  if (deadline != kNeverNanos) {
+    internal::DialResolver* resolver = resolver_.get();
+    w->loop().RunInLoop([w, resolver, job, id, context, deadline] {
+      w->loop().RunAtNanos(deadline, [w, resolver, job, id, context] {
+        if (resolver->Abandon(job)) w->FailDial(id, context, ConnectFailedError(ETIMEDOUT));
+      });
+    });
+  }
   return ConnRef(w, id);
 }
 

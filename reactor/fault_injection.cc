@@ -195,14 +195,22 @@ class Injector {
   FaultCounts counts_;
 };
 
-// HoldLookups: a gate every lookup passes.
-std::mutex hold_mu;
-std::condition_variable hold_cv;
-bool hold_lookups = false;  // guarded by hold_mu
+// HoldLookups: a gate every lookup passes. Never destroyed, like the
+// injector: a detached resolver thread may still wait here at exit.
+struct LookupGate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false;  // guarded by mu
+};
+LookupGate& TheLookupGate() {
+  static LookupGate* gate = new LookupGate();
+  return *gate;
+}
 
 void PassLookupGate() {
-  std::unique_lock<std::mutex> lock(hold_mu);
-  hold_cv.wait(lock, [] { return !hold_lookups; });
+  LookupGate& g = TheLookupGate();
+  std::unique_lock<std::mutex> lock(g.mu);
+  g.cv.wait(lock, [&g] { return !g.held; });
 }
 
 Injector& TheInjector() {
@@ -245,9 +253,10 @@ bool FaultInjection::Install(const FaultPlan& plan) {
 void FaultInjection::Uninstall() { TheInjector().Uninstall(); }
 FaultCounts FaultInjection::Counts() { return TheInjector().Counts(); }
 void FaultInjection::HoldLookups(bool hold) {
-  std::lock_guard<std::mutex> lock(hold_mu);
-  hold_lookups = hold;
-  hold_cv.notify_all();
+  LookupGate& g = TheLookupGate();
+  std::lock_guard<std::mutex> lock(g.mu);
+  g.held = hold;
+  g.cv.notify_all();
 }
 
 namespace internal {

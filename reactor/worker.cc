@@ -78,34 +78,47 @@ void Worker::FailDial(uint64_t id, void* context, absl::Status reason) {
 
 void Worker::EnforceBufferBudget() {
   const size_t budget = options().buffer_budget_bytes;
-  if (budget == 0 || shedding_) return;
+  if (budget == 0) return;
   const int64_t share_kib = static_cast<int64_t>(budget / 1024 / engine_->workers_.size());
   int64_t buffered = buffered_kib_.load(std::memory_order_relaxed);
   if (buffered <= share_kib) return;
   // Rare (the budget is spent), so a scan is fine: heaviest first, until the
-  // projected total is under 90% of the share. Closing runs handlers, which
-  // may write and come back here: shedding_ stops that recursion.
-  shedding_ = true;
+  // projected total is under 90% of the share. Connections already doomed
+  // count as gone, and are not picked (or counted) twice.
   std::vector<std::pair<uint32_t, uint64_t>> by_weight;  // (KiB, id)
   by_weight.reserve(conns_.size());
   for (const auto& [id, c] : conns_) {
-    if (c->accounted_kib_ > 0) by_weight.emplace_back(c->accounted_kib_, id);
+    if (c->budget_doomed_) {
+      buffered -= c->accounted_kib_;
+    } else if (c->accounted_kib_ > 0) {
+      by_weight.emplace_back(c->accounted_kib_, id);
+    }
   }
-  std::sort(by_weight.begin(), by_weight.end(), std::greater<>());
   const int64_t target = share_kib * 9 / 10;
-  const absl::Status reason = LimitExceededError(
-      "the loop's share of Options::buffer_budget_bytes is spent; closing the heaviest "
-      "connections");
+  if (buffered <= target) return;
+  std::sort(by_weight.begin(), by_weight.end(), std::greater<>());
+  std::vector<uint64_t> doomed;
   for (const auto& [kib, id] : by_weight) {
     if (buffered <= target) break;
     buffered -= kib;
-    if (Conn* c = Find(id)) {
-      budget_closes_.fetch_add(1, std::memory_order_relaxed);
+    conns_.at(id)->budget_doomed_ = true;
+    doomed.push_back(id);
+  }
+  // Closed from a task, where no handler is on the stack: closing here would
+  // run OnClose for (and free) other connections in the middle of the
+  // handler whose write spent the budget, which may hold pointers to them.
+  loop_->QueueInLoop([this, doomed = std::move(doomed)] {
+    const absl::Status reason = LimitExceededError(
+        "the loop's share of Options::buffer_budget_bytes is spent; closing the heaviest "
+        "connections");
+    for (uint64_t id : doomed) {
+      Conn* c = Find(id);
+      if (c == nullptr) continue;
       Conn::Guard guard(c);  // the last guard out frees a closed Conn
+      budget_closes_.fetch_add(1, std::memory_order_relaxed);
       c->CloseWithError(reason);
     }
-  }
-  shedding_ = false;
+  });
 }
 
 Conn* Worker::Find(uint64_t id) const {

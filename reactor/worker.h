@@ -63,8 +63,8 @@ class Worker final : public IterationHook {
   void AddBufferedKib(int64_t delta) {
     buffered_kib_.fetch_add(delta, std::memory_order_relaxed);
   }
-  // Called when a connection's buffers grew: closes the heaviest connections
-  // while this loop is over its share.
+  // Called when a connection's buffers grew: while this loop is over its
+  // share, marks its heaviest connections and closes them from a task.
   void EnforceBufferBudget();
   uint64_t budget_closes() const { return budget_closes_.load(std::memory_order_relaxed); }
   uint64_t buffered_bytes() const {
@@ -90,7 +90,6 @@ class Worker final : public IterationHook {
   std::atomic<int64_t> load_{0};
   std::atomic<int64_t> buffered_kib_{0};
   std::atomic<uint64_t> budget_closes_{0};
-  bool shedding_ = false;  // EnforceBufferBudget is on the stack
   bool stopping_ = false;
   bool stop_reported_ = false;
   int64_t stop_deadline_ns_ = 0;

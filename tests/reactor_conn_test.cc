@@ -938,5 +938,33 @@ TEST(ConnTest, WriteAndCloseFromALoopTimerFreeTheConn) {
   EXPECT_TRUE(WaitFor([&] { return f.engine.CountConnections() == 0; }));
 }
 
+// A name server that does not answer: the Dial's own timeout ends it
+// (ETIMEDOUT through OnClose) while the lookup is still blocked.
+TEST(DialTest, TheDialTimeoutCoversAStuckLookup) {
+  if (!FaultInjection::Available()) GTEST_SKIP() << "no lookup hold in -c opt";
+  DialHandler h;
+  Engine client;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(client.Start(h, {}, o).ok());
+  FaultInjection::HoldLookups(true);
+  DialOptions d;
+  d.timeout = absl::Milliseconds(50);
+  auto ref = client.Dial("tcp://127.1:9", d);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  const bool closed = WaitFor([&] { return h.client_closed.load(); });
+  FaultInjection::HoldLookups(false);  // only now may the lookup finish
+  ASSERT_TRUE(closed) << "the timeout did not fire while the lookup was stuck";
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(GetCloseReason(h.client_reason), CloseReason::kConnectFailed) << h.client_reason;
+    EXPECT_NE(h.client_reason.message().find("errno 110"), absl::string_view::npos)
+        << h.client_reason;
+  }
+  EXPECT_EQ(h.opens.load(), 0);
+  client.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(client.Wait().ok());
+}
+
 }  // namespace
 }  // namespace netloop

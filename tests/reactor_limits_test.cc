@@ -199,5 +199,67 @@ TEST(LimitsTest, TheEngineWideBudgetClosesTheHeaviestConnections) {
   EXPECT_TRUE(engine.Wait().ok());
 }
 
+// The budget's victims are closed after the handler returns, never inside
+// the write that spent it: a handler may hold a pointer to another connection
+// across its own writes (ASan fails this test if the victim is freed there).
+class HoldsAPeer : public Tracker {
+ public:
+  Action OnOpen(Conn& conn) override {
+    if (heavy == nullptr) heavy = &conn;
+    return Tracker::OnOpen(conn);
+  }
+  Action OnTraffic(Conn& conn) override {
+    conn.Discard();
+    if (&conn == heavy) {
+      (void)conn.Write(std::string(3 << 20, 'h'));  // its client never reads
+      heavy_loaded.store(true);
+      return Action::kNone;
+    }
+    Conn* peer = heavy;  // kept across our own write
+    (void)conn.Write(std::string(2 << 20, 'a'));  // spends the budget
+    if (peer != nullptr) {
+      peer_still_open.store(peer->is_open());
+      (void)peer->Write("x");
+    }
+    return Action::kNone;
+  }
+  void OnClose(Conn& conn, const absl::Status& reason) override {
+    if (&conn == heavy) heavy = nullptr;
+    Tracker::OnClose(conn, reason);
+  }
+  Conn* heavy = nullptr;  // loop thread only
+  std::atomic<bool> heavy_loaded{false}, peer_still_open{false};
+};
+
+TEST(LimitsTest, BudgetVictimsCloseAfterTheHandlerReturns) {
+  HoldsAPeer h;
+  Engine engine;
+  Options o;
+  o.loops = 1;
+  o.write_high_water = 0;
+  o.buffer_budget_bytes = 4 << 20;
+  o.socket.send_buffer_bytes = 64 * 1024;
+  ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
+  int heavy = Connect(engine.ListenAddresses()[0]);
+  int small = 64 * 1024;
+  setsockopt(heavy, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  ASSERT_TRUE(testing::WriteAll(heavy, "h"));
+  ASSERT_TRUE(WaitFor([&] { return h.heavy_loaded.load(); }));
+  int writer = Connect(engine.ListenAddresses()[0]);
+  setsockopt(writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  ASSERT_TRUE(testing::WriteAll(writer, "a"));
+  ASSERT_TRUE(WaitFor([&] { return h.closed() == 1; }));
+  EXPECT_TRUE(h.peer_still_open.load()) << "the victim was closed inside the write";
+  EXPECT_EQ(engine.stats().budget_closes, 1u);
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    EXPECT_EQ(GetCloseReason(h.reasons.at(0)), CloseReason::kLimitExceeded) << h.reasons[0];
+  }
+  close(heavy);
+  close(writer);
+  engine.Stop(absl::Now() + absl::Seconds(2));
+  EXPECT_TRUE(engine.Wait().ok());
+}
+
 }  // namespace
 }  // namespace netloop
