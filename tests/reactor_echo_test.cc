@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <chrono>
 #include <map>
 #include <atomic>
 #include <mutex>
@@ -32,7 +33,7 @@ class EchoHandler : public EventHandler {
     opens.fetch_add(1);
     std::lock_guard<std::mutex> lock(mu);
     loops_seen.push_back(conn.loop_index());
-    ports_seen.push_back(conn.RemoteAddress().port());
+    peers_seen.push_back(conn.RemoteAddress().ToString());
     return Action::kNone;
   }
   Action OnTraffic(Conn& conn) override {
@@ -47,7 +48,7 @@ class EchoHandler : public EventHandler {
   std::atomic<int> closes{0};
   std::mutex mu;
   std::vector<int> loops_seen;
-  std::vector<uint16_t> ports_seen;  // the peer's port, in the same order
+  std::vector<std::string> peers_seen;  // "ip:port" of the peer, same order
 };
 
 using Config = std::tuple<AcceptMode, LoadBalancing, int /*loops*/, bool /*edge*/>;
@@ -136,7 +137,11 @@ TEST(EchoAddressTest, EdgeTriggeredReadBudgetAndAbstractUnixSocket) {
     o.edge_triggered = edge;
     o.read_buffer_size = 4096;
     o.read_budget_per_event = 8192;
-    std::string abstract = "unix://@netloop_echo_" + std::to_string(getpid());
+    // Sandboxed test runs may share a pid (PID namespaces) but not the
+    // abstract-socket namespace: add the clock so parallel runs differ.
+    std::string abstract =
+        "unix://@netloop_echo_" + std::to_string(getpid()) + "_" +
+        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
     ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0", abstract}, o).ok());
     ASSERT_EQ(engine.ListenAddresses()[1], abstract);
     for (const std::string& uri : engine.ListenAddresses()) {
@@ -195,7 +200,8 @@ TEST(LoadBalancingTest, SourceHashKeepsEachSourceOnOneLoopAndSpreadsSources) {
   o.accept_mode = AcceptMode::kAcceptor;
   o.load_balancing = LoadBalancing::kSourceAddrHash;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
-  std::map<uint16_t, int> source_of_port;  // client port -> source index
+  // Client "ip:port" -> source index (ports repeat across sources).
+  std::map<std::string, int> source_of_peer;
   std::vector<int> fds;
   sockaddr_in server{};
   server.sin_family = AF_INET;
@@ -211,7 +217,7 @@ TEST(LoadBalancingTest, SourceHashKeepsEachSourceOnOneLoopAndSpreadsSources) {
       ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&server), sizeof(server)), 0);
       socklen_t len = sizeof(src);
       getsockname(fd, reinterpret_cast<sockaddr*>(&src), &len);
-      source_of_port[ntohs(src.sin_port)] = s;
+      source_of_peer[SocketAddress(reinterpret_cast<sockaddr*>(&src), len).ToString()] = s;
       fds.push_back(fd);
     }
   }
@@ -220,9 +226,9 @@ TEST(LoadBalancingTest, SourceHashKeepsEachSourceOnOneLoopAndSpreadsSources) {
   std::set<int> loops_used;
   {
     std::lock_guard<std::mutex> lock(h.mu);
-    ASSERT_EQ(h.ports_seen.size(), h.loops_seen.size());
-    for (size_t i = 0; i < h.ports_seen.size(); ++i) {
-      loops_of_source[source_of_port.at(h.ports_seen[i])].insert(h.loops_seen[i]);
+    ASSERT_EQ(h.peers_seen.size(), h.loops_seen.size());
+    for (size_t i = 0; i < h.peers_seen.size(); ++i) {
+      loops_of_source[source_of_peer.at(h.peers_seen[i])].insert(h.loops_seen[i]);
       loops_used.insert(h.loops_seen[i]);
     }
   }
