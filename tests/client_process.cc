@@ -15,7 +15,11 @@ namespace netloop::testing {
 namespace {
 
 // Exit codes say where the child failed.
-[[noreturn]] void RunChild(const ClientProcess::Plan& plan, int in, int out) {
+// `fds` has room for every connection, reserved before the fork: the child
+// must not allocate (another thread of the parent may have held malloc's lock
+// when it forked).
+[[noreturn]] void RunChild(const ClientProcess::Plan& plan, int in, int out,
+                           std::vector<int>& fds) {
   uint16_t port = 0;
   if (read(in, &port, sizeof(port)) != sizeof(port)) _exit(2);
   sockaddr_in a{};
@@ -23,8 +27,6 @@ namespace {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(port);
   timeval tv{plan.read_timeout_seconds, 0};
-  std::vector<int> fds;
-  fds.reserve(static_cast<size_t>(plan.connections));
   for (int i = 0; i < plan.connections; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) _exit(3);
@@ -64,11 +66,13 @@ namespace {
 
 ClientProcess::ClientProcess(Plan plan) : plan_(plan) {
   if (pipe(to_child_) != 0 || pipe(to_parent_) != 0) return;
+  std::vector<int> fds;
+  fds.reserve(static_cast<size_t>(plan_.connections));
   pid_ = fork();
   if (pid_ == 0) {
     close(to_child_[1]);
     close(to_parent_[0]);
-    RunChild(plan_, to_child_[0], to_parent_[1]);
+    RunChild(plan_, to_child_[0], to_parent_[1], fds);
   }
   close(to_child_[0]);
   close(to_parent_[1]);

@@ -10,7 +10,6 @@
 //
 //   bazel test //tests:fault_injection_test --test_timeout=36000
 //     --test_env=NETLOOP_FAULT_SEEDS=100000   (one command line)
-#include <dirent.h>
 #include <stdlib.h>
 
 #include <atomic>
@@ -44,16 +43,6 @@ struct SeedRange {
   uint64_t count = EnvOr("NETLOOP_FAULT_SEEDS", 150);
 };
 
-int OpenDescriptors() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  closedir(d);
-  return n - 1;
-}
 
 std::string Replay(uint64_t seed) {
   const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
@@ -114,7 +103,7 @@ class RecordingEcho : public EventHandler {
 
 // Runs one seed against a callback echo engine; returns "" or what broke.
 std::string RunCallbackSeed(uint64_t seed, bool edge) {
-  const int baseline = OpenDescriptors();
+  const int baseline = testing::OpenDescriptors();
   RecordingEcho h;
   EchoRunResult run;
   FaultCounts counts;
@@ -165,7 +154,7 @@ std::string RunCallbackSeed(uint64_t seed, bool edge) {
   if (h.opens() != static_cast<int>(run.clients.size())) {
     return absl::StrCat(h.opens(), " opens for ", run.clients.size(), " clients");
   }
-  if (int now = OpenDescriptors(); now != baseline) {
+  if (int now = testing::OpenDescriptors(); now != baseline) {
     return absl::StrCat("descriptors: ", baseline, " before, ", now, " after");
   }
   (void)counts;

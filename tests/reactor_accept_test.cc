@@ -1,7 +1,6 @@
 // Connection storms over loopback: a burst of connections that all arrive
 // before the loop accepts any must all be accepted, in every accept mode and
 // trigger mode, and a burst of resets must give every descriptor back.
-#include <dirent.h>
 
 #include <atomic>
 #include <string>
@@ -35,16 +34,6 @@ class CountingEcho : public EventHandler {
   std::atomic<int> opens{0}, closes{0};
 };
 
-int OpenDescriptors() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  closedir(d);
-  return n - 1;  // the DIR's own descriptor
-}
 
 using StormConfig = std::tuple<AcceptMode, bool /*edge*/>;
 class AcceptStormTest : public ::testing::TestWithParam<StormConfig> {};
@@ -57,7 +46,7 @@ TEST_P(AcceptStormTest, EveryConnectionOfABurstIsAcceptedAndResetsFreeEveryFd) {
   testing::RaiseFdLimit();
   ClientProcess clients({.connections = kConns});  // before any engine thread
   ASSERT_TRUE(clients.forked());
-  const int baseline = OpenDescriptors();
+  const int baseline = testing::OpenDescriptors();
 
   auto [mode, edge] = GetParam();
   CountingEcho h;
@@ -96,7 +85,7 @@ TEST_P(AcceptStormTest, EveryConnectionOfABurstIsAcceptedAndResetsFreeEveryFd) {
   }
   EXPECT_EQ(h.opens.load(), kConns);
   EXPECT_EQ(h.closes.load(), kConns);
-  EXPECT_EQ(OpenDescriptors(), baseline);
+  EXPECT_EQ(testing::OpenDescriptors(), baseline);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "reactor/fault_injection.h"
 #include "reactor/netloop.h"
+#include "tests/client_process.h"
 #include "tests/test_util.h"
 
 namespace netloop {
@@ -160,18 +161,29 @@ TEST(EngineSignalTest, SigintFromAnotherThreadStopsTheEngine) {
   EXPECT_TRUE(engine.stopping());
 }
 
-// A failed Start leaves nothing running: Wait, Stop and the destructor must
-// not wait for loops that never started.
-TEST(EngineStartTest, FailedStartLeavesANeverStartedEngine) {
-  int holder = socket(AF_INET, SOCK_STREAM, 0);
+// Binds a loopback port and listens on it without SO_REUSEPORT, so no engine
+// can bind it; returns its URI and the holding socket in *fd.
+std::string HoldAPort(int* fd) {
+  *fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(listen(holder, 1), 0);
   socklen_t len = sizeof(a);
-  getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len);
-  std::string busy = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  if (bind(*fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(*fd, 1) != 0 ||
+      getsockname(*fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(*fd);
+    *fd = -1;
+    return "";
+  }
+  return "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+}
+
+// A failed Start leaves nothing running: Wait, Stop and the destructor must
+// not wait for loops that never started.
+TEST(EngineStartTest, FailedStartLeavesANeverStartedEngine) {
+  int holder = -1;
+  const std::string busy = HoldAPort(&holder);
+  ASSERT_GE(holder, 0);
   for (AcceptMode mode : {AcceptMode::kReusePort, AcceptMode::kAcceptor}) {
     Sender h(1);
     {
@@ -212,19 +224,13 @@ TEST(EngineStartTest, FailedBindNeverCallsOnShutdown) {
     void OnShutdown(Engine&) override { shutdowns.fetch_add(1); }
     std::atomic<int> boots{0}, shutdowns{0};
   };
-  int holder = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(listen(holder, 1), 0);
-  socklen_t len = sizeof(a);
-  getsockname(holder, reinterpret_cast<sockaddr*>(&a), &len);
+  int holder = -1;
+  const std::string busy = HoldAPort(&holder);
+  ASSERT_GE(holder, 0);
   Lifecycle h;
   {
     Engine engine;
-    EXPECT_FALSE(
-        engine.Start(h, {"tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port))}).ok());
+    EXPECT_FALSE(engine.Start(h, {busy}).ok());
   }  // ~Engine
   EXPECT_EQ(h.boots.load(), 0);
   EXPECT_EQ(h.shutdowns.load(), 0) << "OnShutdown without OnBoot";
@@ -319,13 +325,8 @@ TEST(EngineStopTest, DialsRacingStopEachGetExactlyOneOnClose) {
 // socket leaked. Clients keep connecting while the engine stops; afterwards
 // the process holds exactly the descriptors it held before.
 TEST(EngineStopTest, ConnectionsAcceptedWhileStoppingLeakNoDescriptor) {
-  auto open_fds = [] {
-    int n = 0;
-    for (int fd = 0; fd < 65536; ++fd) n += fcntl(fd, F_GETFD) != -1;
-    return n;
-  };
   for (int round = 0; round < 10; ++round) {
-    const int baseline = open_fds();
+    const int baseline = testing::OpenDescriptors();
     Sender h(0);
     {
       Engine engine;
@@ -350,7 +351,7 @@ TEST(EngineStopTest, ConnectionsAcceptedWhileStoppingLeakNoDescriptor) {
       done.store(true);
       client.join();
     }
-    EXPECT_EQ(open_fds(), baseline) << "round " << round;
+    EXPECT_EQ(testing::OpenDescriptors(), baseline) << "round " << round;
   }
 }
 
@@ -369,69 +370,21 @@ class CountingEcho : public EventHandler {
 TEST(EngineScaleTest, TenThousandConnections) {
   constexpr int kConns = 10000;
   testing::RaiseFdLimit();
-  int to_child[2], to_parent[2];
-  ASSERT_EQ(pipe(to_child), 0);
-  ASSERT_EQ(pipe(to_parent), 0);
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    // Child: raw syscalls only.
-    uint16_t port = 0;
-    if (read(to_child[0], &port, sizeof(port)) != sizeof(port)) _exit(2);
-    std::vector<int> fds;
-    fds.reserve(kConns);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    timeval tv{20, 0};
-    for (int i = 0; i < kConns; ++i) {
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      if (fd < 0) _exit(3);
-      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-      if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) _exit(4);
-      fds.push_back(fd);
-    }
-    for (int fd : fds) {
-      if (write(fd, "ping", 4) != 4) _exit(5);
-    }
-    for (int fd : fds) {
-      char buf[4];
-      size_t got = 0;
-      while (got < 4) {
-        ssize_t n = read(fd, buf + got, 4 - got);
-        if (n <= 0) _exit(6);
-        got += static_cast<size_t>(n);
-      }
-      if (memcmp(buf, "ping", 4) != 0) _exit(7);
-    }
-    char c = 'r';
-    if (write(to_parent[1], &c, 1) != 1) _exit(8);
-    if (read(to_child[0], &c, 1) != 1) _exit(9);
-    for (int fd : fds) close(fd);
-    _exit(0);
-  }
+  testing::ClientProcess clients({.connections = kConns});  // before any engine thread
+  ASSERT_TRUE(clients.forked());
   CountingEcho h;
   Engine engine;
   Options o;
   o.loops = 2;
   o.backlog = 4096;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
-  uint16_t port = testing::PortOf(engine.ListenAddresses()[0]);
-  ASSERT_EQ(write(to_child[1], &port, sizeof(port)), static_cast<ssize_t>(sizeof(port)));
-  pollfd pfd{to_parent[0], POLLIN, 0};
-  ASSERT_EQ(poll(&pfd, 1, 90000), 1) << "the child did not finish its echoes in time";
-  char c;
-  ASSERT_EQ(read(to_parent[0], &c, 1), 1) << "child failed early";
+  clients.Begin(testing::PortOf(engine.ListenAddresses()[0]));
+  ASSERT_TRUE(clients.WaitReady(90000)) << "the child did not finish its echoes in time";
   EXPECT_EQ(engine.CountConnections(), static_cast<size_t>(kConns));
-  ASSERT_EQ(write(to_child[1], "g", 1), 1);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_TRUE(clients.Finish());
   EXPECT_TRUE(WaitFor([&] { return engine.CountConnections() == 0; }, 30000));
   engine.Stop(absl::Now() + absl::Seconds(5));
   EXPECT_TRUE(engine.Wait().ok());
-  for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) close(fd);
 }
 
 }  // namespace

@@ -182,9 +182,13 @@ TEST(LimitsTest, TheEngineWideBudgetClosesTheHeaviestConnections) {
     // 64 requests of 256 KiB each: 16 MiB asked of the server per peer.
     ASSERT_TRUE(testing::WriteAll(fd, std::string(64, 'r')));
   }
-  ASSERT_TRUE(WaitFor([&] { return h.Settled(kPeers); }));
+  // Settled, and the budget's closes (made from a task after the write that
+  // spent it) have all reached OnClose.
+  ASSERT_TRUE(WaitFor([&] {
+    const EngineStats s = engine.stats();
+    return h.Settled(kPeers) && s.budget_closes >= 1 && h.closed() == s.budget_closes;
+  })) << "budget closes " << engine.stats().budget_closes << ", closed " << h.closed();
   const EngineStats s = engine.stats();
-  EXPECT_GE(s.budget_closes, 1u);
   EXPECT_LE(s.buffered_bytes, uint64_t{4} << 20);
   {
     std::lock_guard<std::mutex> lock(h.mu);

@@ -158,6 +158,12 @@ TEST(StackPoolTest, MapRegionsFor20kStacks) {
   ASSERT_GT(before, 0);
   for (int i = 0; i < kStacks; ++i) stacks.push_back(pool.Allocate());
   const int regions = MapCount() - before;
+#if defined(__SANITIZE_THREAD__)
+  // TSan maps shadow and meta memory of its own for the stacks' pages, which
+  // shows in /proc/self/maps beside ours: the count says nothing about the
+  // pool there. (Checked in the default and ASan builds.)
+  GTEST_SKIP() << regions << " regions, TSan's own mappings included";
+#endif
   RecordProperty("map_regions_for_20000_stacks", regions);
   RecordProperty("guard_markers", pool.guard_markers() ? 1 : 0);
   std::printf("20000 stacks: %d more map regions (guard markers: %s)\n", regions,

@@ -1,5 +1,6 @@
 #include "tests/test_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -75,6 +76,15 @@ std::string Pattern(size_t n, uint32_t seed) {
     s[i] = static_cast<char>(x);
   }
   return s;
+}
+
+int OpenDescriptors() {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int n = 0;
+  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1;  // the DIR's own descriptor
 }
 
 long RaiseFdLimit() {

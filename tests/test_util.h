@@ -23,6 +23,8 @@ std::optional<std::string> ReadToEof(int fd, size_t max = 1 << 26);
 std::string Pattern(size_t n, uint32_t seed);
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new limit.
 long RaiseFdLimit();
+// Descriptors this process has open now (from /proc/self/fd), or -1.
+int OpenDescriptors();
 // Waits (bounded) until pred() holds; false on timeout.
 template <typename Pred>
 bool WaitFor(Pred pred, int timeout_ms = 10000);

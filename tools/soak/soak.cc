@@ -1,6 +1,5 @@
 #include "tools/soak/soak.h"
 
-#include <dirent.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -40,20 +39,12 @@ int64_t RssBytes() {
   return resident * sysconf(_SC_PAGESIZE);
 }
 
-int Descriptors() {
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  int n = 0;
-  while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
-  closedir(d);
-  return n - 1;
-}
 
 }  // namespace
 
 SoakResult RunSoak(const SoakOptions& options) {
   SoakResult result;
-  result.descriptors_before = Descriptors();
+  result.descriptors_before = testing::OpenDescriptors();
   {
     Echo handler;
     Engine engine;
@@ -79,7 +70,7 @@ SoakResult RunSoak(const SoakOptions& options) {
         SoakSample s = totals;
         s.seconds = absl::ToDoubleSeconds(now - start);
         s.rss_bytes = RssBytes();
-        s.descriptors = Descriptors();
+        s.descriptors = testing::OpenDescriptors();
         s.buffered_bytes = engine.stats().buffered_bytes + fibers.engine().stats().buffered_bytes;
         result.samples.push_back(s);
         if (options.print) {
@@ -130,7 +121,7 @@ SoakResult RunSoak(const SoakOptions& options) {
     fibers.Stop(absl::Now() + absl::Seconds(5));
     (void)fibers.Wait();
   }
-  result.descriptors_after = Descriptors();
+  result.descriptors_after = testing::OpenDescriptors();
   if (result.failure.empty() && result.descriptors_after != result.descriptors_before) {
     result.failure = absl::StrCat("descriptors: ", result.descriptors_before, " before, ",
                                   result.descriptors_after, " after");
