@@ -29,15 +29,16 @@ struct Server {
   const char* name;
   const char* binary;
   bool http;
+  bool edge = false;  // --et: edge-triggered listeners and connections
 };
 
 class HostileClientTest : public ::testing::TestWithParam<Server> {
  protected:
   void SetUp() override {
     testing::RaiseFdLimit();
-    server_ = std::make_unique<ServerProcess>(
-        GetParam().binary,
-        std::vector<std::string>{"--address", "tcp://127.0.0.1:0", "--loops", "2"});
+    std::vector<std::string> args{"--address", "tcp://127.0.0.1:0", "--loops", "2"};
+    if (GetParam().edge) args.push_back("--et");
+    server_ = std::make_unique<ServerProcess>(GetParam().binary, std::move(args));
     uri_ = server_->uri();
     ASSERT_FALSE(uri_.empty()) << "the server did not start";
     baseline_fds_ = server_->OpenDescriptors();
@@ -171,9 +172,13 @@ TEST_P(HostileClientTest, AFloodFromAClientThatNeverReadsStaysBounded) {
 INSTANTIATE_TEST_SUITE_P(
     Servers, HostileClientTest,
     ::testing::Values(Server{"Echo", "examples/echo/echo", false},
+                      Server{"EchoEdge", "examples/echo/echo", false, true},
                       Server{"EchoFiber", "examples/echo_fiber/echo_fiber", false},
+                      Server{"EchoFiberEdge", "examples/echo_fiber/echo_fiber", false, true},
                       Server{"HttpCallback", "examples/http/http_server", true},
-                      Server{"HttpFiber", "examples/http/http_fiber_server", true}),
+                      Server{"HttpCallbackEdge", "examples/http/http_server", true, true},
+                      Server{"HttpFiber", "examples/http/http_fiber_server", true},
+                      Server{"HttpFiberEdge", "examples/http/http_fiber_server", true, true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
