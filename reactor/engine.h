@@ -40,7 +40,8 @@ class Listener;
 }  // namespace internal
 
 struct DialOptions {
-  // Connect timeout; OnClose reports ConnectFailed when it passes.
+  // Connect timeout, the name lookup included; OnClose reports ConnectFailed
+  // (ETIMEDOUT) when it passes.
   absl::Duration timeout = absl::Seconds(30);
   // Stored in Conn::context() before OnOpen/OnClose run.
   void* context = nullptr;

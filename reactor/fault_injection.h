@@ -10,7 +10,11 @@
 // is one the kernel can produce, with one exception spelled out by
 // `spurious_eagain`: a socket that has data yet answers EAGAIN. Level-
 // triggered loops survive that (they are asked again); edge-triggered ones
-// rightly do not (no new edge comes), so leave it off for them.
+// rightly do not (no new edge comes), so leave it off for them. Two
+// simplifications: connect failures come back from connect() itself (as
+// loopback and unix sockets can answer), not later through SO_ERROR as a
+// remote TCP refusal would; and EINTR, which non-blocking socket calls do
+// not really return, is injected anyway (the engine retries it).
 //
 // The same seed replays the same decisions for the same sequence of calls
 // (one loop, one client: the sequence is then nearly always the same).
