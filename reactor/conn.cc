@@ -375,8 +375,7 @@ bool Conn::SendBuffered() {
 void Conn::HandleWritable() { SendBuffered(); }
 
 void Conn::AfterOutboundGrew() {
-  AccountBuffers();
-  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  AccountBuffers();  // never closes here: budget victims close from a task
   const Options& o = worker_->options();
   if (o.write_high_water > 0 && !read_paused_ && outbound_.size() > o.write_high_water) {
     read_paused_ = true;

@@ -1,6 +1,5 @@
 #include "tests/server_process.h"
 
-#include <dirent.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -11,6 +10,8 @@
 #include <cstdio>
 #include <fstream>
 #include <thread>
+
+#include "tests/test_util.h"
 
 extern char** environ;
 
@@ -78,16 +79,7 @@ int64_t ServerProcess::RssBytes() const {
   return resident * sysconf(_SC_PAGESIZE);
 }
 
-int ServerProcess::OpenDescriptors() const {
-  DIR* d = opendir(("/proc/" + std::to_string(pid_) + "/fd").c_str());
-  if (d == nullptr) return -1;
-  int n = 0;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  closedir(d);
-  return n;
-}
+int ServerProcess::OpenDescriptors() const { return OpenDescriptorsOf(pid_); }
 
 int ServerProcess::Signal(int sig) {
   if (pid_ <= 0 || reaped_) return -1;

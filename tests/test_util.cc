@@ -78,14 +78,26 @@ std::string Pattern(size_t n, uint32_t seed) {
   return s;
 }
 
-int OpenDescriptors() {
-  DIR* d = opendir("/proc/self/fd");
+namespace {
+
+// Entries of a /proc/.../fd directory, or -1.
+int CountFdEntries(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
   if (d == nullptr) return -1;
   int n = 0;
   while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
   closedir(d);
-  return n - 1;  // the DIR's own descriptor
+  return n;
 }
+
+}  // namespace
+
+int OpenDescriptors() {
+  const int n = CountFdEntries("/proc/self/fd");
+  return n < 0 ? n : n - 1;  // the DIR's own descriptor
+}
+
+int OpenDescriptorsOf(int pid) { return CountFdEntries("/proc/" + std::to_string(pid) + "/fd"); }
 
 long RaiseFdLimit() {
   rlimit rl;

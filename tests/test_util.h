@@ -25,6 +25,8 @@ std::string Pattern(size_t n, uint32_t seed);
 long RaiseFdLimit();
 // Descriptors this process has open now (from /proc/self/fd), or -1.
 int OpenDescriptors();
+// Descriptors process `pid` has open now (from /proc/PID/fd), or -1.
+int OpenDescriptorsOf(int pid);
 // Waits (bounded) until pred() holds; false on timeout.
 template <typename Pred>
 bool WaitFor(Pred pred, int timeout_ms = 10000);
