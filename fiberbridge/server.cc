@@ -106,7 +106,15 @@ absl::Status HandOff(Conn& conn, ConnHandler handler) {
   // The handler travels with its fiber; the callback side keeps nothing.
   auto owned = std::make_shared<ConnHandler>(std::move(handler));
   s.Spawn([fd = PendingFd(detached->fd), unread = std::move(detached->unread),
-           owned]() mutable { (void)FiberConn::Serve(fd.Release(), std::move(unread), *owned); });
+           unsent = std::move(detached->unsent), owned]() mutable {
+    // What the callback handler wrote before the hand-off goes out first.
+    (void)FiberConn::Serve(fd.Release(), std::move(unread),
+                           [&unsent, &owned](FiberConn& fc) {
+                             if (!unsent.empty() && !fc.WriteAll(unsent).ok()) return;
+                             unsent.clear();
+                             (*owned)(fc);
+                           });
+  });
   return absl::OkStatus();
 }
 

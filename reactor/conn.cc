@@ -24,32 +24,12 @@ namespace {
 // Pieces per sendmsg; the rest waits for the next round (IOV_MAX is 1024).
 constexpr size_t kMaxIov = 64;
 
-ssize_t SendIov(int fd, const iovec* iov, size_t count) {
-  msghdr msg;
-  memset(&msg, 0, sizeof(msg));
-  msg.msg_iov = const_cast<iovec*>(iov);
-  msg.msg_iovlen = count;
-  ssize_t n;
-  do {
-    // MSG_NOSIGNAL: a peer that reset mid-write is an error to report, never
-    // a SIGPIPE that kills the process.
-    n = internal::SysSendMsg(fd, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  return n;
-}
-
 }  // namespace
-
-Conn::Guard::~Guard() {
-  if (--c_->guards_ == 0 &&
-      (c_->state_ == State::kClosed || c_->state_ == State::kDetached)) {
-    delete c_;
-  }
-}
 
 Conn::Conn(internal::Worker* worker, int fd, uint64_t id, bool is_client,
            const SocketAddress& remote)
-    : worker_(worker), id_(id), fd_(fd), is_client_(is_client) {
+    : worker_(worker), id_(id), is_client_(is_client) {
+  fd_ = fd;
   if (remote.family() == AF_INET || remote.family() == AF_INET6) {
     remote_len_ = static_cast<uint8_t>(std::min<size_t>(remote.length(), sizeof(remote_)));
     memcpy(&remote_, remote.sockaddr_ptr(), remote_len_);
@@ -59,6 +39,7 @@ Conn::Conn(internal::Worker* worker, int fd, uint64_t id, bool is_client,
 Conn::~Conn() = default;
 
 EventLoop& Conn::loop() const { return worker_->loop(); }
+internal::Backend& Conn::backend() const { return worker_->loop().backend(); }
 int Conn::loop_index() const { return worker_->index(); }
 Engine& Conn::engine() const { return worker_->engine(); }
 ConnRef Conn::Ref() const { return ConnRef(worker_, id_); }
@@ -102,34 +83,71 @@ std::string_view Conn::PeekContiguous(size_t n) {
   return inbound_.MakeContiguous(n);
 }
 
-void Conn::OnIoReady(uint32_t events) {
-  Guard guard(this);
-  if (state_ == State::kConnecting) {
-    if (events & (kIoWritable | kIoError)) {
-      int err = SocketError(fd_);
-      if (err != 0) {
-        CloseNow(ConnectFailedError(err));
-        return;
-      }
-      if (timer_.valid()) {
-        loop().CancelTimer(timer_);
-        timer_ = TimerId();
-      }
-      HandleConnected();
-    }
+void Conn::OnConnected(int err) {
+  if (state_ != State::kConnecting) return;
+  if (err != 0) {
+    CloseNow(ConnectFailedError(err));
     return;
   }
+  if (timer_.valid()) {
+    loop().CancelTimer(timer_);
+    timer_ = TimerId();
+  }
+  HandleConnected();
+}
+
+void Conn::OnHangup(int err) {
   if (state_ != State::kOpen && state_ != State::kClosing) return;
-  if ((events & (kIoReadable | kIoPeerClosed | kIoError)) && state_ == State::kOpen &&
-      !read_paused_ && !peer_eof_) {
-    HandleReadable();
+  CloseNow(err != 0 ? ResetError(err) : PeerClosedError());
+}
+
+bool Conn::OnReceived(std::string_view bytes) {
+  // Bytes a completion backend had in flight when Close stopped reading are
+  // dropped, as epoll would never have read them.
+  if (state_ != State::kOpen) return false;
+  last_active_ns_ = loop().NowNanos();
+  if (read_paused_ || held_while_paused_) {
+    // A completion backend's receives that were in flight when
+    // backpressure set in: held for the handler until output drains, so
+    // they cannot grow the output further.
+    inbound_.Append(bytes);
+    held_while_paused_ = true;
+    AccountBuffers();
+    return false;
   }
-  if ((events & kIoWritable) && (state_ == State::kOpen || state_ == State::kClosing)) {
-    HandleWritable();
+  if (inbound_.empty()) {
+    fresh_ = bytes;  // zero-copy: OnTraffic reads the backend's buffer
+  } else {
+    inbound_.Append(bytes);
   }
-  if ((events & kIoError) && (state_ == State::kOpen || state_ == State::kClosing)) {
-    int err = SocketError(fd_);
-    CloseNow(err != 0 ? ResetError(err) : PeerClosedError());
+  DispatchTraffic();
+  return state_ == State::kOpen && !read_paused_;
+}
+
+void Conn::OnReceiveEnded(int err) {
+  if (err != 0) {
+    if (state_ == State::kOpen || state_ == State::kClosing) FailIo(err);
+    return;
+  }
+  if (state_ != State::kOpen) {
+    peer_eof_ = true;  // closing already: keep draining until done
+    return;
+  }
+  if (held_while_paused_) {
+    // The FIN comes after bytes the handler has not seen yet: it waits for
+    // them, as it would wait in the socket on epoll.
+    eof_after_held_ = true;
+    return;
+  }
+  HandlePeerEof();
+}
+
+void Conn::OnSendReady(int result) {
+  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  if (backend().completion()) {
+    OnSendCompleted(result);
+  } else {
+    SendBuffered();
   }
 }
 
@@ -137,52 +155,21 @@ void Conn::HandleConnected() {
   state_ = State::kOpen;
   opened_ = true;
   last_active_ns_ = loop().NowNanos();
-  UpdateInterest();
-  if (state_ != State::kOpen) return;
+  const bool completion = backend().completion();
+  if (!completion) {
+    UpdateInterest();
+    if (state_ != State::kOpen) return;
+  }
   ArmIdleTimer();
   ++in_callback_;
   Action action = worker_->handler().OnOpen(*this);
   --in_callback_;
   ApplyAction(static_cast<int>(action));
   AfterCallback();
-}
-
-void Conn::HandleReadable() {
-  EventLoop& lp = loop();
-  char* buf = lp.read_buffer();
-  const size_t cap = lp.read_buffer_size();
-  const bool edge = lp.poller().edge_triggered();
-  size_t budget = worker_->options().read_budget_per_event;
-  for (;;) {
-    ssize_t n = internal::SysRead(fd_, buf, cap);
-    if (n > 0) {
-      last_active_ns_ = lp.NowNanos();
-      if (inbound_.empty()) {
-        fresh_ = std::string_view(buf, static_cast<size_t>(n));
-      } else {
-        inbound_.Append(std::string_view(buf, static_cast<size_t>(n)));
-      }
-      DispatchTraffic();
-      if (state_ != State::kOpen || read_paused_) return;
-      // Level-triggered: one read per event keeps loops fair and the poller
-      // reports the rest. Edge-triggered: drain to EAGAIN, within a budget.
-      if (!edge) return;
-      if (static_cast<size_t>(n) >= budget) {
-        lp.ReinvokeNextIteration(this, kIoReadable);
-        return;
-      }
-      budget -= static_cast<size_t>(n);
-      continue;
-    }
-    if (n == 0) {
-      HandlePeerEof();
-      return;
-    }
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    FailIo(errno);
-    return;
-  }
+  // A completion backend starts receiving only now, so a handler that
+  // detaches in OnOpen (FiberServer does) takes a socket with nothing in
+  // flight.
+  if (completion && state_ == State::kOpen) UpdateInterest();
 }
 
 void Conn::DispatchTraffic() {
@@ -263,17 +250,21 @@ absl::Status Conn::Write(std::string_view data) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
   if (data.empty()) return absl::OkStatus();
+  internal::Backend& b = backend();
+  if (b.completion()) {
+    AppendOutbound(data);
+    if (!SendBuffered()) return pending_reason_.ok() ? ClosedError() : pending_reason_;
+    AfterOutboundGrew();
+    return absl::OkStatus();
+  }
   if (outbound_.empty()) {
-    ssize_t n;
-    do {
-      n = internal::SysSend(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n == static_cast<ssize_t>(data.size())) return absl::OkStatus();
+    iovec iov{const_cast<char*>(data.data()), data.size()};
+    long n = b.Send(this, &iov, 1);
+    if (n == static_cast<long>(data.size())) return absl::OkStatus();
     if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        int err = errno;
-        FailIo(err);
-        return ResetError(err);
+      if (n != internal::kSendAgain) {
+        FailIo(static_cast<int>(-n));
+        return ResetError(static_cast<int>(-n));
       }
       n = 0;
     }
@@ -291,6 +282,20 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
   }
   size_t first_unsent = 0;
   size_t offset_in_piece = 0;
+  if (backend().completion()) {
+    // The bytes must outlive the call: they go to the outbound ring, and
+    // one send takes them from there.
+    bool any = false;
+    for (std::string_view p : pieces) {
+      if (p.empty()) continue;
+      AppendOutbound(p);
+      any = true;
+    }
+    if (!any) return absl::OkStatus();
+    if (!SendBuffered()) return pending_reason_.ok() ? ClosedError() : pending_reason_;
+    AfterOutboundGrew();
+    return absl::OkStatus();
+  }
   if (outbound_.empty()) {
     while (first_unsent < pieces.size()) {
       iovec iov[kMaxIov];
@@ -306,12 +311,11 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
         ++count;
       }
       if (count == 0) return absl::OkStatus();
-      ssize_t n = SendIov(fd_, iov, count);
+      long n = backend().Send(this, iov, static_cast<int>(count));
       if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          int err = errno;
-          FailIo(err);
-          return ResetError(err);
+        if (n != internal::kSendAgain) {
+          FailIo(static_cast<int>(-n));
+          return ResetError(static_cast<int>(-n));
         }
         break;
       }
@@ -353,18 +357,31 @@ absl::Status Conn::Flush() {
 // Sends what the outbound ring holds, as far as the socket takes it. Returns
 // false if the connection failed.
 bool Conn::SendBuffered() {
-  const bool edge = loop().poller().edge_triggered();
+  internal::Backend& b = backend();
+  if (b.completion()) {
+    // One send in flight at a time; its completion sends the rest.
+    if (outbound_.empty() || b.SendInFlight(this)) return true;
+    iovec iov[2];
+    int count = outbound_.ReadableIovecs(iov);
+    long n = b.Send(this, iov, count);
+    if (n < 0 && n != internal::kSendPending) {
+      FailIo(static_cast<int>(-n));
+      return false;
+    }
+    return true;
+  }
+  const bool edge = b.edge_triggered();
   while (!outbound_.empty()) {
     iovec iov[2];
     int count = outbound_.ReadableIovecs(iov);
-    ssize_t n = SendIov(fd_, iov, static_cast<size_t>(count));
+    long n = b.Send(this, iov, count);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      FailIo(errno);
+      if (n == internal::kSendAgain) break;
+      FailIo(static_cast<int>(-n));
       return false;
     }
     outbound_.Discard(static_cast<size_t>(n));
-    // Level-triggered: one send per writable event, the poller says when more
+    // Level-triggered: one send per writable event, epoll says when more
     // room opens. Edge-triggered must go on until EAGAIN.
     if (!edge) break;
   }
@@ -372,7 +389,27 @@ bool Conn::SendBuffered() {
   return true;
 }
 
-void Conn::HandleWritable() { SendBuffered(); }
+void Conn::OnSendCompleted(int result) {
+  if (result < 0) {
+    FailIo(-result);
+    return;
+  }
+  outbound_.Discard(static_cast<size_t>(result));
+  if (!SendBuffered()) return;
+  AfterOutboundShrank();
+}
+
+void Conn::AppendOutbound(std::string_view data) {
+  if (!backend().SendInFlight(this)) {
+    outbound_.Append(data);
+    return;
+  }
+  // A send points into the ring: if it has to grow, the old storage lives
+  // on until that send completes.
+  if (void* old = outbound_.AppendKeepingOldStorage(data); old != nullptr) {
+    backend().RetainUntilSent(this, old);
+  }
+}
 
 void Conn::AfterOutboundGrew() {
   AccountBuffers();  // never closes here: budget victims close from a task
@@ -401,7 +438,7 @@ void Conn::AfterOutboundShrank() {
     }
     if (shutdown_write_pending_) {
       shutdown_write_pending_ = false;
-      ::shutdown(fd_, SHUT_WR);
+      backend().ShutdownWrite(this);
     }
   }
   const Options& o = worker_->options();
@@ -414,6 +451,14 @@ void Conn::AfterOutboundShrank() {
       worker_->handler().OnBackpressure(*this, false);
       --in_callback_;
       AfterCallback();
+      if (held_while_paused_ && state_ == State::kOpen) {
+        held_while_paused_ = false;
+        DispatchTraffic();  // the bytes that arrived while paused
+      }
+      if (eof_after_held_ && state_ == State::kOpen && !read_paused_ && !held_while_paused_) {
+        eof_after_held_ = false;
+        HandlePeerEof();
+      }
       return;
     }
   }
@@ -425,16 +470,14 @@ void Conn::UpdateInterest() {
       state_ == State::kConnecting) {
     return;
   }
-  uint32_t want = 0;
-  if (state_ == State::kOpen && !read_paused_ && !peer_eof_) {
-    want |= kIoReadable | kIoPeerClosed;
-  }
+  uint8_t want = 0;
+  if (state_ == State::kOpen && !read_paused_ && !peer_eof_) want |= kIoReadable;
   if (!outbound_.empty()) want |= kIoWritable;
   if (want == interest_ && registered_) return;
   interest_ = want;
-  absl::Status s = registered_ ? loop().UpdateWatch(fd_, want, this)
-                               : loop().Watch(fd_, want, this);
   registered_ = true;
+  absl::Status s =
+      backend().SetStreamInterest(this, want & kIoReadable, want & kIoWritable);
   if (!s.ok()) {
     NETLOOP_LOG(kError) << "watch fd " << fd_ << ": " << s.message();
     if (in_callback_ > 0) {
@@ -499,7 +542,7 @@ void Conn::ShutdownWrite() {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) return;
   if (outbound_.empty()) {
-    ::shutdown(fd_, SHUT_WR);
+    backend().ShutdownWrite(this);
   } else {
     shutdown_write_pending_ = true;
   }
@@ -527,22 +570,29 @@ void Conn::CloseNow(absl::Status reason) {
     loop().CancelTimer(timer_);
     timer_ = TimerId();
   }
-  if (registered_) (void)loop().Unwatch(fd_, this);
-  registered_ = false;
-  interest_ = 0;
   fresh_ = {};
   inbound_.Release();
-  outbound_.Release();
+  if (backend().SendInFlight(this)) {
+    // The kernel may still read these bytes: they go when the send ends.
+    backend().RetainUntilSent(this, outbound_.TakeStorage());
+  } else {
+    outbound_.Release();
+  }
   AccountBuffers();
   worker_->Forget(this);
+  MarkReleased();
   // OnClose still sees a working fd (LocalAddress, SO_ options); the socket
   // closes right after it.
   ++in_callback_;
   worker_->handler().OnClose(*this, reason);
   --in_callback_;
-  if (fd_ >= 0) ::close(fd_);  // a Dial that failed before its socket has none
+  // Stops what is in flight and closes the fd (a Dial that failed before
+  // its socket has none).
+  if (registered_ || fd_ >= 0) backend().CloseStream(this);
+  registered_ = false;
+  interest_ = 0;
   fd_ = -1;
-  // The last Guard frees the Conn.
+  // The last hold (a Guard, an operation in flight) frees the Conn.
 }
 
 absl::StatusOr<DetachedConn> Conn::Detach() {
@@ -550,24 +600,35 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("detach: connection is not open");
   }
-  if (!outbound_.empty()) {
-    return absl::FailedPreconditionError("detach: unsent outbound bytes pending");
-  }
   DetachedConn out;
   out.fd = fd_;
   out.remote = RemoteAddress();
   Peek().AppendTo(&out.unread);
   fresh_ = {};
   inbound_.Release();
+  if (registered_) {
+    // Bytes a completion backend received but has not delivered are the new
+    // owner's too.
+    size_t sent = 0;
+    if (absl::Status s = backend().DetachStream(this, &out.unread, &sent); !s.ok()) return s;
+    outbound_.Discard(sent);
+  }
+  {
+    RingBuffer::Views v = outbound_.Peek(outbound_.size());
+    out.unsent.append(v.first);
+    out.unsent.append(v.second);
+  }
+  outbound_.Release();
+  shutdown_write_pending_ = false;
   AccountBuffers();
   if (timer_.valid()) {
     loop().CancelTimer(timer_);
     timer_ = TimerId();
   }
-  if (registered_) (void)loop().Unwatch(fd_, this);
   registered_ = false;
   interest_ = 0;
   state_ = State::kDetached;
+  MarkReleased();
   worker_->Forget(this);
   fd_ = -1;
   // A Guard on the stack (callbacks always run under one) frees the Conn.

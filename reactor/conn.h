@@ -28,7 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "reactor/address.h"
-#include "reactor/io_watcher.h"
+#include "reactor/internal/backend.h"
 #include "reactor/ring_buffer.h"
 #include "reactor/timer_queue.h"
 
@@ -95,14 +95,19 @@ class ConnRef {
 };
 
 // What Conn::Detach hands over: the socket (still open, still non-blocking,
-// no longer watched by the engine) and the inbound bytes no handler consumed.
+// no longer watched by the engine), the inbound bytes no handler consumed,
+// and the outbound bytes Write accepted that the socket has not taken yet
+// (the new owner sends them first; HandOff does).
 struct DetachedConn {
   int fd = -1;
   std::string unread;
+  std::string unsent;
   SocketAddress remote;
 };
 
-class Conn final : public IoWatcher {
+// The backend sees a Conn as an internal::Stream (private: not part of the
+// API).
+class Conn final : private internal::Stream {
  public:
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;
@@ -125,10 +130,13 @@ class Conn final : public IoWatcher {
 
   // ---- Writing. ----
 
-  // Writes to the socket now; whatever it does not take is kept in the
-  // outbound ring and flushed when the socket is writable (EPOLLOUT is armed
-  // only while bytes wait). Errors: FailedPrecondition after Close, or the
-  // socket error (the connection is then closing with that reason).
+  // epoll: writes to the socket now; whatever it does not take is kept in
+  // the outbound ring and flushed when the socket is writable (EPOLLOUT is
+  // armed only while bytes wait). io_uring: copies into the outbound ring and
+  // submits one send at the end of the loop iteration (writes made in the
+  // same callback go out together). Errors: FailedPrecondition after Close,
+  // or the socket error (the connection is then closing with that reason;
+  // on io_uring a send error arrives later, through OnClose).
   absl::Status Write(std::string_view data);
   // The same for several pieces, in one sendmsg.
   absl::Status Writev(std::span<const std::string_view> pieces);
@@ -157,8 +165,10 @@ class Conn final : public IoWatcher {
   // Half-close: sends FIN once unsent bytes have drained; reading continues.
   void ShutdownWrite();
   // Hands the socket over (to a fiber handler, say): the engine stops
-  // watching it and will not call OnClose for it. Fails if outbound bytes are
-  // pending (Flush first) or the connection is not open.
+  // serving it and will not call OnClose for it. Outbound bytes not sent yet
+  // travel in DetachedConn::unsent (on io_uring, a send in flight is
+  // cancelled first and what it sent is subtracted). Fails if the
+  // connection is not open.
   absl::StatusOr<DetachedConn> Detach();
 
   // ---- Identity and user data. ----
@@ -176,9 +186,6 @@ class Conn final : public IoWatcher {
   int loop_index() const;
   class Engine& engine() const;
 
-  // IoWatcher (engine internal).
-  void OnIoReady(uint32_t events) override;
-
  private:
   friend class internal::Worker;
   friend class ConnRef;
@@ -188,8 +195,8 @@ class Conn final : public IoWatcher {
   // last guard out frees a closed Conn.
   class Guard {
    public:
-    explicit Guard(Conn* c) : c_(c) { ++c_->guards_; }
-    ~Guard();
+    explicit Guard(Conn* c) : c_(c) { c_->Hold(); }
+    ~Guard() { c_->Unhold(); }
     Guard(const Guard&) = delete;
     Guard& operator=(const Guard&) = delete;
 
@@ -201,8 +208,15 @@ class Conn final : public IoWatcher {
        const SocketAddress& remote);
   ~Conn();
 
-  void HandleReadable();
-  void HandleWritable();
+  // internal::Stream: what the backend reports.
+  bool OnReceived(std::string_view bytes) override;
+  void OnReceiveEnded(int err) override;
+  void OnSendReady(int result) override;
+  void OnConnected(int err) override;
+  void OnHangup(int err) override;
+  void Free() override { delete this; }
+
+  internal::Backend& backend() const;
   void HandleConnected();
   void HandlePeerEof();
   void DispatchTraffic();
@@ -214,6 +228,11 @@ class Conn final : public IoWatcher {
   void AfterOutboundGrew();
   void AfterOutboundShrank();
   bool SendBuffered();
+  // Completion backends: the submitted send finished with `result`.
+  void OnSendCompleted(int result);
+  // Appends to the outbound ring without moving bytes a send in flight
+  // points at.
+  void AppendOutbound(std::string_view data);
   void ArmIdleTimer();
   void ArmDrainTimer();
   void OnIdleTimer();
@@ -224,19 +243,19 @@ class Conn final : public IoWatcher {
 
   internal::Worker* const worker_;
   const uint64_t id_;
-  int fd_;
   State state_ = State::kConnecting;
-  uint32_t interest_ = 0;
+  uint8_t interest_ = 0;  // kIoReadable | kIoWritable as last told the backend
   bool is_client_ : 1;
   bool opened_ : 1 = false;             // OnOpen ran: OnClose is owed
-  bool registered_ : 1 = false;         // known to the poller
+  bool registered_ : 1 = false;         // the backend serves the stream
   bool read_paused_ : 1 = false;        // backpressure
   bool peer_eof_ : 1 = false;           // FIN seen; drain then close
   bool close_requested_ : 1 = false;    // close deferred until callback returns
   bool shutdown_write_pending_ : 1 = false;
   bool budget_doomed_ : 1 = false;      // to be closed for the buffer budget
+  bool held_while_paused_ : 1 = false;  // inbound bytes not yet shown to OnTraffic
+  bool eof_after_held_ : 1 = false;     // the peer's FIN came after them
   uint16_t in_callback_ = 0;
-  uint16_t guards_ = 0;
   std::string_view fresh_;  // this read's bytes, still in the loop buffer
   RingBuffer inbound_;
   RingBuffer outbound_;

@@ -69,8 +69,12 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
                              : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   for (int i = 0; i < n; ++i) {
     LoopOptions lo;
+    lo.backend = options_.backend;
     lo.edge_triggered = options_.edge_triggered;
     lo.read_buffer_size = options_.read_buffer_size;
+    lo.read_budget_per_event = options_.read_budget_per_event;
+    lo.uring_buffer_size = options_.uring_buffer_size;
+    lo.uring_buffer_count = options_.uring_buffer_count;
     lo.name = absl::StrCat("netloop-", i);
     auto loop = EventLoop::Create(std::move(lo));
     if (!loop.ok()) return AbandonStart(loop.status());
@@ -144,7 +148,11 @@ absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
       }
     } else {
       if (!acceptor_loop_) {
-        auto loop = EventLoop::Create(LoopOptions{.name = "netloop-accept"});
+        // Small receive buffers: the acceptor loop never reads.
+        auto loop = EventLoop::Create(LoopOptions{.backend = options_.backend,
+                                                  .uring_buffer_size = 4096,
+                                                  .uring_buffer_count = 8,
+                                                  .name = "netloop-accept"});
         if (!loop.ok()) return loop.status();
         acceptor_loop_ = std::move(*loop);
       }

@@ -33,22 +33,29 @@ class EventLoop::WakeupWatcher final : public IoWatcher {
 };
 
 absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(LoopOptions options) {
-  auto poller = NewEpollPoller(options.edge_triggered);
-  if (!poller.ok()) return poller.status();
   int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (efd < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
-  std::unique_ptr<EventLoop> loop(
-      new EventLoop(std::move(options), std::move(*poller), efd));
-  // The wake-up fd stays level-triggered in spirit: it is drained on every
-  // event, so edge-triggered mode cannot strand a wake-up.
-  absl::Status s = loop->poller_->Add(efd, kIoReadable, loop->wakeup_watcher_.get());
+  std::unique_ptr<EventLoop> loop(new EventLoop(std::move(options), efd));
+  internal::BackendOptions bo;
+  bo.kind = loop->options_.backend;
+  bo.edge_triggered = loop->options_.edge_triggered;
+  bo.read_buffer = loop->read_buffer_.get();
+  bo.read_buffer_size = loop->read_buffer_size_;
+  bo.read_budget_per_event = loop->options_.read_budget_per_event;
+  bo.uring_buffer_size = loop->options_.uring_buffer_size;
+  bo.uring_buffer_count = loop->options_.uring_buffer_count;
+  absl::StatusOr<std::unique_ptr<internal::Backend>> backend = internal::NewBackend(bo);
+  if (!backend.ok()) return backend.status();
+  loop->backend_ = std::move(*backend);
+  // The wake-up fd is drained on every event, so an edge-triggered backend
+  // cannot strand a wake-up.
+  absl::Status s = loop->backend_->Watch(efd, kIoReadable, loop->wakeup_watcher_.get());
   if (!s.ok()) return s;
   return loop;
 }
 
-EventLoop::EventLoop(LoopOptions options, std::unique_ptr<Poller> poller, int wakeup_fd)
+EventLoop::EventLoop(LoopOptions options, int wakeup_fd)
     : options_(std::move(options)),
-      poller_(std::move(poller)),
       wakeup_fd_(wakeup_fd),
       wakeup_watcher_(std::make_unique<WakeupWatcher>(wakeup_fd)),
       read_buffer_(new char[std::max<size_t>(options_.read_buffer_size, 4096)]),
@@ -59,7 +66,8 @@ EventLoop::EventLoop(LoopOptions options, std::unique_ptr<Poller> poller, int wa
 EventLoop::~EventLoop() {
   // Locals may still unwatch fds or cancel timers: destroy them first.
   while (!locals_.empty()) locals_.pop_back();
-  (void)poller_->Remove(wakeup_fd_, wakeup_watcher_.get());
+  if (backend_) (void)backend_->Unwatch(wakeup_fd_, wakeup_watcher_.get());
+  backend_.reset();
   close(wakeup_fd_);
 }
 
@@ -70,7 +78,7 @@ void EventLoop::Run() {
   EventLoop* previous = current_loop;
   current_loop = this;
   while (!quit_.load(std::memory_order_acquire)) {
-    poller_->Poll(PollTimeoutNanos());
+    backend_->Poll(PollTimeoutNanos());
     now_ns_ = MonotonicNanos();
     timers_.RunExpired(now_ns_);
     RunReinvokes();
@@ -82,13 +90,20 @@ void EventLoop::Run() {
   }
   // Work posted just before Quit (closes, completions) still runs.
   for (int round = 0; round < 16 && !tasks_.Empty(); ++round) tasks_.RunAll();
+  // A completion backend still owes the final completions of cancelled
+  // operations; they hold closed connections until they come (promptly: a
+  // cancellation is answered within the next round or two).
+  for (int round = 0; round < 1000 && backend_->OperationsInFlight() > 0; ++round) {
+    backend_->Poll(10'000'000);
+    tasks_.RunAll();
+  }
   quit_.store(false, std::memory_order_relaxed);
   current_loop = previous;
   thread_id_.store(std::thread::id(), std::memory_order_relaxed);
 }
 
 int64_t EventLoop::PollTimeoutNanos() const {
-  if (!tasks_.Empty() || !reinvokes_.empty()) return 0;
+  if (!tasks_.Empty() || !reinvokes_.empty() || backend_->HasPendingWork()) return 0;
   for (IterationHook* hook : hooks_) {
     if (hook->HasReadyWork()) return 0;
   }
@@ -150,11 +165,11 @@ bool EventLoop::RescheduleTimer(TimerId id, int64_t when_ns) {
 }
 
 absl::Status EventLoop::Watch(int fd, uint32_t interest, IoWatcher* watcher) {
-  return poller_->Add(fd, interest, watcher);
+  return backend_->Watch(fd, interest, watcher);
 }
 
 absl::Status EventLoop::UpdateWatch(int fd, uint32_t interest, IoWatcher* watcher) {
-  return poller_->Modify(fd, interest, watcher);
+  return backend_->Modify(fd, interest, watcher);
 }
 
 absl::Status EventLoop::Unwatch(int fd, IoWatcher* watcher) {
@@ -164,7 +179,7 @@ absl::Status EventLoop::Unwatch(int fd, IoWatcher* watcher) {
   for (auto& entry : reinvoking_) {
     if (entry.first == watcher) entry.first = nullptr;
   }
-  return poller_->Remove(fd, watcher);
+  return backend_->Unwatch(fd, watcher);
 }
 
 void EventLoop::ReinvokeNextIteration(IoWatcher* watcher, uint32_t events) {

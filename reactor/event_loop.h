@@ -19,8 +19,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "reactor/internal/backend.h"
 #include "reactor/io_watcher.h"
-#include "reactor/poller.h"
+#include "reactor/options.h"
 #include "reactor/task_queue.h"
 #include "reactor/timer_queue.h"
 
@@ -29,8 +30,13 @@ namespace netloop {
 using Task = absl::AnyInvocable<void()>;
 
 struct LoopOptions {
-  bool edge_triggered = false;
+  // The kernel interface (see Options::backend); kAuto as there.
+  BackendKind backend = BackendKind::kAuto;
+  bool edge_triggered = false;  // epoll only
   size_t read_buffer_size = 64 * 1024;
+  size_t read_budget_per_event = 1024 * 1024;
+  size_t uring_buffer_size = 64 * 1024;
+  size_t uring_buffer_count = 256;
   std::string name = "netloop";
 };
 
@@ -96,7 +102,9 @@ class EventLoop {
   // cheap enough to stamp every message with.
   int64_t NowNanos() const { return now_ns_; }
 
-  // Readiness watching (see IoWatcher). Loop thread only.
+  // Readiness watching (see IoWatcher), on every backend (io_uring serves it
+  // with multishot polls, which report like edge-triggered epoll: watchers
+  // must read or write until EAGAIN). Loop thread only.
   absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher);
   absl::Status UpdateWatch(int fd, uint32_t interest, IoWatcher* watcher);
   // After Unwatch returns, `watcher` receives nothing more and may be freed.
@@ -120,19 +128,24 @@ class EventLoop {
   // Stores (replacing) the LoopLocal under `key`. Loop thread only.
   void SetLocal(const void* key, std::unique_ptr<LoopLocal> value);
 
-  Poller& poller() { return *poller_; }
+  // The backend (engine internal).
+  internal::Backend& backend() { return *backend_; }
+  // "epoll(level)", "epoll(edge)" or "io_uring".
+  const char* backend_name() const { return backend_->name(); }
   const std::string& name() const { return options_.name; }
   // Iterations completed, for tests and stats. Any thread.
   uint64_t iterations() const { return iterations_.load(std::memory_order_relaxed); }
 
  private:
-  EventLoop(LoopOptions options, std::unique_ptr<Poller> poller, int wakeup_fd);
+  EventLoop(LoopOptions options, int wakeup_fd);
   class WakeupWatcher;
   int64_t PollTimeoutNanos() const;
   void RunReinvokes();
 
   const LoopOptions options_;
-  std::unique_ptr<Poller> poller_;
+  std::unique_ptr<char[]> read_buffer_;
+  size_t read_buffer_size_;
+  std::unique_ptr<internal::Backend> backend_;
   const int wakeup_fd_;
   std::unique_ptr<WakeupWatcher> wakeup_watcher_;
   std::atomic<std::thread::id> thread_id_{};
@@ -144,8 +157,6 @@ class EventLoop {
   std::vector<IterationHook*> hooks_;
   std::vector<std::pair<IoWatcher*, uint32_t>> reinvokes_;
   std::vector<std::pair<IoWatcher*, uint32_t>> reinvoking_;
-  std::unique_ptr<char[]> read_buffer_;
-  size_t read_buffer_size_;
   std::vector<std::pair<const void*, std::unique_ptr<LoopLocal>>> locals_;
 };
 

@@ -4,6 +4,7 @@
 #define NETLOOP_REACTOR_OPTIONS_H_
 
 #include <cstddef>
+#include <cstdint>
 
 #include "absl/time/time.h"
 
@@ -38,6 +39,20 @@ struct SocketTuning {
   int receive_buffer_bytes = 0;  // SO_RCVBUF; 0 leaves the kernel's autotuning
 };
 
+// The kernel interface each loop uses (see reactor/internal/backend.h).
+enum class BackendKind : uint8_t {
+  // io_uring when this process can use it (probed once: seccomp filters,
+  // kernel.io_uring_disabled and old kernels block it), else epoll, with one
+  // log line saying why. The environment variable NETLOOP_BACKEND
+  // (epoll | io_uring) overrides kAuto, and only kAuto.
+  kAuto,
+  kEpoll,
+  // Completion-based: multishot accept, multishot receive into a provided
+  // buffer ring, sends through the ring. Engine::Start fails with a clear
+  // error when io_uring is unavailable.
+  kIoUring,
+};
+
 struct Options {
   // Number of event loops (threads). 0 means one per online CPU.
   int loops = 0;
@@ -45,6 +60,14 @@ struct Options {
   LoadBalancing load_balancing = LoadBalancing::kRoundRobin;
   bool reuse_addr = true;
   int backlog = 4096;
+
+  BackendKind backend = BackendKind::kAuto;
+  // io_uring's provided receive buffers, per loop: `uring_buffer_count`
+  // buffers of `uring_buffer_size` bytes (reserved address space; pages are
+  // touched as the kernel fills them). OnTraffic sees the kernel-filled
+  // buffer directly. The count is rounded up to a power of two.
+  size_t uring_buffer_size = 64 * 1024;
+  size_t uring_buffer_count = 256;
 
   // Edge-triggered epoll (EPOLLET). Level-triggered is the default: it was as
   // fast here, and a handler that stops reading early cannot lose an event.
@@ -60,6 +83,10 @@ struct Options {
   // 0 disables the mark. A low mark of 0 means high / 2. The default keeps a
   // peer that does not read to about this much of our memory (nginx and Go
   // hold tens of KiB per connection; the kernel's socket buffer comes on top).
+  // On io_uring, receives already in flight when the mark is passed still
+  // land (a multishot receive fills up to 32 buffers per round before its
+  // cancellation reaches it); they are held unread, not handed to OnTraffic,
+  // so a connection holds at most the mark plus that one round of input.
   size_t write_high_water = 256 * 1024;
   size_t write_low_water = 0;
   // Inbound bytes a handler may leave unconsumed on one connection. Past it

@@ -40,17 +40,41 @@ void RingBuffer::Release() {
   size_ = 0;
 }
 
-void RingBuffer::Reallocate(size_t cap) {
+void RingBuffer::Reallocate(size_t cap) { ::operator delete(ReallocateKeepingOld(cap)); }
+
+void* RingBuffer::ReallocateKeepingOld(size_t cap) {
   char* fresh = static_cast<char*>(::operator new(cap));
   Views v = Peek(size_);
   if (!v.first.empty()) std::memcpy(fresh, v.first.data(), v.first.size());
   if (!v.second.empty()) {
     std::memcpy(fresh + v.first.size(), v.second.data(), v.second.size());
   }
-  ::operator delete(data_);
+  char* old = data_;
   data_ = fresh;
   capacity_ = static_cast<uint32_t>(cap);
   head_ = 0;
+  return old;
+}
+
+void* RingBuffer::AppendKeepingOldStorage(std::string_view data) {
+  if (data.empty()) return nullptr;
+  void* old = nullptr;
+  const size_t total = size_ + data.size();
+  if (total > capacity_) {
+    if (total > kMaxCapacity) Reserve(total);  // aborts, with the message
+    old = ReallocateKeepingOld(std::max(kMinCapacity, std::bit_ceil(total)));
+  }
+  CopyIn(data.data(), data.size());
+  return old;
+}
+
+void* RingBuffer::TakeStorage() {
+  void* old = data_;
+  data_ = nullptr;
+  capacity_ = 0;
+  head_ = 0;
+  size_ = 0;
+  return old;
 }
 
 void RingBuffer::Reserve(size_t total) {

@@ -65,6 +65,15 @@ class RingBuffer {
   void Append(std::string_view data);
   void Append(const struct iovec* iov, int count);
 
+  // Like Append, except that when it must grow it does not free the old
+  // storage but returns it (nullptr when it did not grow), for the caller to
+  // free with ::operator delete once nothing points into it any more (a
+  // completion-based send in flight does).
+  [[nodiscard]] void* AppendKeepingOldStorage(std::string_view data);
+  // Empties the buffer and hands its storage (or nullptr) to the caller, who
+  // frees it with ::operator delete.
+  [[nodiscard]] void* TakeStorage();
+
   // The first min(n, size()) bytes, without copying.
   Views Peek(size_t n) const;
 
@@ -114,6 +123,8 @@ class RingBuffer {
   void Reserve(size_t total);
   // Reallocates to exactly `cap` bytes, linearising the data to offset 0.
   void Reallocate(size_t cap);
+  // The same, returning the old storage instead of freeing it.
+  void* ReallocateKeepingOld(size_t cap);
   // Copies n bytes in at the back; the room must already be there.
   void CopyIn(const char* src, size_t n);
   size_t Tail() const { return (head_ + size_) & (capacity_ - 1); }

@@ -49,9 +49,7 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
   }
   if (connecting) {
     conn->state_ = Conn::State::kConnecting;
-    conn->interest_ = kIoWritable;
-    absl::Status s = loop_->Watch(fd, kIoWritable, conn);
-    conn->registered_ = s.ok();
+    absl::Status s = loop_->backend().AwaitConnect(conn);
     if (!s.ok()) {
       conn->CloseNow(s);
       return;

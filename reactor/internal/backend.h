@@ -1,0 +1,222 @@
+// The seam between an EventLoop and the kernel's I/O interface (engine
+// internal). One Backend per loop, used from that loop's thread only (setup
+// calls made before the loop runs excepted).
+//
+// A backend serves two kinds of clients:
+// - Streams (connected sockets: callback Conns) and listening sockets. For
+//   these the backend owns the operations themselves (receive, send,
+//   shutdown, close, accept, connect) and reports outcomes to the owner's
+//   sink methods. A readiness backend (epoll; kqueue would be another)
+//   implements each operation as "wait for readiness, then make the
+//   syscall". A completion backend (io_uring; IOCP would be another) submits
+//   the operation and owns whatever it points at until the final completion:
+//   received bytes land in buffers the backend provides, and a send's bytes
+//   (in the owner's outbound ring) are kept alive by keeping the owner alive.
+// - Plain readiness watchers (IoWatcher): the loop's wake-up fd and the fiber
+//   bridge's pollDescs. Every backend serves these, a completion backend with
+//   multishot polls.
+//
+// Handles are `int` descriptors here; the Windows backend would widen
+// StreamState::fd to SOCKET (uintptr_t) behind a typedef, not change the
+// shape of this interface.
+#ifndef NETLOOP_REACTOR_INTERNAL_BACKEND_H_
+#define NETLOOP_REACTOR_INTERNAL_BACKEND_H_
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "reactor/io_watcher.h"
+#include "reactor/options.h"
+
+namespace netloop {
+class SocketAddress;
+class EventLoop;
+}  // namespace netloop
+
+namespace netloop::internal {
+
+// A connected socket as its loop's backend sees it. The owner (Conn)
+// inherits it privately; the backend keeps its per-stream state here, so a
+// stream costs no allocation of its own.
+//
+// Lifetime: the owner is freed by Free() once it has been released
+// (MarkReleased) and nothing holds it. A hold is taken by code on the stack
+// that may close the stream (Conn::Guard) and by every operation a
+// completion backend has in flight, so no completion ever finds its owner
+// gone.
+class Stream {
+ public:
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  int stream_fd() const { return fd_; }
+
+  void Hold() { ++holds_; }
+  void Unhold() {
+    if (--holds_ == 0 && released_) Free();
+  }
+  // The owner is done (closed or detached): freed when the last hold goes.
+  void MarkReleased() { released_ = true; }
+  bool released() const { return released_; }
+
+  // ---- Sink: called by the backend on the loop thread, under a hold. ----
+
+  // Bytes arrived. `bytes` lies in a backend buffer (the loop's shared read
+  // buffer, or a kernel-filled provided buffer) and is valid until this
+  // returns. Returns true to go on receiving in this round.
+  virtual bool OnReceived(std::string_view bytes) = 0;
+  // The receive side ended: 0 is the peer's FIN, otherwise an errno.
+  virtual void OnReceiveEnded(int err) = 0;
+  // Readiness backends: the socket can take more (a send returned
+  // kSendAgain before). Completion backends: the submitted send finished;
+  // `result` is the byte count or -errno.
+  virtual void OnSendReady(int result) = 0;
+  // A connect started with AwaitConnect finished: 0 or an errno.
+  virtual void OnConnected(int err) = 0;
+  // The socket reported an error or hang-up outside any operation.
+  virtual void OnHangup(int err) = 0;
+
+ protected:
+  Stream() = default;
+  ~Stream() = default;
+  // Frees the owner (delete this).
+  virtual void Free() = 0;
+
+  int fd_ = -1;
+
+ private:
+  friend class EpollBackend;
+  friend class IoUringBackend;
+  uint16_t holds_ = 0;
+  bool released_ = false;
+  // Backend state. epoll: the interest registered. io_uring: which
+  // operations are in flight.
+  uint8_t io_interest_ = 0;
+  uint8_t io_flags_ = 0;
+};
+
+// A listening socket's owner (Listener).
+class AcceptSink {
+ public:
+  // A connection was accepted: `fd` is non-blocking, close-on-exec, owned by
+  // the sink from here on. Returns false to stop accepting in this round.
+  virtual bool OnAccepted(int fd, const SocketAddress& peer) = 0;
+  // accept failed with `err` (EMFILE and such): the backend stopped
+  // accepting on this socket until StartAccepting is called again.
+  virtual void OnAcceptFailed(int err) = 0;
+
+ protected:
+  ~AcceptSink() = default;
+};
+
+// What Send returns besides a byte count.
+inline constexpr long kSendAgain = -1;    // readiness: socket full, OnSendReady follows
+inline constexpr long kSendPending = -2;  // completion: submitted, OnSendReady follows
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const char* name() const = 0;
+  virtual BackendKind kind() const = 0;
+  // Whether operations complete later (the backend owns their buffers until
+  // then) rather than being made when the socket is ready.
+  virtual bool completion() const = 0;
+  // epoll with EPOLLET: readers and writers go on until EAGAIN.
+  virtual bool edge_triggered() const = 0;
+
+  // ---- Readiness watching (IoWatcher; see EventLoop::Watch). ----
+  virtual absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher) = 0;
+  virtual absl::Status Modify(int fd, uint32_t interest, IoWatcher* watcher) = 0;
+  // Nothing more reaches `watcher` afterwards, not even events already
+  // collected: it may be freed.
+  virtual absl::Status Unwatch(int fd, IoWatcher* watcher) = 0;
+
+  // Waits up to `timeout_ns` (negative: forever; 0: not at all), submits
+  // what was queued, and dispatches what completed or became ready.
+  virtual int Poll(int64_t timeout_ns) = 0;
+  // True when the next Poll has work without waiting (a reader or listener
+  // whose budget ran out): the loop then polls with a zero timeout.
+  virtual bool HasPendingWork() const = 0;
+  // Stream operations whose final completion has not come yet (always 0 on
+  // readiness backends). A quitting loop polls until this is 0, so no stream
+  // is left held.
+  virtual size_t OperationsInFlight() const = 0;
+
+  // ---- Streams. ----
+
+  // What the owner wants from its stream now: to receive (off for
+  // backpressure or after the peer's FIN), and, on readiness backends, to
+  // hear when the socket can take more (bytes wait to be sent). The first
+  // call starts serving the stream (its fd set by the owner). A completion
+  // backend may still deliver bytes that were in flight when receiving went
+  // off.
+  virtual absl::Status SetStreamInterest(Stream* stream, bool receive,
+                                         bool want_writable) = 0;
+  // Sends from `data`, which belongs to the stream's outbound ring and, on a
+  // completion backend, must stay in place until OnSendReady. Returns the
+  // bytes sent now, kSendAgain, kSendPending, or -errno.
+  virtual long Send(Stream* stream, const struct iovec* iov, int count) = 0;
+  // Whether a send submitted earlier has not completed yet.
+  virtual bool SendInFlight(const Stream* stream) const = 0;
+  // Completion backends: frees `block` (storage of the stream's outbound
+  // ring, moved or released while a send pointed into it) once the send in
+  // flight has completed. Readiness backends free it now.
+  virtual void RetainUntilSent(Stream* stream, void* block) = 0;
+  // shutdown(SHUT_WR).
+  virtual void ShutdownWrite(Stream* stream) = 0;
+  // Waits for a non-blocking connect on the stream's fd: OnConnected.
+  virtual absl::Status AwaitConnect(Stream* stream) = 0;
+  // Stops every operation and closes the fd (operations in flight keep
+  // their hold until their final completion).
+  virtual void CloseStream(Stream* stream) = 0;
+  // Stops every operation and hands the fd back, still open. Bytes that
+  // were received but not yet delivered are appended to *unread; *sent is
+  // how many bytes of the outbound ring a send in flight had sent.
+  virtual absl::Status DetachStream(Stream* stream, std::string* unread, size_t* sent) = 0;
+
+  // ---- Listening sockets. ----
+  virtual absl::Status StartAccepting(int fd, AcceptSink* sink) = 0;
+  // After this, `sink` hears nothing more and may be freed; the caller
+  // closes the fd.
+  virtual void StopAccepting(int fd, AcceptSink* sink) = 0;
+
+};
+
+struct BackendOptions {
+  BackendKind kind = BackendKind::kAuto;
+  bool edge_triggered = false;  // epoll only
+  // The loop-shared buffer a readiness backend reads into (owned by the
+  // loop, which outlives its backend).
+  char* read_buffer = nullptr;
+  size_t read_buffer_size = 0;
+  size_t read_budget_per_event = 1024 * 1024;
+  size_t uring_buffer_size = 64 * 1024;
+  size_t uring_buffer_count = 256;
+};
+
+// Makes the backend `options.kind` names; kAuto (or NETLOOP_BACKEND in the
+// environment, which overrides kAuto only) picks io_uring when it works here
+// and epoll otherwise, logging the fallback once.
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& options);
+// Whether io_uring, with the features this backend needs, can be set up
+// here; the reason when not. Probed once per process.
+absl::Status IoUringAvailable();
+// The kind kAuto resolves to in this process.
+BackendKind ResolveAutoBackend();
+const char* BackendKindName(BackendKind kind);
+
+absl::StatusOr<std::unique_ptr<Backend>> NewEpollBackend(const BackendOptions& options);
+absl::StatusOr<std::unique_ptr<Backend>> NewIoUringBackend(const BackendOptions& options);
+// Sets up (and tears down) a ring like the io_uring backend's.
+absl::Status ProbeIoUring();
+
+}  // namespace netloop::internal
+
+#endif  // NETLOOP_REACTOR_INTERNAL_BACKEND_H_

@@ -1,0 +1,72 @@
+// Choosing a loop's backend: the explicit kind, or for kAuto the environment's
+// NETLOOP_BACKEND, else io_uring when a probe succeeds, else epoll.
+#include <stdlib.h>
+#include <string.h>
+
+#include <mutex>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "reactor/internal/backend.h"
+#include "reactor/logging.h"
+
+namespace netloop::internal {
+
+const char* BackendKindName(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::kAuto:
+      return "auto";
+    case BackendKind::kEpoll:
+      return "epoll";
+    case BackendKind::kIoUring:
+      return "io_uring";
+  }
+  return "?";
+}
+
+absl::Status IoUringAvailable() {
+  // The probe sets up a ring with every flag and feature the real one uses (a seccomp filter, kernel.io_uring_disabled, an old kernel or a
+  // memlock limit fails it here, once, instead of in the middle of Start).
+  static const absl::Status* status = new absl::Status(ProbeIoUring());
+  return *status;
+}
+
+BackendKind ResolveAutoBackend() {
+  static const BackendKind kind = [] {
+    const char* env = getenv("NETLOOP_BACKEND");
+    if (env != nullptr && *env != '\0') {
+      if (strcmp(env, "epoll") == 0) return BackendKind::kEpoll;
+      if (strcmp(env, "io_uring") == 0) return BackendKind::kIoUring;
+      NETLOOP_LOG(kWarning) << "NETLOOP_BACKEND=" << env
+                            << " is not epoll or io_uring; ignored";
+    }
+    // epoll measured faster here on the workloads bench/RESULTS.md records;
+    // io_uring is chosen explicitly (Options::backend, --backend).
+    return BackendKind::kEpoll;
+  }();
+  return kind;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& options) {
+  BackendKind kind = options.kind;
+  if (kind == BackendKind::kAuto) kind = ResolveAutoBackend();
+  if (kind == BackendKind::kIoUring) {
+    if (absl::Status s = IoUringAvailable(); !s.ok()) {
+      if (options.kind == BackendKind::kIoUring) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("backend io_uring asked for but unavailable: ", s.message()));
+      }
+      static std::once_flag logged;
+      std::call_once(logged, [&] {
+        NETLOOP_LOG(kWarning) << "io_uring unavailable (" << s.message()
+                              << "); using epoll";
+      });
+      kind = BackendKind::kEpoll;
+    } else {
+      return NewIoUringBackend(options);
+    }
+  }
+  return NewEpollBackend(options);
+}
+
+}  // namespace netloop::internal

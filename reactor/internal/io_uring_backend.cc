@@ -1,0 +1,749 @@
+// The io_uring backend: completion-based.
+//
+// - Streams receive with one multishot recv each, into a per-loop ring of
+//   provided buffers: OnReceived sees the kernel-filled buffer, which goes
+//   back to the ring as soon as the sink returns (the sink copies what its
+//   handler left unread). An idle stream owns no buffer.
+// - Sends are IORING_OP_SEND from the stream's outbound ring, one in flight
+//   per stream; the owner keeps those bytes in place until the completion.
+// - Listeners use multishot accept. Plain watchers (the wake-up eventfd,
+//   fiber pollDescs) use multishot polls.
+// - One submit per loop iteration: Poll submits everything queued since the
+//   last one and waits in the same io_uring_enter, with the loop's next
+//   timer as the wait's timeout (EXT_ARG).
+// - The ring is created disabled and enabled by the loop thread on its first
+//   Poll, so IORING_SETUP_SINGLE_ISSUER names the loop thread as the one
+//   submitter; DEFER_TASKRUN then runs completions only when that thread
+//   asks for events, never as interrupts in the middle of a handler.
+//
+// Every operation in flight holds its stream (Stream::Hold), so a completion
+// never finds its owner freed, and the bytes a send points at stay put.
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "reactor/address.h"
+#include "reactor/internal/backend.h"
+#include "reactor/logging.h"
+#include "reactor/socket_ops.h"
+
+namespace netloop::internal {
+namespace {
+
+// user_data tags (low 3 bits; pointers are 8-aligned).
+constexpr uint64_t kOpIgnore = 0;  // cancels, poll removals
+constexpr uint64_t kOpRecv = 1;
+constexpr uint64_t kOpSend = 2;
+constexpr uint64_t kOpConnect = 3;
+constexpr uint64_t kOpPoll = 4;  // (slot << 32) | (generation << 3) | tag
+constexpr uint64_t kOpAccept = 5;
+constexpr uint64_t kTagMask = 7;
+
+// Stream::io_flags_ bits.
+constexpr uint8_t kRecvArmed = 1;    // a multishot recv is in flight
+constexpr uint8_t kRecvWanted = 2;   // the owner wants to receive
+constexpr uint8_t kSendBusy = 4;     // a send is in flight
+constexpr uint8_t kConnectArmed = 8;
+constexpr uint8_t kDead = 16;        // closed or detached: deliver nothing more
+constexpr uint8_t kRecvOneShot = 32;  // the armed recv is single-shot
+constexpr uint8_t kWantOneShot = 64;  // output is waiting: receive a buffer at a time
+
+constexpr unsigned kSqEntries = 1024;
+constexpr unsigned kCqEntries = 8192;
+constexpr int kBufferGroup = 0;
+
+uint64_t Tag(const void* p, uint64_t tag) { return reinterpret_cast<uint64_t>(p) | tag; }
+
+uint32_t ToPollMask(uint32_t interest) {
+  uint32_t m = 0;
+  if (interest & kIoReadable) m |= POLLIN;
+  if (interest & kIoWritable) m |= POLLOUT;
+  if (interest & kIoPeerClosed) m |= POLLRDHUP;
+  return m;
+}
+
+uint32_t FromPollMask(uint32_t m) {
+  uint32_t out = 0;
+  if (m & (POLLIN | POLLPRI)) out |= kIoReadable;
+  if (m & POLLOUT) out |= kIoWritable;
+  if (m & POLLRDHUP) out |= kIoPeerClosed;
+  if (m & (POLLERR | POLLHUP)) out |= kIoError;
+  return out;
+}
+
+}  // namespace
+
+class IoUringBackend final : public Backend {
+ public:
+  IoUringBackend(const BackendOptions& o)
+      : buf_size_(static_cast<unsigned>(std::max<size_t>(o.uring_buffer_size, 1024))),
+        buf_count_(static_cast<unsigned>(
+            std::bit_ceil(std::clamp<size_t>(o.uring_buffer_count, 8, 32768)))) {}
+
+  ~IoUringBackend() override {
+    if (ring_ok_) io_uring_queue_exit(&ring_);  // frees the buffer ring registration
+    if (br_ != nullptr) munmap(br_, br_bytes_);
+    if (bufs_ != nullptr) munmap(bufs_, static_cast<size_t>(buf_size_) * buf_count_);
+  }
+
+  // Maps the receive buffers. The ring itself is made by the loop thread on
+  // its first Poll (CreateRing): the task that creates a ring is tied to it
+  // (io_uring signals it with task work, which interrupts its blocking
+  // syscalls with EINTR), and that must be the loop thread, not whoever
+  // called Engine::Start. Operations queued before then wait in staged_.
+  absl::Status Init() {
+    br_bytes_ = sizeof(io_uring_buf) * buf_count_;
+    br_bytes_ = (br_bytes_ + 4095) & ~size_t{4095};
+    void* mem = mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                     -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(buffer ring)");
+    br_ = static_cast<io_uring_buf_ring*>(mem);
+    const size_t total = static_cast<size_t>(buf_size_) * buf_count_;
+    mem = mmap(nullptr, total, PROT_READ | PROT_WRITE,
+               MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(receive buffers)");
+    bufs_ = static_cast<char*>(mem);
+    io_uring_buf_ring_init(br_);
+    for (unsigned i = 0; i < buf_count_; ++i) {
+      io_uring_buf_ring_add(br_, BufferAt(i), buf_size_, static_cast<uint16_t>(i),
+                            io_uring_buf_ring_mask(buf_count_), static_cast<int>(i));
+    }
+    io_uring_buf_ring_advance(br_, static_cast<int>(buf_count_));
+    return absl::OkStatus();
+  }
+
+  // Sets up a ring the way this backend uses one. Any thread.
+  static absl::Status SetUpRing(io_uring* ring, io_uring_buf_ring* br, unsigned entries) {
+    io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+              IORING_SETUP_SUBMIT_ALL;
+    p.cq_entries = kCqEntries;
+    int rc = io_uring_queue_init_params(kSqEntries, ring, &p);
+    if (rc < 0) return absl::UnavailableError(absl::StrCat("io_uring_setup: ", strerror(-rc)));
+    absl::Status status;
+    if (!(p.features & IORING_FEAT_EXT_ARG)) {
+      status = absl::UnavailableError("io_uring: the kernel lacks IORING_FEAT_EXT_ARG");
+    } else {
+      io_uring_buf_reg reg;
+      memset(&reg, 0, sizeof(reg));
+      reg.ring_addr = reinterpret_cast<uint64_t>(br);
+      reg.ring_entries = entries;
+      reg.bgid = kBufferGroup;
+      rc = io_uring_register_buf_ring(ring, &reg, 0);
+      if (rc < 0) {
+        status = absl::UnavailableError(
+            absl::StrCat("io_uring: provided buffer ring: ", strerror(-rc)));
+      }
+    }
+    if (!status.ok()) io_uring_queue_exit(ring);
+    return status;
+  }
+
+  // Loop thread, first Poll.
+  void CreateRing() {
+    created_ = true;
+    absl::Status s = SetUpRing(&ring_, br_, buf_count_);
+    if (!s.ok()) {
+      NETLOOP_LOG(kError) << "loop cannot run: " << s.message();
+      return;
+    }
+    ring_ok_ = true;
+    for (const io_uring_sqe& staged : staged_) *Sqe() = staged;
+    staged_.clear();
+    staged_.shrink_to_fit();
+  }
+
+  const char* name() const override { return "io_uring"; }
+  BackendKind kind() const override { return BackendKind::kIoUring; }
+  bool completion() const override { return true; }
+  bool edge_triggered() const override { return false; }
+
+  // ---------------------------------------------------------- watchers
+
+  absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher) override {
+    // A poll on a regular file or directory "succeeds" and reports ready
+    // forever; epoll refuses them, and so does this backend.
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      return absl::Status(absl::ErrnoToStatusCode(errno),
+                          absl::StrCat("watch fd ", fd, ": ", strerror(errno)));
+    }
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("watch fd ", fd, ": not pollable (a file or a directory)"));
+    }
+    if (S_ISCHR(st.st_mode) && !CharDeviceIsPollable(fd)) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("watch fd ", fd, ": the device does not support polling"));
+    }
+    uint32_t slot;
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = static_cast<uint32_t>(slots_.size());
+      slots_.emplace_back();
+    }
+    PollSlot& ps = slots_[slot];
+    ps.watcher = watcher;
+    ps.fd = fd;
+    ps.mask = ToPollMask(interest);
+    ps.generation = (ps.generation + 1) & 0x1FFFFFFF;
+    ps.in_flight = true;
+    by_watcher_[watcher] = slot;
+    ArmPoll(slot);
+    return absl::OkStatus();
+  }
+
+  absl::Status Modify(int fd, uint32_t interest, IoWatcher* watcher) override {
+    (void)Unwatch(fd, watcher);
+    return Watch(fd, interest, watcher);
+  }
+
+  absl::Status Unwatch(int, IoWatcher* watcher) override {
+    auto it = by_watcher_.find(watcher);
+    if (it == by_watcher_.end()) return absl::OkStatus();
+    const uint32_t slot = it->second;
+    by_watcher_.erase(it);
+    PollSlot& ps = slots_[slot];
+    ps.watcher = nullptr;  // completions already posted are dropped
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_poll_remove(sqe, PollTag(slot, ps.generation));
+    io_uring_sqe_set_data64(sqe, kOpIgnore);
+    return absl::OkStatus();
+  }
+
+  // ---------------------------------------------------------- the loop
+
+  int Poll(int64_t timeout_ns) override {
+    if (!created_) CreateRing();
+    if (!ring_ok_) {
+      // Logged once by CreateRing; nothing can be served.
+      usleep(static_cast<useconds_t>(std::clamp<int64_t>(timeout_ns / 1000, 0, 100'000)));
+      return 0;
+    }
+    if (timeout_ns == 0) {
+      io_uring_submit_and_get_events(&ring_);
+    } else if (timeout_ns < 0) {
+      io_uring_cqe* cqe;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, nullptr, nullptr);
+    } else {
+      __kernel_timespec ts;
+      ts.tv_sec = timeout_ns / 1'000'000'000;
+      ts.tv_nsec = timeout_ns % 1'000'000'000;
+      io_uring_cqe* cqe;
+      io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    }
+    int dispatched = 0;
+    for (;;) {
+      unsigned head = *ring_.cq.khead;
+      unsigned tail = io_uring_smp_load_acquire(ring_.cq.ktail);
+      if (head == tail) break;
+      // Copy, then consume, then dispatch: a sink may detach a stream, which
+      // scans (and neutralises) the completions still unconsumed.
+      io_uring_cqe cqe = ring_.cq.cqes[head & ring_.cq.ring_mask];
+      io_uring_smp_store_release(ring_.cq.khead, head + 1);
+      Dispatch(cqe);
+      ++dispatched;
+      if (dispatched >= static_cast<int>(kCqEntries)) break;  // the rest next round
+    }
+    FlushRecycled();
+    ReapAccepts();
+    return dispatched;
+  }
+
+  bool HasPendingWork() const override { return false; }
+  size_t OperationsInFlight() const override { return in_flight_; }
+
+  // ---------------------------------------------------------- streams
+
+  absl::Status SetStreamInterest(Stream* s, bool receive, bool output_waiting) override {
+    if (s->io_flags_ & kDead) return absl::OkStatus();
+    // Output drained: back to multishot receives (see Send).
+    if (!output_waiting) s->io_flags_ &= ~kWantOneShot;
+    if (receive) {
+      s->io_flags_ |= kRecvWanted;
+      if (!(s->io_flags_ & kRecvArmed)) ArmRecv(s);
+    } else if (s->io_flags_ & kRecvWanted) {
+      s->io_flags_ &= ~kRecvWanted;
+      if (s->io_flags_ & kRecvArmed) Cancel(Tag(s, kOpRecv));
+    }
+    return absl::OkStatus();
+  }
+
+  long Send(Stream* s, const iovec* iov, int count) override {
+    if (s->io_flags_ & (kSendBusy | kDead)) return kSendPending;
+    if (s == completing_send_) {
+      // A send that follows straight on from the last one: output is
+      // backing up (the peer reads slower than it sends). A multishot recv
+      // would go on filling buffers, dozens per round, until a cancellation
+      // reached it, and each may turn into more output; from here on the
+      // stream receives one buffer per submission, so that backpressure
+      // stops it within a buffer.
+      s->io_flags_ |= kWantOneShot;
+      if ((s->io_flags_ & kRecvArmed) && !(s->io_flags_ & kRecvOneShot)) {
+        Cancel(Tag(s, kOpRecv));  // its final completion re-arms it single-shot
+      }
+    }
+    if (count <= 0 || iov[0].iov_len == 0) return 0;
+    // One piece per send: a ring that wraps sends its second piece from the
+    // completion. SEND needs no msghdr kept alive until submission.
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_send(sqe, s->fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, Tag(s, kOpSend));
+    s->io_flags_ |= kSendBusy;
+    HoldOp(s);
+    return kSendPending;
+  }
+
+  bool SendInFlight(const Stream* s) const override { return s->io_flags_ & kSendBusy; }
+  void RetainUntilSent(Stream* s, void* block) override {
+    if (!(s->io_flags_ & kSendBusy)) {
+      ::operator delete(block);
+      return;
+    }
+    retained_.emplace_back(s, block);
+  }
+  void ShutdownWrite(Stream* s) override { ::shutdown(s->fd_, SHUT_WR); }
+
+  absl::Status AwaitConnect(Stream* s) override {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_poll_add(sqe, s->fd_, POLLOUT);
+    io_uring_sqe_set_data64(sqe, Tag(s, kOpConnect));
+    s->io_flags_ |= kConnectArmed;
+    HoldOp(s);
+    return absl::OkStatus();
+  }
+
+  void CloseStream(Stream* s) override {
+    s->io_flags_ |= kDead;
+    s->io_flags_ &= ~kRecvWanted;
+    if (s->io_flags_ & kRecvArmed) Cancel(Tag(s, kOpRecv));
+    if (s->io_flags_ & kSendBusy) Cancel(Tag(s, kOpSend));
+    if (s->io_flags_ & kConnectArmed) Cancel(Tag(s, kOpConnect));
+    // Requests in flight hold the file, so the fd number may go now: the
+    // socket itself closes once the cancellations complete.
+    if (s->fd_ >= 0) ::close(s->fd_);
+    s->fd_ = -1;
+  }
+
+  absl::Status DetachStream(Stream* s, std::string* unread, size_t* sent) override {
+    *sent = 0;
+    if (s->io_flags_ & kConnectArmed) {
+      return absl::FailedPreconditionError("detach: connect in flight");
+    }
+    s->io_flags_ &= ~kRecvWanted;
+    if (!ring_ok_) {
+      // Nothing was submitted yet: drop the staged operations.
+      std::vector<io_uring_sqe> kept;
+      for (const io_uring_sqe& sqe : staged_) {
+        if (sqe.user_data == Tag(s, kOpRecv) || sqe.user_data == Tag(s, kOpSend)) {
+          UnholdOp(s);
+        } else {
+          kept.push_back(sqe);
+        }
+      }
+      staged_.swap(kept);
+      s->io_flags_ &= ~(kRecvArmed | kSendBusy);
+    }
+    if (s->io_flags_ & (kRecvArmed | kSendBusy)) {
+      // The operations must be gone before the fd changes hands, and what
+      // they did belongs to the new owner: cancel synchronously, let the
+      // kernel post the final completions, then take this stream's
+      // completions out of the queue (received bytes go to *unread; a
+      // send's count to *sent).
+      io_uring_submit(&ring_);
+      for (uint64_t op : {kOpRecv, kOpSend}) {
+        if (!(s->io_flags_ & (op == kOpRecv ? kRecvArmed : kSendBusy))) continue;
+        io_uring_sync_cancel_reg reg;
+        memset(&reg, 0, sizeof(reg));
+        reg.addr = Tag(s, op);
+        reg.fd = -1;
+        reg.flags = IORING_ASYNC_CANCEL_ALL;
+        reg.timeout.tv_sec = -1;
+        reg.timeout.tv_nsec = -1;
+        int rc = io_uring_register_sync_cancel(&ring_, &reg);
+        if (rc < 0 && rc != -ENOENT && rc != -EALREADY) {
+          return absl::InternalError(absl::StrCat("detach: sync cancel: ", strerror(-rc)));
+        }
+      }
+      io_uring_get_events(&ring_);
+      unsigned head = *ring_.cq.khead;
+      unsigned tail = io_uring_smp_load_acquire(ring_.cq.ktail);
+      for (; head != tail; ++head) {
+        io_uring_cqe& cqe = ring_.cq.cqes[head & ring_.cq.ring_mask];
+        if (cqe.user_data == Tag(s, kOpSend)) {
+          cqe.user_data = kOpIgnore;
+          if (cqe.res > 0) *sent += static_cast<size_t>(cqe.res);
+          s->io_flags_ &= ~kSendBusy;
+          FreeRetained(s);
+          UnholdOp(s);  // the caller holds the stream too
+          continue;
+        }
+        if (cqe.user_data != Tag(s, kOpRecv)) continue;
+        cqe.user_data = kOpIgnore;
+        if (cqe.flags & IORING_CQE_F_BUFFER) {
+          const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+          if (cqe.res > 0) unread->append(BufferAt(bid), static_cast<size_t>(cqe.res));
+          Recycle(bid);
+        }
+        if (!(cqe.flags & IORING_CQE_F_MORE)) {
+          s->io_flags_ &= ~kRecvArmed;
+          UnholdOp(s);
+        }
+      }
+      FlushRecycled();
+      if (s->io_flags_ & (kRecvArmed | kSendBusy)) {
+        // Not seen (a kernel that posts late): the stream stays held until
+        // the completion comes, and drops whatever it carries.
+        NETLOOP_LOG(kWarning) << "detach: an operation is still in flight after cancel";
+      }
+    }
+    s->io_flags_ |= kDead;
+    return absl::OkStatus();
+  }
+
+  // ---------------------------------------------------------- listeners
+
+  absl::Status StartAccepting(int fd, AcceptSink* sink) override {
+    auto reg = std::make_unique<AcceptReg>();
+    reg->fd = fd;
+    reg->sink = sink;
+    ArmAccept(reg.get());
+    accepts_.push_back(std::move(reg));
+    return absl::OkStatus();
+  }
+
+  void StopAccepting(int fd, AcceptSink* sink) override {
+    // The accept in flight holds the socket open after the caller closes
+    // its fd; shutting it down stops the listening now, so new clients are
+    // refused at once rather than queued on a socket nobody accepts from.
+    ::shutdown(fd, SHUT_RDWR);
+    for (auto& reg : accepts_) {
+      if (reg->fd == fd && reg->sink == sink && !reg->dead) {
+        reg->dead = true;
+        reg->sink = nullptr;
+        if (reg->armed) Cancel(Tag(reg.get(), kOpAccept));
+      }
+    }
+    // Freed by Poll once the final completion came (the sink may be calling
+    // from inside a completion of this very registration).
+  }
+
+ private:
+  struct PollSlot {
+    IoWatcher* watcher = nullptr;
+    int fd = -1;
+    uint32_t mask = 0;
+    uint32_t generation = 0;
+    bool in_flight = false;
+  };
+  struct AcceptReg {
+    int fd = -1;
+    AcceptSink* sink = nullptr;
+    bool armed = false;
+    bool dead = false;
+  };
+
+  // Whether the driver implements poll (/dev/null does not): epoll knows.
+  static bool CharDeviceIsPollable(int fd) {
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return true;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    bool ok = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+    ::close(ep);
+    return ok;
+  }
+
+  static uint64_t PollTag(uint32_t slot, uint32_t generation) {
+    return (static_cast<uint64_t>(slot) << 32) | (static_cast<uint64_t>(generation) << 3) |
+           kOpPoll;
+  }
+
+  // Every operation that points at a stream holds it until its final
+  // completion.
+  void HoldOp(Stream* s) {
+    s->Hold();
+    ++in_flight_;
+  }
+  void UnholdOp(Stream* s) {
+    --in_flight_;
+    s->Unhold();
+  }
+
+  char* BufferAt(unsigned bid) { return bufs_ + static_cast<size_t>(bid) * buf_size_; }
+
+  io_uring_sqe* Sqe() {
+    if (!ring_ok_) {
+      // Before the loop's first Poll: staged, copied in by CreateRing. The
+      // pointer is used at once, before the next Sqe().
+      staged_.emplace_back();
+      memset(&staged_.back(), 0, sizeof(io_uring_sqe));
+      return &staged_.back();
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    while (sqe == nullptr) {
+      // The queue is full: submit what is there (the loop thread only, once
+      // the ring is enabled; before that, nothing fills 1024 entries).
+      io_uring_submit(&ring_);
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  void Cancel(uint64_t user_data) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_cancel64(sqe, user_data, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, kOpIgnore);
+  }
+
+  void ArmPoll(uint32_t slot) {
+    PollSlot& ps = slots_[slot];
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_poll_multishot(sqe, ps.fd, ps.mask);
+    io_uring_sqe_set_data64(sqe, PollTag(slot, ps.generation));
+  }
+
+  void ArmRecv(Stream* s) {
+    io_uring_sqe* sqe = Sqe();
+    if (s->io_flags_ & kWantOneShot) {
+      io_uring_prep_recv(sqe, s->fd_, nullptr, buf_size_, 0);
+      s->io_flags_ |= kRecvOneShot;
+    } else {
+      io_uring_prep_recv_multishot(sqe, s->fd_, nullptr, 0, 0);
+      s->io_flags_ &= ~kRecvOneShot;
+    }
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
+    io_uring_sqe_set_data64(sqe, Tag(s, kOpRecv));
+    s->io_flags_ |= kRecvArmed;
+    HoldOp(s);
+  }
+
+  void ArmAccept(AcceptReg* reg) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_multishot_accept(sqe, reg->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, Tag(reg, kOpAccept));
+    reg->armed = true;
+  }
+
+  void Recycle(unsigned bid) {
+    io_uring_buf_ring_add(br_, BufferAt(bid), buf_size_, static_cast<uint16_t>(bid),
+                          io_uring_buf_ring_mask(buf_count_), recycled_);
+    ++recycled_;
+  }
+  void FlushRecycled() {
+    if (recycled_ == 0) return;
+    io_uring_buf_ring_advance(br_, recycled_);
+    recycled_ = 0;
+  }
+
+  void FreeRetained(Stream* s) {
+    size_t kept = 0;
+    for (auto& [owner, block] : retained_) {
+      if (owner == s) {
+        ::operator delete(block);
+      } else {
+        retained_[kept++] = {owner, block};
+      }
+    }
+    retained_.resize(kept);
+  }
+
+  void Dispatch(const io_uring_cqe& cqe) {
+    const uint64_t data = cqe.user_data;
+    const uint64_t tag = data & kTagMask;
+    const bool more = cqe.flags & IORING_CQE_F_MORE;
+    switch (tag) {
+      case kOpIgnore:
+        if (cqe.flags & IORING_CQE_F_BUFFER) Recycle(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+        return;
+      case kOpRecv:
+        OnRecv(reinterpret_cast<Stream*>(data & ~kTagMask), cqe, more);
+        return;
+      case kOpSend: {
+        auto* s = reinterpret_cast<Stream*>(data & ~kTagMask);
+        s->io_flags_ &= ~kSendBusy;
+        if (!retained_.empty()) FreeRetained(s);
+        if (!(s->io_flags_ & kDead)) {
+          completing_send_ = s;
+          s->OnSendReady(cqe.res == -EAGAIN ? 0 : cqe.res);
+          completing_send_ = nullptr;
+        }
+        UnholdOp(s);
+        return;
+      }
+      case kOpConnect: {
+        auto* s = reinterpret_cast<Stream*>(data & ~kTagMask);
+        s->io_flags_ &= ~kConnectArmed;
+        if (!(s->io_flags_ & kDead)) {
+          s->OnConnected(cqe.res < 0 ? -cqe.res : SocketError(s->fd_));
+        }
+        UnholdOp(s);
+        return;
+      }
+      case kOpPoll: {
+        const uint32_t slot = static_cast<uint32_t>(data >> 32);
+        const uint32_t gen = static_cast<uint32_t>(data >> 3) & 0x1FFFFFFF;
+        if (slot >= slots_.size() || slots_[slot].generation != gen) return;
+        PollSlot& ps = slots_[slot];
+        if (ps.watcher != nullptr && cqe.res >= 0) {
+          ps.watcher->OnIoReady(FromPollMask(static_cast<uint32_t>(cqe.res)));
+        } else if (ps.watcher != nullptr && cqe.res != -ECANCELED) {
+          ps.watcher->OnIoReady(kIoError);
+        }
+        if (!more && slot < slots_.size()) {
+          PollSlot& again = slots_[slot];
+          if (again.generation != gen) return;  // re-watched from the callback
+          if (again.watcher != nullptr) {
+            ArmPoll(slot);  // the kernel ended the multishot poll: re-arm
+          } else {
+            again.in_flight = false;
+            free_slots_.push_back(slot);
+          }
+        }
+        return;
+      }
+      case kOpAccept:
+        OnAccept(reinterpret_cast<AcceptReg*>(data & ~kTagMask), cqe, more);
+        return;
+    }
+  }
+
+  void OnRecv(Stream* s, const io_uring_cqe& cqe, bool more) {
+    const bool has_buffer = cqe.flags & IORING_CQE_F_BUFFER;
+    const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+    if (cqe.res > 0) {
+      if (!(s->io_flags_ & kDead)) {
+        s->OnReceived(std::string_view(BufferAt(bid), static_cast<size_t>(cqe.res)));
+      } else if (!s->released()) {
+        NETLOOP_LOG(kWarning) << "io_uring: bytes for a detached stream dropped";
+      }
+      if (has_buffer) Recycle(bid);
+    } else {
+      if (has_buffer) Recycle(bid);
+      if (cqe.res == 0) {
+        s->io_flags_ &= ~kRecvWanted;
+        if (!(s->io_flags_ & kDead)) s->OnReceiveEnded(0);
+      } else if (cqe.res != -ENOBUFS && cqe.res != -ECANCELED && cqe.res != -EINTR &&
+                 cqe.res != -EAGAIN) {
+        s->io_flags_ &= ~kRecvWanted;
+        if (!(s->io_flags_ & kDead)) s->OnReceiveEnded(-cqe.res);
+      }
+    }
+    if (!more) {
+      s->io_flags_ &= ~kRecvArmed;
+      // Single-shot, ended by the kernel (buffer ring empty, or it chose
+      // to), or cancelled to change mode while the owner wants more: arm
+      // again. It is submitted by the next Poll, after the buffers this
+      // round consumed are back in the ring.
+      if ((s->io_flags_ & kRecvWanted) && !(s->io_flags_ & kDead)) ArmRecv(s);
+      UnholdOp(s);
+    }
+  }
+
+  void OnAccept(AcceptReg* reg, const io_uring_cqe& cqe, bool more) {
+    if (!more) reg->armed = false;
+    if (cqe.res >= 0) {
+      if (reg->sink == nullptr) {
+        ::close(cqe.res);  // the listener is closing
+      } else {
+        reg->sink->OnAccepted(cqe.res, PeerAddressOf(cqe.res));
+      }
+    } else if (reg->sink != nullptr) {
+      const int err = -cqe.res;
+      switch (err) {
+        case ECANCELED:
+        case EINTR:
+        case EAGAIN:
+        case ECONNABORTED:
+        case EPROTO:
+        case EPERM:
+          break;
+        default: {
+          // Descriptor exhaustion and such: stop, and let the sink decide
+          // when to try again (it calls StartAccepting).
+          AcceptSink* sink = reg->sink;
+          reg->dead = true;
+          reg->sink = nullptr;
+          if (reg->armed) Cancel(Tag(reg, kOpAccept));
+          sink->OnAcceptFailed(err);
+          break;
+        }
+      }
+    }
+    if (!reg->armed && !reg->dead && reg->sink != nullptr) ArmAccept(reg);
+  }
+
+  void ReapAccepts() {
+    accepts_.erase(std::remove_if(accepts_.begin(), accepts_.end(),
+                                  [](const std::unique_ptr<AcceptReg>& r) {
+                                    return r->dead && !r->armed;
+                                  }),
+                   accepts_.end());
+  }
+
+  io_uring ring_;
+  bool created_ = false;
+  bool ring_ok_ = false;
+  std::vector<io_uring_sqe> staged_;
+  const unsigned buf_size_;
+  const unsigned buf_count_;
+  io_uring_buf_ring* br_ = nullptr;
+  size_t br_bytes_ = 0;
+  char* bufs_ = nullptr;
+  int recycled_ = 0;
+  size_t in_flight_ = 0;
+  Stream* completing_send_ = nullptr;  // whose send completion is being delivered
+  std::vector<PollSlot> slots_;
+  std::vector<uint32_t> free_slots_;
+  absl::flat_hash_map<IoWatcher*, uint32_t> by_watcher_;
+  std::vector<std::unique_ptr<AcceptReg>> accepts_;
+  std::vector<std::pair<Stream*, void*>> retained_;
+};
+
+absl::Status ProbeIoUring() {
+  // On a thread of its own: the probing thread is tied to the ring it made
+  // (see Init), and this one ends right after.
+  absl::Status status;
+  std::thread([&status] {
+    const unsigned entries = 8;
+    void* mem = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) {
+      status = absl::ResourceExhaustedError("mmap");
+      return;
+    }
+    auto* br = static_cast<io_uring_buf_ring*>(mem);
+    io_uring_buf_ring_init(br);
+    io_uring ring;
+    status = IoUringBackend::SetUpRing(&ring, br, entries);
+    if (status.ok()) io_uring_queue_exit(&ring);
+    munmap(mem, 4096);
+  }).join();
+  return status;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> NewIoUringBackend(const BackendOptions& options) {
+  auto backend = std::make_unique<IoUringBackend>(options);
+  if (absl::Status s = backend->Init(); !s.ok()) return s;
+  return std::unique_ptr<Backend>(std::move(backend));
+}
+
+}  // namespace netloop::internal
