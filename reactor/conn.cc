@@ -193,6 +193,8 @@ void Conn::DispatchTraffic() {
   AccountBuffers();
   ApplyAction(static_cast<int>(action));
   AfterCallback();
+  // Whether input is left unread changes how a completion backend receives.
+  if (registered_ && state_ == State::kOpen) UpdateInterest();
 }
 
 void Conn::AccountBuffers() {
@@ -470,14 +472,16 @@ void Conn::UpdateInterest() {
       state_ == State::kConnecting) {
     return;
   }
+  constexpr uint8_t kBacklogged = 1u << 5;
   uint8_t want = 0;
   if (state_ == State::kOpen && !read_paused_ && !peer_eof_) want |= kIoReadable;
-  if (!outbound_.empty()) want |= kIoWritable;
+  if (!outbound_.empty()) want |= kIoWritable | kBacklogged;
+  if (!inbound_.empty()) want |= kBacklogged;
   if (want == interest_ && registered_) return;
   interest_ = want;
   registered_ = true;
-  absl::Status s =
-      backend().SetStreamInterest(this, want & kIoReadable, want & kIoWritable);
+  absl::Status s = backend().SetStreamInterest(this, want & kIoReadable, want & kIoWritable,
+                                               want & kBacklogged);
   if (!s.ok()) {
     NETLOOP_LOG(kError) << "watch fd " << fd_ << ": " << s.message();
     if (in_callback_ > 0) {

@@ -100,6 +100,11 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
       acceptor_loop_->Run();
     });
   }
+  // Start returns with every loop running: its backend is set up (io_uring
+  // makes its ring on the loop thread), so what a caller measures or
+  // connects after Start sees a settled engine.
+  for (auto& w : workers_) w->loop().WaitUntilRunning();
+  if (acceptor_loop_) acceptor_loop_->WaitUntilRunning();
   if (options_.ticker) workers_[0]->loop().QueueInLoop([this] { StartTicker(); });
   if (boot == Action::kShutdown) Stop();
   return absl::OkStatus();

@@ -77,6 +77,9 @@ void EventLoop::Run() {
   thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   EventLoop* previous = current_loop;
   current_loop = this;
+  backend_->StartOnLoopThread();
+  running_.store(true, std::memory_order_release);
+  running_.notify_all();
   while (!quit_.load(std::memory_order_acquire)) {
     backend_->Poll(PollTimeoutNanos());
     now_ns_ = MonotonicNanos();
@@ -112,6 +115,8 @@ int64_t EventLoop::PollTimeoutNanos() const {
   int64_t now = MonotonicNanos();
   return next > now ? next - now : 0;
 }
+
+void EventLoop::WaitUntilRunning() const { running_.wait(false, std::memory_order_acquire); }
 
 void EventLoop::Quit() {
   quit_.store(true, std::memory_order_release);

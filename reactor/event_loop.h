@@ -35,7 +35,7 @@ struct LoopOptions {
   bool edge_triggered = false;  // epoll only
   size_t read_buffer_size = 64 * 1024;
   size_t read_budget_per_event = 1024 * 1024;
-  size_t uring_buffer_size = 64 * 1024;
+  size_t uring_buffer_size = 16 * 1024;
   size_t uring_buffer_count = 256;
   std::string name = "netloop";
 };
@@ -70,6 +70,9 @@ class EventLoop {
   // Runs the loop on the calling thread until Quit(). Tasks still queued when
   // it quits are run before Run returns (so no posted close is lost).
   void Run();
+  // Blocks until Run() has started (once) on its thread and set up the
+  // backend there. Any thread but the loop's.
+  void WaitUntilRunning() const;
   // Asks Run() to return after the current iteration. Any thread.
   void Quit();
   bool InLoopThread() const {
@@ -150,6 +153,7 @@ class EventLoop {
   std::unique_ptr<WakeupWatcher> wakeup_watcher_;
   std::atomic<std::thread::id> thread_id_{};
   std::atomic<bool> quit_{false};
+  std::atomic<bool> running_{false};  // Run() started once
   std::atomic<uint64_t> iterations_{0};
   int64_t now_ns_ = 0;
   TaskQueue tasks_;

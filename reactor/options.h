@@ -66,7 +66,7 @@ struct Options {
   // buffers of `uring_buffer_size` bytes (reserved address space; pages are
   // touched as the kernel fills them). OnTraffic sees the kernel-filled
   // buffer directly. The count is rounded up to a power of two.
-  size_t uring_buffer_size = 64 * 1024;
+  size_t uring_buffer_size = 16 * 1024;
   size_t uring_buffer_count = 256;
 
   // Edge-triggered epoll (EPOLLET). Level-triggered is the default: it was as

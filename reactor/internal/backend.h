@@ -138,6 +138,10 @@ class Backend {
   // collected: it may be freed.
   virtual absl::Status Unwatch(int fd, IoWatcher* watcher) = 0;
 
+  // Called once by the loop thread before its first Poll (io_uring makes its
+  // ring here: see io_uring_backend.cc).
+  virtual void StartOnLoopThread() {}
+
   // Waits up to `timeout_ns` (negative: forever; 0: not at all), submits
   // what was queued, and dispatches what completed or became ready.
   virtual int Poll(int64_t timeout_ns) = 0;
@@ -153,12 +157,14 @@ class Backend {
 
   // What the owner wants from its stream now: to receive (off for
   // backpressure or after the peer's FIN), and, on readiness backends, to
-  // hear when the socket can take more (bytes wait to be sent). The first
-  // call starts serving the stream (its fd set by the owner). A completion
-  // backend may still deliver bytes that were in flight when receiving went
-  // off.
-  virtual absl::Status SetStreamInterest(Stream* stream, bool receive,
-                                         bool want_writable) = 0;
+  // hear when the socket can take more (bytes wait to be sent).
+  // `backlogged` says the owner is behind (input left unread, or output
+  // waiting): a completion backend then receives one buffer at a time
+  // rather than keeping a multishot receive armed. The first call starts
+  // serving the stream (its fd set by the owner). A completion backend may
+  // still deliver bytes that were in flight when receiving went off.
+  virtual absl::Status SetStreamInterest(Stream* stream, bool receive, bool want_writable,
+                                         bool backlogged) = 0;
   // Sends from `data`, which belongs to the stream's outbound ring and, on a
   // completion backend, must stay in place until OnSendReady. Returns the
   // bytes sent now, kSendAgain, kSendPending, or -errno.
@@ -197,7 +203,7 @@ struct BackendOptions {
   char* read_buffer = nullptr;
   size_t read_buffer_size = 0;
   size_t read_budget_per_event = 1024 * 1024;
-  size_t uring_buffer_size = 64 * 1024;
+  size_t uring_buffer_size = 16 * 1024;
   size_t uring_buffer_count = 256;
 };
 

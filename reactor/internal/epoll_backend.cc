@@ -118,7 +118,8 @@ class EpollBackend final : public Backend {
 
   // ---------------------------------------------------------- streams
 
-  absl::Status SetStreamInterest(Stream* s, bool receive, bool want_writable) override {
+  absl::Status SetStreamInterest(Stream* s, bool receive, bool want_writable,
+                                 bool /*backlogged*/) override {
     const uint8_t want = (receive ? kWantRead : 0) | (want_writable ? kWantWrite : 0);
     const uint8_t registered = s->io_interest_ & kRegistered;
     if (registered && (s->io_interest_ & (kWantRead | kWantWrite | kConnecting)) == want) {

@@ -52,6 +52,7 @@ constexpr uint64_t kOpSend = 2;
 constexpr uint64_t kOpConnect = 3;
 constexpr uint64_t kOpPoll = 4;  // (slot << 32) | (generation << 3) | tag
 constexpr uint64_t kOpAccept = 5;
+constexpr uint64_t kOpCancel = 6;  // (index into cancels_ << 3) | tag
 constexpr uint64_t kTagMask = 7;
 
 // Stream::io_flags_ bits.
@@ -155,7 +156,11 @@ class IoUringBackend final : public Backend {
     return status;
   }
 
-  // Loop thread, first Poll.
+  void StartOnLoopThread() override {
+    if (!created_) CreateRing();
+  }
+
+  // Loop thread, before its first Poll.
   void CreateRing() {
     created_ = true;
     absl::Status s = SetUpRing(&ring_, br_, buf_count_);
@@ -223,9 +228,10 @@ class IoUringBackend final : public Backend {
     by_watcher_.erase(it);
     PollSlot& ps = slots_[slot];
     ps.watcher = nullptr;  // completions already posted are dropped
-    io_uring_sqe* sqe = Sqe();
-    io_uring_prep_poll_remove(sqe, PollTag(slot, ps.generation));
-    io_uring_sqe_set_data64(sqe, kOpIgnore);
+    Cancel(PollTag(slot, ps.generation), /*poll=*/true);
+    // The caller closes the fd next: a poll still waiting to be submitted
+    // would then find the number closed, or reused by another socket.
+    SubmitNow();
     return absl::OkStatus();
   }
 
@@ -273,10 +279,19 @@ class IoUringBackend final : public Backend {
 
   // ---------------------------------------------------------- streams
 
-  absl::Status SetStreamInterest(Stream* s, bool receive, bool output_waiting) override {
+  absl::Status SetStreamInterest(Stream* s, bool receive, bool, bool backlogged) override {
     if (s->io_flags_ & kDead) return absl::OkStatus();
-    // Output drained: back to multishot receives (see Send).
-    if (!output_waiting) s->io_flags_ &= ~kWantOneShot;
+    // A multishot recv goes on filling buffers (dozens per round) until a
+    // cancellation reaches it. An owner that is behind would hold them all:
+    // it receives one buffer per submission until it has caught up.
+    if (backlogged) {
+      s->io_flags_ |= kWantOneShot;
+      if ((s->io_flags_ & kRecvArmed) && !(s->io_flags_ & kRecvOneShot)) {
+        Cancel(Tag(s, kOpRecv));  // its final completion re-arms it single-shot
+      }
+    } else {
+      s->io_flags_ &= ~kWantOneShot;
+    }
     if (receive) {
       s->io_flags_ |= kRecvWanted;
       if (!(s->io_flags_ & kRecvArmed)) ArmRecv(s);
@@ -334,11 +349,15 @@ class IoUringBackend final : public Backend {
   void CloseStream(Stream* s) override {
     s->io_flags_ |= kDead;
     s->io_flags_ &= ~kRecvWanted;
+    const bool armed = s->io_flags_ & (kRecvArmed | kSendBusy | kConnectArmed);
     if (s->io_flags_ & kRecvArmed) Cancel(Tag(s, kOpRecv));
     if (s->io_flags_ & kSendBusy) Cancel(Tag(s, kOpSend));
     if (s->io_flags_ & kConnectArmed) Cancel(Tag(s, kOpConnect));
-    // Requests in flight hold the file, so the fd number may go now: the
+    // An operation prepared in this round but not yet submitted would find
+    // the fd closed, or worse reused by the next accept: submit first.
+    // Requests in flight hold the file, so the fd number may go then: the
     // socket itself closes once the cancellations complete.
+    if (armed) SubmitNow();
     if (s->fd_ >= 0) ::close(s->fd_);
     s->fd_ = -1;
   }
@@ -442,6 +461,7 @@ class IoUringBackend final : public Backend {
         if (reg->armed) Cancel(Tag(reg.get(), kOpAccept));
       }
     }
+    SubmitNow();  // before the caller closes the fd
     // Freed by Poll once the final completion came (the sink may be calling
     // from inside a completion of this very registration).
   }
@@ -508,10 +528,40 @@ class IoUringBackend final : public Backend {
     return sqe;
   }
 
-  void Cancel(uint64_t user_data) {
+  // Cancels the operation whose user_data is `target`. The kernel answers
+  // EALREADY while the operation is mid-completion (a multishot one then
+  // goes on), so the cancellation is kept until it is answered otherwise.
+  void Cancel(uint64_t target, bool poll = false) {
+    uint32_t index;
+    if (!free_cancels_.empty()) {
+      index = free_cancels_.back();
+      free_cancels_.pop_back();
+      cancels_[index] = {target, poll};
+    } else {
+      index = static_cast<uint32_t>(cancels_.size());
+      cancels_.push_back({target, poll});
+    }
+    PrepCancel(index);
+  }
+  void PrepCancel(uint32_t index) {
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_cancel64(sqe, user_data, IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(sqe, kOpIgnore);
+    if (cancels_[index].poll) {
+      io_uring_prep_poll_remove(sqe, cancels_[index].target);
+    } else {
+      io_uring_prep_cancel64(sqe, cancels_[index].target, 0);
+    }
+    io_uring_sqe_set_data64(sqe, (static_cast<uint64_t>(index) << 3) | kOpCancel);
+  }
+  void OnCancelDone(uint32_t index, int res) {
+    if (res == -EALREADY) {
+      PrepCancel(index);  // submitted with the next round
+      return;
+    }
+    free_cancels_.push_back(index);
+  }
+
+  void SubmitNow() {
+    if (ring_ok_) io_uring_submit(&ring_);
   }
 
   void ArmPoll(uint32_t slot) {
@@ -572,6 +622,9 @@ class IoUringBackend final : public Backend {
     const uint64_t tag = data & kTagMask;
     const bool more = cqe.flags & IORING_CQE_F_MORE;
     switch (tag) {
+      case kOpCancel:
+        OnCancelDone(static_cast<uint32_t>(data >> 3), cqe.res);
+        return;
       case kOpIgnore:
         if (cqe.flags & IORING_CQE_F_BUFFER) Recycle(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
         return;
@@ -717,6 +770,12 @@ class IoUringBackend final : public Backend {
   absl::flat_hash_map<IoWatcher*, uint32_t> by_watcher_;
   std::vector<std::unique_ptr<AcceptReg>> accepts_;
   std::vector<std::pair<Stream*, void*>> retained_;
+  struct PendingCancel {
+    uint64_t target;
+    bool poll;
+  };
+  std::vector<PendingCancel> cancels_;
+  std::vector<uint32_t> free_cancels_;
 };
 
 absl::Status ProbeIoUring() {
