@@ -270,6 +270,42 @@ ssize_t SysRead(int fd, void* buf, size_t n) {
   return ::read(fd, buf, n);
 }
 
+ssize_t FaultCompletedReceive(size_t n) {
+  Injector& inj = TheInjector();
+  if (!inj.active()) return static_cast<ssize_t>(n);
+  Decision d = inj.Decide(Op::kRead, n);
+  if (!d.faulted) return static_cast<ssize_t>(n);
+  switch (d.kind) {
+    case Kind::kShort:
+      return static_cast<ssize_t>(d.limit);
+    case Kind::kError:
+      return -d.err;
+    case Kind::kDelay:
+      std::this_thread::sleep_for(std::chrono::microseconds(d.delay_us));
+      return static_cast<ssize_t>(n);
+    default:  // EINTR and EAGAIN have no meaning for a completed receive
+      return static_cast<ssize_t>(n);
+  }
+}
+
+ssize_t FaultSubmittedSend(size_t n) {
+  Injector& inj = TheInjector();
+  if (!inj.active()) return static_cast<ssize_t>(n);
+  Decision d = inj.Decide(Op::kSend, n);
+  if (!d.faulted) return static_cast<ssize_t>(n);
+  switch (d.kind) {
+    case Kind::kShort:
+      return static_cast<ssize_t>(std::max<size_t>(d.limit, 1));
+    case Kind::kError:
+      return -d.err;
+    case Kind::kDelay:
+      std::this_thread::sleep_for(std::chrono::microseconds(d.delay_us));
+      return static_cast<ssize_t>(n);
+    default:
+      return static_cast<ssize_t>(n);
+  }
+}
+
 ssize_t SysSend(int fd, const void* buf, size_t n, int flags) {
   Injector& inj = TheInjector();
   if (!inj.active()) return ::send(fd, buf, n, flags);

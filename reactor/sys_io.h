@@ -1,5 +1,6 @@
 // The syscalls the engine makes on live sockets (accept, connect, read, send,
-// sendmsg, name resolution), behind one seam. In optimised builds each is the
+// sendmsg, name resolution), behind one seam, and the matching points of the
+// completion backends (a receive completed, a send submitted). In optimised builds each is the
 // plain syscall, inlined. In test builds (NETLOOP_FAULT_INJECTION, set by
 // //reactor:sys_io outside -c opt) each first asks the installed fault
 // injector (reactor/fault_injection.h) whether to fail, shorten or delay the
@@ -24,6 +25,12 @@ int SysAccept4(int fd, sockaddr* addr, socklen_t* len, int flags);
 int SysConnect(int fd, const sockaddr* addr, socklen_t len);
 int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
                    addrinfo** res);
+// Completion backends, which make no such syscalls: what the injector makes
+// of a receive that completed with `n` bytes (n; fewer, to be delivered
+// first, the rest after; or -errno, the connection failing), and of a send
+// about to be submitted (n; fewer, a short send; or -errno).
+ssize_t FaultCompletedReceive(size_t n);
+ssize_t FaultSubmittedSend(size_t n);
 #else
 inline ssize_t SysRead(int fd, void* buf, size_t n) { return ::read(fd, buf, n); }
 inline ssize_t SysSend(int fd, const void* buf, size_t n, int flags) {
@@ -42,6 +49,8 @@ inline int SysGetAddrInfo(const char* host, const char* service, const addrinfo*
                           addrinfo** res) {
   return ::getaddrinfo(host, service, hints, res);
 }
+inline ssize_t FaultCompletedReceive(size_t n) { return static_cast<ssize_t>(n); }
+inline ssize_t FaultSubmittedSend(size_t n) { return static_cast<ssize_t>(n); }
 #endif
 
 }  // namespace netloop::internal

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <stdlib.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "reactor/address.h"
+#include "reactor/options.h"
 
 namespace netloop::testing {
 
@@ -106,6 +108,20 @@ long RaiseFdLimit() {
   setrlimit(RLIMIT_NOFILE, &rl);
   getrlimit(RLIMIT_NOFILE, &rl);
   return static_cast<long>(rl.rlim_cur);
+}
+
+bool TestingIoUring() {
+  const char* env = getenv("NETLOOP_BACKEND");
+  return env != nullptr && std::string_view(env) == "io_uring";
+}
+
+size_t ReceiveSlopBytesPerConnection() {
+  return TestingIoUring() ? 32 * Options{}.uring_buffer_size : 0;
+}
+
+size_t ReceivePoolBytesPerLoop() {
+  const Options o;
+  return TestingIoUring() ? o.uring_buffer_count * o.uring_buffer_size : 0;
 }
 
 }  // namespace netloop::testing

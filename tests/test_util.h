@@ -3,6 +3,7 @@
 #ifndef NETLOOP_TESTS_TEST_UTIL_H_
 #define NETLOOP_TESTS_TEST_UTIL_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -27,6 +28,15 @@ long RaiseFdLimit();
 int OpenDescriptors();
 // Descriptors process `pid` has open now (from /proc/PID/fd), or -1.
 int OpenDescriptorsOf(int pid);
+// Memory a server may hold past its write high-water mark because of its
+// backend, with default Options: on io_uring (NETLOOP_BACKEND=io_uring, how
+// the suite runs on that backend) up to 32 in-flight receive buffers per
+// connection, and each loop's pool of provided receive buffers, which the
+// kernel fills in turn (so all of it becomes resident under load). 0 on
+// epoll.
+bool TestingIoUring();
+size_t ReceiveSlopBytesPerConnection();
+size_t ReceivePoolBytesPerLoop();
 // Waits (bounded) until pred() holds; false on timeout.
 template <typename Pred>
 bool WaitFor(Pred pred, int timeout_ms = 10000);

@@ -176,10 +176,12 @@ int main(int argc, char** argv) {
   options->write_high_water = kMaxUnsentBytes;
   options->write_low_water = kMaxUnsentBytes / 2;
   // Unconsumed input is at most one request not yet complete (head and body
-  // within the parser's limits) plus the read that brought its last bytes.
+  // within the parser's limits) plus the read that brought its last bytes,
+  // plus on io_uring the receives in flight when backpressure set in (see
+  // Options::write_high_water: up to 32 buffers).
   const netloop::http::ParserLimits limits;
-  options->max_inbound_bytes =
-      limits.max_header_bytes + limits.max_body_bytes + options->read_buffer_size;
+  options->max_inbound_bytes = limits.max_header_bytes + limits.max_body_bytes +
+                               options->read_buffer_size + 32 * options->uring_buffer_size;
   HttpHandler handler(absl::Seconds(header_timeout_seconds));
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);

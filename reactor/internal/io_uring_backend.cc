@@ -41,6 +41,7 @@
 #include "reactor/internal/backend.h"
 #include "reactor/logging.h"
 #include "reactor/socket_ops.h"
+#include "reactor/sys_io.h"
 
 namespace netloop::internal {
 namespace {
@@ -317,10 +318,16 @@ class IoUringBackend final : public Backend {
       }
     }
     if (count <= 0 || iov[0].iov_len == 0) return 0;
+    size_t len = iov[0].iov_len;
+    if (const ssize_t f = FaultSubmittedSend(len); f < 0) {
+      return f;
+    } else {
+      len = static_cast<size_t>(f);
+    }
     // One piece per send: a ring that wraps sends its second piece from the
     // completion. SEND needs no msghdr kept alive until submission.
     io_uring_sqe* sqe = Sqe();
-    io_uring_prep_send(sqe, s->fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, s->fd_, iov[0].iov_base, len, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, Tag(s, kOpSend));
     s->io_flags_ |= kSendBusy;
     HoldOp(s);
@@ -684,8 +691,23 @@ class IoUringBackend final : public Backend {
     const bool has_buffer = cqe.flags & IORING_CQE_F_BUFFER;
     const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
     if (cqe.res > 0) {
+      const ssize_t fault = FaultCompletedReceive(static_cast<size_t>(cqe.res));
+      if (fault < 0 && !(s->io_flags_ & kDead)) {
+        Recycle(bid);
+        s->io_flags_ &= ~kRecvWanted;
+        s->OnReceiveEnded(static_cast<int>(-fault));
+        if (!more) {
+          s->io_flags_ &= ~kRecvArmed;
+          UnholdOp(s);
+        }
+        return;
+      }
       if (!(s->io_flags_ & kDead)) {
-        s->OnReceived(std::string_view(BufferAt(bid), static_cast<size_t>(cqe.res)));
+        // A short "read" from the injector: the same bytes in two pieces.
+        const size_t first = static_cast<size_t>(fault);
+        const std::string_view all(BufferAt(bid), static_cast<size_t>(cqe.res));
+        s->OnReceived(all.substr(0, first));
+        if (first < all.size() && !(s->io_flags_ & kDead)) s->OnReceived(all.substr(first));
       } else if (!s->released()) {
         NETLOOP_LOG(kWarning) << "io_uring: bytes for a detached stream dropped";
       }
