@@ -635,11 +635,18 @@ class IoUringBackend final : public Backend {
       case kOpIgnore:
         if (cqe.flags & IORING_CQE_F_BUFFER) Recycle(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
         return;
-      case kOpRecv:
-        OnRecv(reinterpret_cast<Stream*>(data & ~kTagMask), cqe, more);
+      case kOpRecv: {
+        // Held across the sink's calls: a handler may detach or close the
+        // stream, which can release this very operation's hold.
+        auto* s = reinterpret_cast<Stream*>(data & ~kTagMask);
+        s->Hold();
+        OnRecv(s, cqe, more);
+        s->Unhold();
         return;
+      }
       case kOpSend: {
         auto* s = reinterpret_cast<Stream*>(data & ~kTagMask);
+        s->Hold();  // as for receives
         s->io_flags_ &= ~kSendBusy;
         if (!retained_.empty()) FreeRetained(s);
         if (!(s->io_flags_ & kDead)) {
@@ -648,15 +655,18 @@ class IoUringBackend final : public Backend {
           completing_send_ = nullptr;
         }
         UnholdOp(s);
+        s->Unhold();
         return;
       }
       case kOpConnect: {
         auto* s = reinterpret_cast<Stream*>(data & ~kTagMask);
+        s->Hold();  // as for receives
         s->io_flags_ &= ~kConnectArmed;
         if (!(s->io_flags_ & kDead)) {
           s->OnConnected(cqe.res < 0 ? -cqe.res : SocketError(s->fd_));
         }
         UnholdOp(s);
+        s->Unhold();
         return;
       }
       case kOpPoll: {
