@@ -21,7 +21,18 @@ struct EchoFlags {
   std::string policy = "round-robin";  // round-robin | least-connections | source-hash
   bool edge_triggered = false;
   int idle_timeout_seconds = 0;
+  std::string backend = "auto";  // auto | epoll | io_uring
+  size_t uring_buffer_size = Options{}.uring_buffer_size;
+  size_t uring_buffers = Options{}.uring_buffer_count;
 };
+
+// "auto" | "epoll" | "io_uring" -> BackendKind.
+inline absl::StatusOr<BackendKind> ParseBackend(const std::string& name) {
+  if (name == "auto") return BackendKind::kAuto;
+  if (name == "epoll") return BackendKind::kEpoll;
+  if (name == "io_uring") return BackendKind::kIoUring;
+  return absl::InvalidArgumentError("--backend must be auto, epoll or io_uring");
+}
 
 inline void AddEchoFlags(CLI::App& app, EchoFlags& f) {
   app.add_option("-a,--address", f.addresses,
@@ -35,6 +46,15 @@ inline void AddEchoFlags(CLI::App& app, EchoFlags& f) {
                  "acceptor policy: round-robin | least-connections | source-hash")
       ->capture_default_str();
   app.add_flag("--et,--edge-triggered", f.edge_triggered, "edge-triggered epoll");
+  app.add_option("--backend", f.backend,
+                 "kernel interface: auto | epoll | io_uring (auto obeys NETLOOP_BACKEND)")
+      ->capture_default_str();
+  app.add_option("--uring-buffer-size", f.uring_buffer_size,
+                 "io_uring: bytes per provided receive buffer")
+      ->capture_default_str();
+  app.add_option("--uring-buffers", f.uring_buffers,
+                 "io_uring: provided receive buffers per loop")
+      ->capture_default_str();
   app.add_option("--idle-timeout", f.idle_timeout_seconds,
                  "close connections idle this many seconds (0 = never)");
 }
@@ -43,6 +63,11 @@ inline absl::StatusOr<Options> ToOptions(const EchoFlags& f) {
   Options o;
   o.loops = f.loops;
   o.edge_triggered = f.edge_triggered;
+  absl::StatusOr<BackendKind> backend = ParseBackend(f.backend);
+  if (!backend.ok()) return backend.status();
+  o.backend = *backend;
+  o.uring_buffer_size = f.uring_buffer_size;
+  o.uring_buffer_count = f.uring_buffers;
   o.idle_timeout = absl::Seconds(f.idle_timeout_seconds);
   if (f.mode == "reuseport") {
     o.accept_mode = AcceptMode::kReusePort;

@@ -24,6 +24,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "reactor/internal/backend.h"
 #include "tools/duel/report.h"
 #include "tools/duel/server_process.h"
 #include "tools/loadgen/load_client.h"
@@ -184,6 +185,22 @@ int main(int argc, char** argv) {
       {"netloop callback", with(bin("examples/http/http_server"), net_args)},
       {"netloop fiber", with(bin("examples/http/http_fiber_server"), net_args)},
   };
+  // io_uring rows where this machine has it (a container's seccomp filter,
+  // kernel.io_uring_disabled or an old kernel blocks it): the run says so.
+  if (absl::Status s = netloop::internal::IoUringAvailable(); s.ok()) {
+    std::vector<std::string> uring_args = net_args;
+    uring_args.insert(uring_args.end(), {"--backend", "io_uring"});
+    echo_servers.push_back(
+        {"netloop callback io_uring", with(bin("examples/echo/echo"), uring_args)});
+    echo_servers.push_back(
+        {"netloop fiber io_uring", with(bin("examples/echo_fiber/echo_fiber"), uring_args)});
+    http_servers.push_back(
+        {"netloop callback io_uring", with(bin("examples/http/http_server"), uring_args)});
+    http_servers.push_back(
+        {"netloop fiber io_uring", with(bin("examples/http/http_fiber_server"), uring_args)});
+  } else {
+    std::fprintf(stderr, "duel: no io_uring rows: %s\n", std::string(s.message()).c_str());
+  }
   std::string nginx = Which("nginx");
   if (!nginx.empty()) http_servers.push_back({"nginx 1 worker", {nginx}, false, true});
 

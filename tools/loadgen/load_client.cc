@@ -383,6 +383,7 @@ absl::StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
   Engine engine;
   Options o;
   o.loops = loops;
+  o.backend = spec.backend;
   o.write_high_water = 0;
   if (absl::Status s = engine.Start(handler, {}, o); !s.ok()) return s;
   LoadResult result;

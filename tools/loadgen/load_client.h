@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "reactor/options.h"
 #include "tools/loadgen/histogram.h"
 
 namespace netloop::loadgen {
@@ -30,6 +31,7 @@ struct LoadSpec {
   absl::Duration duration = absl::Seconds(5);
   double rate = 0;  // total messages per second; 0 = closed loop
   int threads = 1;  // client loops
+  BackendKind backend = BackendKind::kAuto;  // the client loops' backend
   std::vector<pid_t> server_pids;  // CPU and RSS are read for these
   std::string http_path = "/plaintext";
   bool progress = false;  // a progress line on stderr each second

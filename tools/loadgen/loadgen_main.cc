@@ -38,8 +38,21 @@ int main(int argc, char** argv) {
   app.add_option("--server-pid", pids, "server process(es) to read CPU and RSS of");
   app.add_option("--path", spec.http_path, "HTTP request path")->capture_default_str();
   app.add_option("--cpu", cpu, "pin the load generator to this CPU");
+  std::string backend = "auto";
+  app.add_option("--backend", backend, "client loops' backend: auto | epoll | io_uring")
+      ->capture_default_str();
   app.add_flag("--json", json, "print the result as JSON");
   CLI11_PARSE(app, argc, argv);
+  if (backend == "auto") {
+    spec.backend = netloop::BackendKind::kAuto;
+  } else if (backend == "epoll") {
+    spec.backend = netloop::BackendKind::kEpoll;
+  } else if (backend == "io_uring") {
+    spec.backend = netloop::BackendKind::kIoUring;
+  } else {
+    std::fprintf(stderr, "--backend must be auto, epoll or io_uring\n");
+    return 2;
+  }
   if (workload == "echo") {
     spec.workload = netloop::loadgen::Workload::kEcho;
   } else if (workload == "http") {
