@@ -475,8 +475,11 @@ void Conn::UpdateInterest() {
   constexpr uint8_t kBacklogged = 1u << 5;
   uint8_t want = 0;
   if (state_ == State::kOpen && !read_paused_ && !peer_eof_) want |= kIoReadable;
-  if (!outbound_.empty()) want |= kIoWritable | kBacklogged;
-  if (!inbound_.empty()) want |= kBacklogged;
+  if (!outbound_.empty()) want |= kIoWritable;
+  // Behind: input left unread, or output well past what one send carries.
+  if (!inbound_.empty() || outbound_.size() > worker_->options().write_high_water / 4) {
+    want |= kBacklogged;
+  }
   if (want == interest_ && registered_) return;
   interest_ = want;
   registered_ = true;

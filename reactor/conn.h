@@ -214,6 +214,7 @@ class Conn final : private internal::Stream {
   void OnSendReady(int result) override;
   void OnConnected(int err) override;
   void OnHangup(int err) override;
+  int PendingOutput(struct iovec iov[2]) override { return outbound_.ReadableIovecs(iov); }
   void Free() override { delete this; }
 
   internal::Backend& backend() const;

@@ -81,6 +81,10 @@ class Stream {
   virtual void OnConnected(int err) = 0;
   // The socket reported an error or hang-up outside any operation.
   virtual void OnHangup(int err) = 0;
+  // Completion backends, right before they submit a send: the bytes to send
+  // (the front of the outbound ring) as up to two pieces; returns the count.
+  // They stay in place until OnSendReady.
+  virtual int PendingOutput(struct iovec iov[2]) = 0;
 
  protected:
   Stream() = default;
@@ -99,6 +103,7 @@ class Stream {
   // operations are in flight.
   uint8_t io_interest_ = 0;
   uint8_t io_flags_ = 0;
+  uint32_t io_send_size_ = 0;  // io_uring: bytes the send in flight asked for
 };
 
 // A listening socket's owner (Listener).
@@ -165,9 +170,10 @@ class Backend {
   // still deliver bytes that were in flight when receiving went off.
   virtual absl::Status SetStreamInterest(Stream* stream, bool receive, bool want_writable,
                                          bool backlogged) = 0;
-  // Sends from `data`, which belongs to the stream's outbound ring and, on a
-  // completion backend, must stay in place until OnSendReady. Returns the
-  // bytes sent now, kSendAgain, kSendPending, or -errno.
+  // Readiness backends: sends `iov` now and returns the bytes sent,
+  // kSendAgain or -errno. Completion backends: a send goes out with the
+  // loop's next submission, of whatever PendingOutput then says (so the
+  // writes of one round leave in one send); returns kSendPending or -errno.
   virtual long Send(Stream* stream, const struct iovec* iov, int count) = 0;
   // Whether a send submitted earlier has not completed yet.
   virtual bool SendInFlight(const Stream* stream) const = 0;

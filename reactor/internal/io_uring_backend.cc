@@ -245,6 +245,11 @@ class IoUringBackend final : public Backend {
       usleep(static_cast<useconds_t>(std::clamp<int64_t>(timeout_ns / 1000, 0, 100'000)));
       return 0;
     }
+    FlushSends();
+    // Cancellations waiting for a retry must not wait on an idle loop.
+    if (!retry_now_.empty() || !cancel_retries_.empty()) {
+      if (timeout_ns < 0 || timeout_ns > 1'000'000) timeout_ns = 1'000'000;
+    }
     if (timeout_ns == 0) {
       io_uring_submit_and_get_events(&ring_);
     } else if (timeout_ns < 0) {
@@ -272,6 +277,7 @@ class IoUringBackend final : public Backend {
     }
     FlushRecycled();
     ReapAccepts();
+    RetryCancels();
     return dispatched;
   }
 
@@ -303,35 +309,66 @@ class IoUringBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  long Send(Stream* s, const iovec* iov, int count) override {
+  long Send(Stream* s, const iovec*, int) override {
     if (s->io_flags_ & (kSendBusy | kDead)) return kSendPending;
-    if (s == completing_send_) {
-      // A send that follows straight on from the last one: output is
-      // backing up (the peer reads slower than it sends). A multishot recv
-      // would go on filling buffers, dozens per round, until a cancellation
-      // reached it, and each may turn into more output; from here on the
-      // stream receives one buffer per submission, so that backpressure
-      // stops it within a buffer.
-      s->io_flags_ |= kWantOneShot;
-      if ((s->io_flags_ & kRecvArmed) && !(s->io_flags_ & kRecvOneShot)) {
-        Cancel(Tag(s, kOpRecv));  // its final completion re-arms it single-shot
-      }
-    }
-    if (count <= 0 || iov[0].iov_len == 0) return 0;
-    size_t len = iov[0].iov_len;
-    if (const ssize_t f = FaultSubmittedSend(len); f < 0) {
-      return f;
-    } else {
-      len = static_cast<size_t>(f);
-    }
-    // One piece per send: a ring that wraps sends its second piece from the
-    // completion. SEND needs no msghdr kept alive until submission.
-    io_uring_sqe* sqe = Sqe();
-    io_uring_prep_send(sqe, s->fd_, iov[0].iov_base, len, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, Tag(s, kOpSend));
+    // Prepared when the round's output is complete (FlushSends).
     s->io_flags_ |= kSendBusy;
     HoldOp(s);
+    pending_sends_.push_back(s);
     return kSendPending;
+  }
+
+  // Right before a submission: one send per stream with output this round.
+  // The msghdrs live in send_headers_ until the submission has copied them.
+  void FlushSends() {
+    if (pending_sends_.empty()) return;
+    send_headers_.resize(pending_sends_.size());
+    send_iovs_.resize(pending_sends_.size() * 2);
+    size_t used = 0;
+    for (Stream* s : pending_sends_) {
+      if (s->io_flags_ & kDead) {
+        s->io_flags_ &= ~kSendBusy;
+        if (!retained_.empty()) FreeRetained(s);
+        UnholdOp(s);
+        continue;
+      }
+      iovec* iov = &send_iovs_[used * 2];
+      int count = s->PendingOutput(iov);
+      size_t total = 0;
+      for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+      const ssize_t allowed = FaultSubmittedSend(total);
+      if (total == 0 || allowed < 0) {
+        // Nothing to send after all, or an injected failure: complete it
+        // now, through the same path as a kernel completion.
+        s->io_flags_ &= ~kSendBusy;
+        if (!retained_.empty()) FreeRetained(s);
+        if (allowed < 0) s->OnSendReady(static_cast<int>(allowed));
+        UnholdOp(s);
+        continue;
+      }
+      if (static_cast<size_t>(allowed) < total) {  // injected short send
+        size_t left = static_cast<size_t>(allowed);
+        for (int i = 0; i < count; ++i) {
+          iov[i].iov_len = std::min(iov[i].iov_len, left);
+          left -= iov[i].iov_len;
+        }
+        total = static_cast<size_t>(allowed);
+      }
+      s->io_send_size_ = static_cast<uint32_t>(std::min<size_t>(total, UINT32_MAX));
+      io_uring_sqe* sqe = Sqe();
+      if (count == 1 || iov[1].iov_len == 0) {
+        io_uring_prep_send(sqe, s->fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+      } else {
+        msghdr& msg = send_headers_[used];
+        memset(&msg, 0, sizeof(msg));
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<size_t>(count);
+        io_uring_prep_sendmsg(sqe, s->fd_, &msg, MSG_NOSIGNAL);
+      }
+      io_uring_sqe_set_data64(sqe, Tag(s, kOpSend));
+      ++used;
+    }
+    pending_sends_.clear();
   }
 
   bool SendInFlight(const Stream* s) const override { return s->io_flags_ & kSendBusy; }
@@ -357,8 +394,14 @@ class IoUringBackend final : public Backend {
     s->io_flags_ |= kDead;
     s->io_flags_ &= ~kRecvWanted;
     const bool armed = s->io_flags_ & (kRecvArmed | kSendBusy | kConnectArmed);
-    if (s->io_flags_ & kRecvArmed) Cancel(Tag(s, kOpRecv));
-    if (s->io_flags_ & kSendBusy) Cancel(Tag(s, kOpSend));
+    // A shutdown ends the receive (it completes with 0) and a send that
+    // waits for room (EPIPE) at once, where a cancellation can be refused
+    // while the operation is mid-completion (EALREADY) and would have to be
+    // retried. The close that follows keeps its usual meaning (RST when
+    // input was left unread).
+    if (s->io_flags_ & (kRecvArmed | kSendBusy)) {
+      ::shutdown(s->fd_, (s->io_flags_ & kSendBusy) ? SHUT_RDWR : SHUT_RD);
+    }
     if (s->io_flags_ & kConnectArmed) Cancel(Tag(s, kOpConnect));
     // An operation prepared in this round but not yet submitted would find
     // the fd closed, or worse reused by the next accept: submit first.
@@ -375,6 +418,15 @@ class IoUringBackend final : public Backend {
       return absl::FailedPreconditionError("detach: connect in flight");
     }
     s->io_flags_ &= ~kRecvWanted;
+    // A send not prepared yet has sent nothing.
+    for (size_t i = 0; i < pending_sends_.size(); ++i) {
+      if (pending_sends_[i] != s) continue;
+      pending_sends_.erase(pending_sends_.begin() + static_cast<long>(i));
+      s->io_flags_ &= ~kSendBusy;
+      if (!retained_.empty()) FreeRetained(s);
+      UnholdOp(s);  // the caller holds the stream too
+      break;
+    }
     if (!ring_ok_) {
       // Nothing was submitted yet: drop the staged operations.
       std::vector<io_uring_sqe> kept;
@@ -561,10 +613,20 @@ class IoUringBackend final : public Backend {
   }
   void OnCancelDone(uint32_t index, int res) {
     if (res == -EALREADY) {
-      PrepCancel(index);  // submitted with the next round
+      // The operation is mid-completion: its task work runs in the next
+      // wait for events, after that round's submissions, so a retry sent
+      // with them would be refused again (thousands of them, after a mass
+      // reset, kept the loop busy refusing). Retry a round later.
+      cancel_retries_.push_back(index);
       return;
     }
     free_cancels_.push_back(index);
+  }
+  // At the end of each Poll: the retries the previous Poll collected.
+  void RetryCancels() {
+    for (uint32_t index : retry_now_) PrepCancel(index);
+    retry_now_.clear();
+    retry_now_.swap(cancel_retries_);
   }
 
   void SubmitNow() {
@@ -649,11 +711,19 @@ class IoUringBackend final : public Backend {
         s->Hold();  // as for receives
         s->io_flags_ &= ~kSendBusy;
         if (!retained_.empty()) FreeRetained(s);
-        if (!(s->io_flags_ & kDead)) {
-          completing_send_ = s;
-          s->OnSendReady(cqe.res == -EAGAIN ? 0 : cqe.res);
-          completing_send_ = nullptr;
+        if (cqe.res >= 0 && static_cast<uint32_t>(cqe.res) < s->io_send_size_) {
+          // A short send: the socket is full, the peer reads slower than
+          // we write. A multishot recv would go on filling buffers, dozens
+          // per round, until a cancellation reached it, and each may turn
+          // into more output; from here on the stream receives one buffer
+          // per submission until it has caught up, so that backpressure
+          // stops it within a buffer.
+          s->io_flags_ |= kWantOneShot;
+          if ((s->io_flags_ & kRecvArmed) && !(s->io_flags_ & kRecvOneShot)) {
+            Cancel(Tag(s, kOpRecv));  // its final completion re-arms it single-shot
+          }
         }
+        if (!(s->io_flags_ & kDead)) s->OnSendReady(cqe.res == -EAGAIN ? 0 : cqe.res);
         UnholdOp(s);
         s->Unhold();
         return;
@@ -796,7 +866,9 @@ class IoUringBackend final : public Backend {
   char* bufs_ = nullptr;
   int recycled_ = 0;
   size_t in_flight_ = 0;
-  Stream* completing_send_ = nullptr;  // whose send completion is being delivered
+  std::vector<Stream*> pending_sends_;  // sends to prepare before the next submission
+  std::vector<msghdr> send_headers_;
+  std::vector<iovec> send_iovs_;
   std::vector<PollSlot> slots_;
   std::vector<uint32_t> free_slots_;
   absl::flat_hash_map<IoWatcher*, uint32_t> by_watcher_;
@@ -808,6 +880,8 @@ class IoUringBackend final : public Backend {
   };
   std::vector<PendingCancel> cancels_;
   std::vector<uint32_t> free_cancels_;
+  std::vector<uint32_t> cancel_retries_;  // refused this round
+  std::vector<uint32_t> retry_now_;       // refused last round: sent at this Poll's end
 };
 
 absl::Status ProbeIoUring() {
