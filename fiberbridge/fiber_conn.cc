@@ -17,8 +17,8 @@
 #include "fiberbridge/scheduler.h"
 #include "reactor/clock.h"
 #include "reactor/errors.h"
-#include "reactor/socket_ops.h"
-#include "reactor/sys_io.h"
+#include "reactor/internal/socket_ops.h"
+#include "reactor/internal/sys_io.h"
 
 namespace netloop::fiber {
 

@@ -6,7 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "reactor/sys_io.h"
+#include "reactor/internal/sys_io.h"
 
 namespace netloop {
 namespace {

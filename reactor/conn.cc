@@ -14,9 +14,9 @@
 #include "reactor/errors.h"
 #include "reactor/event_loop.h"
 #include "reactor/logging.h"
-#include "reactor/socket_ops.h"
-#include "reactor/sys_io.h"
-#include "reactor/worker.h"
+#include "reactor/internal/socket_ops.h"
+#include "reactor/internal/sys_io.h"
+#include "reactor/internal/worker.h"
 
 namespace netloop {
 namespace {

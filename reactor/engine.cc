@@ -10,12 +10,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/clock.h"
-#include "reactor/dial_resolver.h"
+#include "reactor/internal/dial_resolver.h"
 #include "reactor/errors.h"
-#include "reactor/listener.h"
+#include "reactor/internal/listener.h"
 #include "reactor/logging.h"
-#include "reactor/socket_ops.h"
-#include "reactor/worker.h"
+#include "reactor/internal/socket_ops.h"
+#include "reactor/internal/worker.h"
 
 namespace netloop {
 namespace {

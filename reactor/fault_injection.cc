@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "reactor/logging.h"
-#include "reactor/sys_io.h"
+#include "reactor/internal/sys_io.h"
 
 namespace netloop {
 

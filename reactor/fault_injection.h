@@ -1,6 +1,6 @@
 // Deterministic fault injection at the syscall boundary, for tests.
 //
-// With a FaultPlan installed, the engine's socket calls (reactor/sys_io.h)
+// With a FaultPlan installed, the engine's socket calls (reactor/internal/sys_io.h)
 // fail, shorten or delay some calls, chosen by a PRNG seeded from the plan:
 // short reads and writes, EINTR, spurious EAGAIN, ECONNRESET and EPIPE
 // mid-stream, ENOBUFS, EMFILE/ENFILE/ENOBUFS/ENOMEM/ECONNABORTED at accept,

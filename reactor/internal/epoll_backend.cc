@@ -16,8 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "reactor/address.h"
 #include "reactor/internal/backend.h"
-#include "reactor/socket_ops.h"
-#include "reactor/sys_io.h"
+#include "reactor/internal/socket_ops.h"
+#include "reactor/internal/sys_io.h"
 
 namespace netloop::internal {
 

@@ -40,8 +40,8 @@
 #include "reactor/address.h"
 #include "reactor/internal/backend.h"
 #include "reactor/logging.h"
-#include "reactor/socket_ops.h"
-#include "reactor/sys_io.h"
+#include "reactor/internal/socket_ops.h"
+#include "reactor/internal/sys_io.h"
 
 namespace netloop::internal {
 namespace {

@@ -1,4 +1,4 @@
-#include "reactor/socket_ops.h"
+#include "reactor/internal/socket_ops.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,7 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/logging.h"
-#include "reactor/sys_io.h"
+#include "reactor/internal/sys_io.h"
 
 namespace netloop {
 namespace {

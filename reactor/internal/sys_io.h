@@ -7,8 +7,8 @@
 // call, so tests can drive every error path from a seed.
 //
 // Engine internal: not part of the public API. Any thread.
-#ifndef NETLOOP_REACTOR_SYS_IO_H_
-#define NETLOOP_REACTOR_SYS_IO_H_
+#ifndef NETLOOP_REACTOR_INTERNAL_SYS_IO_H_
+#define NETLOOP_REACTOR_INTERNAL_SYS_IO_H_
 
 #include <netdb.h>
 #include <sys/socket.h>
@@ -55,4 +55,4 @@ inline ssize_t FaultSubmittedSend(size_t n) { return static_cast<ssize_t>(n); }
 
 }  // namespace netloop::internal
 
-#endif  // NETLOOP_REACTOR_SYS_IO_H_
+#endif  // NETLOOP_REACTOR_INTERNAL_SYS_IO_H_

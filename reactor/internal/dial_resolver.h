@@ -7,8 +7,8 @@
 // every lookup not yet delivered with ECANCELED at once; a lookup still
 // blocked in getaddrinfo then finishes on the detached thread and its result
 // is dropped, so stopping never waits for a name server.
-#ifndef NETLOOP_REACTOR_DIAL_RESOLVER_H_
-#define NETLOOP_REACTOR_DIAL_RESOLVER_H_
+#ifndef NETLOOP_REACTOR_INTERNAL_DIAL_RESOLVER_H_
+#define NETLOOP_REACTOR_INTERNAL_DIAL_RESOLVER_H_
 
 #include <cstdint>
 #include <memory>
@@ -51,4 +51,4 @@ class DialResolver {
 
 }  // namespace netloop::internal
 
-#endif  // NETLOOP_REACTOR_DIAL_RESOLVER_H_
+#endif  // NETLOOP_REACTOR_INTERNAL_DIAL_RESOLVER_H_

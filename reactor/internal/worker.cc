@@ -1,4 +1,4 @@
-#include "reactor/worker.h"
+#include "reactor/internal/worker.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 #include "reactor/clock.h"
 #include "reactor/errors.h"
 #include "reactor/logging.h"
-#include "reactor/socket_ops.h"
+#include "reactor/internal/socket_ops.h"
 
 namespace netloop::internal {
 

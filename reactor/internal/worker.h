@@ -1,7 +1,7 @@
 // One engine loop plus the connections it owns (engine internal). Every
 // method runs on the loop thread unless marked otherwise.
-#ifndef NETLOOP_REACTOR_WORKER_H_
-#define NETLOOP_REACTOR_WORKER_H_
+#ifndef NETLOOP_REACTOR_INTERNAL_WORKER_H_
+#define NETLOOP_REACTOR_INTERNAL_WORKER_H_
 
 #include <atomic>
 #include <cstdint>
@@ -12,7 +12,7 @@
 #include "reactor/conn.h"
 #include "reactor/engine.h"
 #include "reactor/event_loop.h"
-#include "reactor/listener.h"
+#include "reactor/internal/listener.h"
 
 namespace netloop::internal {
 
@@ -98,4 +98,4 @@ class Worker final : public IterationHook {
 
 }  // namespace netloop::internal
 
-#endif  // NETLOOP_REACTOR_WORKER_H_
+#endif  // NETLOOP_REACTOR_INTERNAL_WORKER_H_

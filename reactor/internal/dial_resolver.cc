@@ -1,4 +1,4 @@
-#include "reactor/dial_resolver.h"
+#include "reactor/internal/dial_resolver.h"
 
 #include <condition_variable>
 #include <deque>

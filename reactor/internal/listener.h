@@ -5,8 +5,8 @@
 // resumes after a short, growing back-off instead of spinning on a readiness
 // it cannot clear; connections wait in the kernel's backlog meanwhile, so
 // none already queued is lost.
-#ifndef NETLOOP_REACTOR_LISTENER_H_
-#define NETLOOP_REACTOR_LISTENER_H_
+#ifndef NETLOOP_REACTOR_INTERNAL_LISTENER_H_
+#define NETLOOP_REACTOR_INTERNAL_LISTENER_H_
 
 #include <atomic>
 #include <cstdint>
@@ -50,4 +50,4 @@ class Listener final : private AcceptSink {
 
 }  // namespace netloop::internal
 
-#endif  // NETLOOP_REACTOR_LISTENER_H_
+#endif  // NETLOOP_REACTOR_INTERNAL_LISTENER_H_

@@ -1,7 +1,7 @@
 // Thin, errno-to-Status wrappers over the socket calls the engine makes. All
 // sockets are created non-blocking and close-on-exec. Callable from any thread.
-#ifndef NETLOOP_REACTOR_SOCKET_OPS_H_
-#define NETLOOP_REACTOR_SOCKET_OPS_H_
+#ifndef NETLOOP_REACTOR_INTERNAL_SOCKET_OPS_H_
+#define NETLOOP_REACTOR_INTERNAL_SOCKET_OPS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -34,4 +34,4 @@ void IgnoreSigpipeOnce();
 
 }  // namespace netloop
 
-#endif  // NETLOOP_REACTOR_SOCKET_OPS_H_
+#endif  // NETLOOP_REACTOR_INTERNAL_SOCKET_OPS_H_

@@ -1,4 +1,4 @@
-#include "reactor/listener.h"
+#include "reactor/internal/listener.h"
 
 #include <string.h>
 #include <unistd.h>
