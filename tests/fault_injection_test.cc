@@ -172,8 +172,11 @@ TEST_P(CallbackEchoFaultTest, EveryByteArrivesInOrderOrTheHandlerSeesWhy) {
     ASSERT_EQ(failure, "") << "seed " << seed << "\n" << Replay(seed);
     injected += FaultInjection::Counts().total();
   }
-  // The seam really injected (a test whose faults never fire proves nothing).
-  EXPECT_GT(injected, seeds.count);
+  // The seam really injected (a test whose faults never fire proves nothing):
+  // about one fault per seed on epoll; io_uring goes through the seam less
+  // often (one receive per message, the round's writes in one send), so the
+  // bar is half that.
+  EXPECT_GT(injected, seeds.count / 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Triggers, CallbackEchoFaultTest, ::testing::Bool(),
