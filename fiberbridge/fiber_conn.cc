@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "fiberbridge/offload.h"
 #include "fiberbridge/scheduler.h"
 #include "reactor/clock.h"
@@ -24,10 +26,34 @@ namespace netloop::fiber {
 
 // The pollDesc: fd, one waiter slot per direction with its deadline, and the
 // stop hook that lets a stopping scheduler close the connection.
+//
+// Two ways to wait, one per kind of backend:
+// - Readiness (epoll): the fd is watched once, edge-triggered; Read and
+//   Write make the syscall and park on EAGAIN until the slot is woken.
+// - Completion (io_uring): no readiness step and no watch. Read submits a
+//   receive into the caller's buffer and parks until it completes; Write
+//   submits a send. A deadline or Close cancels the operation, and the fiber
+//   stays parked until its final completion, so the buffer on its stack
+//   outlives the kernel's use of it.
 class FiberConnCore final : public IoWatcher, public StopListener {
  public:
+  // An operation in flight on a completion backend; lives on the stack of
+  // the fiber parked on it.
+  struct PendingOp final : netloop::internal::Operation {
+    void OnComplete(int r) override {
+      result = r;
+      done = true;
+      sched->Wake(task);
+    }
+    Scheduler* sched = nullptr;
+    FiberTask* task = nullptr;
+    int result = 0;
+    bool done = false;
+  };
+
   struct Slot {
     FiberTask* waiter = nullptr;
+    PendingOp* op = nullptr;  // completion backends: the operation in flight
     int64_t deadline_ns = kNeverNanos;
     // Armed lazily and kept across parks: a server that pushes its deadline
     // forward before every read (Go's usual idle timeout) then costs a store
@@ -39,7 +65,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
   // Owns `fd` from here on: Close closes it, and so does the destructor if
   // Close never ran (Register failed).
-  FiberConnCore(Scheduler* s, int fd, std::string unread) : sched_(s), fd_(fd) {
+  FiberConnCore(Scheduler* s, int fd, std::string unread)
+      : sched_(s),
+        backend_(s->loop().backend().completion() ? &s->loop().backend() : nullptr),
+        fd_(fd) {
     if (!unread.empty()) unread_ = std::make_unique<std::string>(std::move(unread));
   }
   ~FiberConnCore() {
@@ -49,6 +78,16 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   FiberConnCore& operator=(const FiberConnCore&) = delete;
 
   absl::Status Register() {
+    if (backend_ != nullptr) {
+      // Nothing to register, but what a watch would refuse is refused here
+      // too: operations on something that is not a socket fail at random.
+      struct stat st;
+      if (fstat(fd_, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return absl::PermissionDeniedError(absl::StrCat("fd ", fd_, " is not a socket"));
+      }
+      sched_->AddStopListener(this);
+      return absl::OkStatus();
+    }
     absl::Status st = sched_->loop().Watch(
         fd_, kIoReadable | kIoWritable | kIoPeerClosed | kIoEdgeTriggered, this);
     if (st.ok()) sched_->AddStopListener(this);
@@ -62,7 +101,13 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
   void OnSchedulerStop() override { Close(); }
 
-  void WakeSlot(Slot& slot) {
+  // Wakes the fiber parked on `slot`; one waiting for an operation is woken
+  // by its completion, which this hastens by cancelling it.
+  void WakeSlot(Slot& slot, bool closing_fd = false) {
+    if (slot.op != nullptr) {
+      if (!slot.op->done) backend_->CancelOperation(slot.op, closing_fd);
+      return;
+    }
     if (slot.waiter == nullptr) return;
     FiberTask* t = slot.waiter;
     slot.waiter = nullptr;
@@ -101,6 +146,55 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     ArmTimer(slot);
     sched_->Park();
     return Check(slot);
+  }
+
+  // Completion backends: submits `op` (its kind and buffer filled in) on
+  // `slot` and parks until it completes. Not OK: it was not submitted.
+  absl::Status Run(Slot& slot, PendingOp& op) {
+    if (absl::Status st = Check(slot); !st.ok()) return st;
+    FiberTask* self = Scheduler::CurrentTask();
+    if (self == nullptr || self->scheduler != sched_) {
+      return absl::FailedPreconditionError(
+          "FiberConn used outside a fiber of its own loop");
+    }
+    if (slot.waiter != nullptr) {
+      return absl::FailedPreconditionError(
+          "another fiber is already parked on this direction");
+    }
+    op.sched = sched_;
+    op.task = self;
+    op.fd = fd_;
+    op.buffer = nullptr;
+    slot.waiter = self;
+    slot.op = &op;
+    backend_->Submit(&op);
+    ArmTimer(slot);
+    while (!op.done) sched_->Park();
+    slot.op = nullptr;
+    slot.waiter = nullptr;
+    return absl::OkStatus();
+  }
+
+  // What a completed operation that moved no bytes means: OK to try again
+  // (cancelled for a reason that no longer holds), or the error to report.
+  absl::Status FailedOp(const Slot& slot, int result) {
+    if (closed_) return Check(slot);
+    if (result == -ECANCELED || result == -EINTR || result == -EAGAIN) return Check(slot);
+    if (result == 0) return PeerClosedError();
+    return ResetError(-result);
+  }
+
+  // Completion backends: ReadView's buffer goes back to the backend's ring
+  // at the next read or at Close.
+  void ReleaseHeldBuffer() {
+    if (held_buffer_ < 0) return;
+    backend_->ReleaseBuffer(static_cast<uint32_t>(held_buffer_));
+    held_buffer_ = -1;
+    held_begin_ = nullptr;
+    held_size_ = 0;
+  }
+  bool InHeldBuffer(const char* p) const {
+    return held_begin_ != nullptr && p >= held_begin_ && p < held_begin_ + held_size_;
   }
 
   // Makes sure a timer fires no later than the deadline.
@@ -149,6 +243,14 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     CancelTimer(read_);
     CancelTimer(write_);
     sched_->RemoveStopListener(this);
+    if (backend_ != nullptr) {
+      // Cancelled before the fd goes; their completions wake the fibers.
+      WakeSlot(read_, /*closing_fd=*/true);
+      WakeSlot(write_, /*closing_fd=*/true);
+      ReleaseHeldBuffer();
+      ::close(fd_);
+      return;
+    }
     (void)sched_->loop().Unwatch(fd_, this);
     ::close(fd_);
     WakeSlot(read_);
@@ -156,7 +258,12 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   }
 
   Scheduler* const sched_;
+  netloop::internal::Backend* const backend_;  // completion backends only
   int fd_;
+  // ReadView's backend buffer, kept until the next read.
+  int32_t held_buffer_ = -1;
+  uint32_t held_size_ = 0;
+  const char* held_begin_ = nullptr;
   bool closed_ = false;
   // Rarely used, so allocated only when needed: an idle connection pays 16
   // bytes for them, not 64.
@@ -223,6 +330,20 @@ absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
     if (c.unread_->empty()) c.unread_.reset();
     return n;
   }
+  if (c.backend_ != nullptr) {
+    c.ReleaseHeldBuffer();
+    for (;;) {
+      FiberConnCore::PendingOp op;
+      op.kind = netloop::internal::Operation::Kind::kReceive;
+      op.data = buf.data();
+      op.size = buf.size();
+      if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
+      // Bytes that won a race with a deadline or Close are still returned
+      // (nothing received is dropped), as Go does on Windows.
+      if (op.result > 0 && !c.closed_) return static_cast<size_t>(op.result);
+      if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
+    }
+  }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
     ssize_t n = netloop::internal::SysRead(c.fd_, buf.data(), buf.size());
@@ -243,6 +364,27 @@ absl::StatusOr<std::string_view> FiberConn::ReadView() {
     c.unread_->erase(0, n);
     if (c.unread_->empty()) c.unread_.reset();
     return std::string_view(loop.read_buffer(), n);
+  }
+  if (c.backend_ != nullptr) {
+    // The kernel fills one of the backend's provided buffers, which this
+    // connection keeps until its next read: no copy on the way in.
+    c.ReleaseHeldBuffer();
+    for (;;) {
+      FiberConnCore::PendingOp op;
+      op.kind = netloop::internal::Operation::Kind::kReceiveBuffer;
+      if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
+      if (op.result > 0) {
+        c.held_buffer_ = static_cast<int32_t>(op.buffer_id);
+        c.held_begin_ = op.buffer;
+        c.held_size_ = static_cast<uint32_t>(op.result);
+        if (c.closed_) {
+          c.ReleaseHeldBuffer();
+          return c.Check(c.read_);
+        }
+        return std::string_view(op.buffer, static_cast<size_t>(op.result));
+      }
+      if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
+    }
   }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
@@ -271,6 +413,36 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
   const char* shared_begin = c.sched_->loop().read_buffer();
   const char* shared_end = shared_begin + c.sched_->loop().read_buffer_size();
   bool copied = false;
+  if (c.backend_ != nullptr) {
+    while (!data.empty()) {
+      FiberConnCore::PendingOp op;
+      op.kind = netloop::internal::Operation::Kind::kSend;
+      op.data = const_cast<char*>(data.data());  // only read from
+      op.size = std::min<size_t>(data.size(), size_t{1} << 30);
+      absl::Status st = c.Run(c.write_, op);
+      if (st.ok() && op.result >= 0) {
+        data.remove_prefix(static_cast<size_t>(op.result));
+        // A short send means the socket is full and the next one may wait
+        // long: bytes in ReadView's buffer are copied so that it can go back
+        // to the ring (a peer that does not read would otherwise hold one
+        // buffer per connection).
+        if (!data.empty() && !copied && c.InHeldBuffer(data.data())) {
+          c.pending_ = std::make_unique<std::string>(data);
+          data = *c.pending_;
+          copied = true;
+          c.ReleaseHeldBuffer();
+        }
+        continue;
+      }
+      if (st.ok()) st = c.FailedOp(c.write_, op.result);
+      if (!st.ok()) {
+        c.pending_.reset();
+        return st;
+      }
+    }
+    c.pending_.reset();
+    return total;
+  }
   while (!data.empty()) {
     if (absl::Status st = c.Check(c.write_); !st.ok()) {
       c.pending_.reset();
@@ -387,7 +559,15 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
     FiberConnCore& c = *(*conn)->core_;
     c.write_.deadline_ns = ToMonotonicNanos(deadline);
     for (;;) {
-      absl::Status st = c.Wait(c.write_);
+      absl::Status st;
+      if (c.backend_ != nullptr) {
+        FiberConnCore::PendingOp op;
+        op.kind = netloop::internal::Operation::Kind::kWaitWritable;
+        st = c.Run(c.write_, op);
+        if (st.ok() && op.result < 0) st = c.FailedOp(c.write_, op.result);
+      } else {
+        st = c.Wait(c.write_);
+      }
       if (!st.ok()) return st;
       int err = SocketError(c.fd_);
       if (err == 0) {

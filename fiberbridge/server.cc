@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "reactor/internal/accepted_socket_taker.h"
 #include "reactor/logging.h"
 
 namespace netloop::fiber {
@@ -29,9 +30,11 @@ class PendingFd {
 
 }  // namespace
 
-// The engine-side handler: every accepted connection leaves the callback
-// world at once and becomes a fiber on the loop that accepted it.
-class FiberServer::Bridge final : public EventHandler {
+// The engine-side handler. Accepted sockets never become callback Conns:
+// the engine hands each straight to TakeAccepted on the loop that is to
+// serve it, which starts its fiber there.
+class FiberServer::Bridge final : public EventHandler,
+                                  public netloop::internal::AcceptedSocketTaker {
  public:
   explicit Bridge(FiberServer* server) : server_(server) {}
 
@@ -44,22 +47,20 @@ class FiberServer::Bridge final : public EventHandler {
     return Action::kNone;
   }
 
-  Action OnOpen(Conn& conn) override {
-    absl::StatusOr<DetachedConn> detached = conn.Detach();
-    if (!detached.ok()) return Action::kClose;
-    // Nothing was read before OnOpen, so there are no unread bytes to carry.
-    // The closure is two words: it fits AnyInvocable's inline storage, so a
+  void TakeAccepted(int loop_index, int fd, const SocketAddress&) override {
+    // The closure is three words: it fits AnyInvocable's inline storage, so a
     // parked connection pays no heap block for it.
     FiberServer* server = server_;
     server->live_.fetch_add(1, std::memory_order_relaxed);
-    Scheduler::For(conn.loop()).Spawn([server, fd = PendingFd(detached->fd)]() mutable {
-      absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
-      if (!s.ok()) {
-        NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
-      }
-      server->live_.fetch_sub(1, std::memory_order_relaxed);
-    });
-    return Action::kNone;
+    Scheduler::For(server->engine_.loop(loop_index))
+        .Spawn([server, loop_index, fd = PendingFd(fd)]() mutable {
+          absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
+          if (!s.ok()) {
+            NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+          }
+          server->live_.fetch_sub(1, std::memory_order_relaxed);
+          netloop::internal::ReleaseTakenSocket(server->engine_, loop_index);
+        });
   }
 
  private:
@@ -80,6 +81,7 @@ absl::Status FiberServer::Start(std::vector<std::string> addresses, Options opti
   handler_ = std::move(handler);
   scheduler_options_ = scheduler_options;
   bridge_ = std::make_unique<Bridge>(this);
+  netloop::internal::SetAcceptedSocketTaker(engine_, bridge_.get());
   return engine_.Start(*bridge_, std::move(addresses), options);
 }
 

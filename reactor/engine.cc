@@ -382,6 +382,14 @@ absl::Status Engine::Run(EventHandler& handler, std::vector<std::string> address
   return engine.Wait();
 }
 
+void internal::SetAcceptedSocketTaker(Engine& engine, AcceptedSocketTaker* taker) {
+  engine.socket_taker_ = taker;
+}
+
+void internal::ReleaseTakenSocket(Engine& engine, int loop_index) {
+  engine.workers_[static_cast<size_t>(loop_index)]->AddLoad(-1);
+}
+
 size_t Engine::CountConnections() const {
   int64_t total = 0;
   for (auto& w : workers_) total += w->load();

@@ -37,6 +37,9 @@ namespace internal {
 class Worker;
 class DialResolver;
 class Listener;
+class AcceptedSocketTaker;
+void SetAcceptedSocketTaker(Engine& engine, AcceptedSocketTaker* taker);
+void ReleaseTakenSocket(Engine& engine, int loop_index);
 }  // namespace internal
 
 struct DialOptions {
@@ -140,6 +143,8 @@ class Engine {
 
  private:
   friend class internal::Worker;
+  friend void internal::SetAcceptedSocketTaker(Engine&, internal::AcceptedSocketTaker*);
+  friend void internal::ReleaseTakenSocket(Engine&, int);
   void OnAccepted(int fd, const SocketAddress& peer);
   internal::Worker* PickWorker(const SocketAddress& peer);
   uint64_t NextConnId() { return next_conn_id_.fetch_add(1, std::memory_order_relaxed); }
@@ -152,6 +157,8 @@ class Engine {
                                      const DialOptions& dial);
 
   EventHandler* handler_ = nullptr;
+  // Takes accepted sockets instead of Conns (internal/accepted_socket_taker.h).
+  internal::AcceptedSocketTaker* socket_taker_ = nullptr;
   Options options_;
   std::vector<std::unique_ptr<internal::Worker>> workers_;
   std::vector<std::thread> threads_;

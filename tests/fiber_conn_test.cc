@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <condition_variable>
 #include <future>
@@ -628,6 +629,88 @@ TEST(FiberDialTest, StopEndsAWaitForALookup) {
   EXPECT_EQ(GetCloseReason(status), CloseReason::kClosed) << status;
   probe.Go();
   EXPECT_TRUE(probe.WaitReturned());
+}
+
+// A read deadline firing in the same loop round as the bytes arrive: on a
+// completion backend the cancellation races the receive's completion. Either
+// outcome is allowed (bytes, or DeadlineExceeded with the bytes still there
+// for the next read); losing or reordering a byte is not.
+TEST(FiberConnInFlightTest, DeadlineRacingTheCompletionLosesNoBytes) {
+  Loops loops;
+  Pair p;
+  int with_bytes = 0;
+  int timed_out = 0;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn& conn = **c;
+    EventLoop& loop = conn.loop();
+    const int peer = p.test_end;
+    constexpr int kRounds = 300;
+    for (int i = 0; i < kRounds; ++i) {
+      const int64_t deadline = MonotonicNanos() + 200'000;
+      // The byte is sent by a loop timer a little before, at, or a little
+      // after the deadline's own timer.
+      const int64_t send_at = deadline + (i % 5 - 3) * 50'000;
+      const char byte = static_cast<char>(i & 0x7f);
+      loop.RunAtNanos(send_at, [peer, byte] { (void)::send(peer, &byte, 1, MSG_NOSIGNAL); });
+      conn.SetReadDeadline(absl::Now() + absl::Nanoseconds(deadline - MonotonicNanos()));
+      char got = 0;
+      absl::StatusOr<size_t> n = conn.Read({&got, 1});
+      if (n.ok()) {
+        ++with_bytes;
+      } else {
+        ASSERT_TRUE(absl::IsDeadlineExceeded(n.status())) << n.status();
+        ++timed_out;
+        conn.SetReadDeadline(absl::InfiniteFuture());
+        n = conn.Read({&got, 1});
+        ASSERT_TRUE(n.ok()) << n.status();
+      }
+      ASSERT_EQ(*n, 1u);
+      ASSERT_EQ(got, byte) << "round " << i;
+    }
+  }));
+  EXPECT_EQ(with_bytes + timed_out, 300);
+  std::printf("deadline races: %d reads returned bytes, %d timed out\n", with_bytes, timed_out);
+}
+
+// Close while one fiber is parked reading and another writing into a full
+// socket: both wake with Closed, and (on a completion backend) only after
+// their operations' final completions, with none left in flight.
+TEST(FiberConnInFlightTest, CloseWithReceiveAndSendInFlight) {
+  Loops loops;
+  Pair p;
+  ASSERT_TRUE(loops.Run([&] {
+    auto c = FiberConn::Adopt(p.fiber_end);
+    ASSERT_TRUE(c.ok());
+    FiberConn* conn = c->get();
+    const size_t in_flight_before = conn->loop().backend().OperationsInFlight();
+    FillSendBuffer(*conn);
+    absl::Status read_status, write_status;
+    int returned = 0;
+    Spawn([&] {
+      char buf[64];
+      read_status = conn->Read(buf).status();
+      ++returned;
+    });
+    Spawn([&] {
+      std::string big(1 << 20, 'b');
+      write_status = conn->WriteAll(big);
+      ++returned;
+    });
+    // Both run until they park; parking needs no time to pass.
+    for (int i = 0; i < 10; ++i) fiber::Yield();
+    ASSERT_EQ(returned, 0) << "a fiber did not park";
+    conn->Close();
+    for (int i = 0; i < 10000 && returned < 2; ++i) fiber::Yield();
+    ASSERT_EQ(returned, 2);
+    EXPECT_EQ(GetCloseReason(read_status), CloseReason::kClosed) << read_status;
+    EXPECT_EQ(GetCloseReason(write_status), CloseReason::kClosed) << write_status;
+    EXPECT_EQ(conn->loop().backend().OperationsInFlight(), in_flight_before);
+    EXPECT_EQ(conn->fd(), -1);
+  }));
+  // The peer sees the end of the stream after what was sent.
+  EXPECT_TRUE(ReadToEof(p.test_end).has_value());
 }
 
 }  // namespace

@@ -120,6 +120,45 @@ class AcceptSink {
   ~AcceptSink() = default;
 };
 
+// One operation a completion backend runs on behalf of a fiber (FiberConn):
+// the fiber fills this in, submits it, parks, and resumes from OnComplete.
+// There is no readiness step: the receive goes to the kernel at once and
+// completes when bytes are there.
+//
+// Lifetime: the operation and the memory it points at must stay alive until
+// OnComplete has been called, also after CancelOperation (a cancelled
+// operation still completes: with -ECANCELED, or with its result when the
+// cancellation lost the race). A fiber that parks until then keeps both on
+// its own stack.
+class Operation {
+ public:
+  enum class Kind : uint8_t {
+    kReceive,        // into [data, data + size)
+    kReceiveBuffer,  // into a buffer the backend picks: see `buffer`
+    kSend,           // [data, data + size)
+    kWaitWritable,   // a non-blocking connect finishing
+  };
+
+  Operation(const Operation&) = delete;
+  Operation& operator=(const Operation&) = delete;
+
+  // Loop thread, once, from the backend's Poll: the byte count, or -errno.
+  // kReceiveBuffer with a count above 0: the bytes are at `buffer`, which
+  // belongs to the caller until Backend::ReleaseBuffer(buffer_id).
+  virtual void OnComplete(int result) = 0;
+
+  Kind kind = Kind::kReceive;
+  int fd = -1;
+  char* data = nullptr;
+  size_t size = 0;
+  const char* buffer = nullptr;
+  uint32_t buffer_id = 0;
+
+ protected:
+  Operation() = default;
+  ~Operation() = default;
+};
+
 // What Send returns besides a byte count.
 inline constexpr long kSendAgain = -1;    // readiness: socket full, OnSendReady follows
 inline constexpr long kSendPending = -2;  // completion: submitted, OnSendReady follows
@@ -192,6 +231,17 @@ class Backend {
   // were received but not yet delivered are appended to *unread; *sent is
   // how many bytes of the outbound ring a send in flight had sent.
   virtual absl::Status DetachStream(Stream* stream, std::string* unread, size_t* sent) = 0;
+
+  // ---- One-shot operations (completion backends only; see Operation). ----
+  // Queues `op` for the loop's next submission.
+  virtual void Submit(Operation* op) = 0;
+  // Asks for `op` to end early; its OnComplete still comes. When
+  // `closing_fd`, the caller closes op->fd right after: the backend makes
+  // sure the operation reached the kernel first (so it cannot land on a
+  // reused descriptor number).
+  virtual void CancelOperation(Operation* op, bool closing_fd) = 0;
+  // Gives a kReceiveBuffer operation's buffer back to the backend.
+  virtual void ReleaseBuffer(uint32_t buffer_id) = 0;
 
   // ---- Listening sockets. ----
   virtual absl::Status StartAccepting(int fd, AcceptSink* sink) = 0;

@@ -192,6 +192,12 @@ class EpollBackend final : public Backend {
     }
   }
 
+  // A readiness backend has no one-shot operations: FiberConn makes the
+  // syscalls itself and parks on readiness (see Watch).
+  void Submit(Operation* op) override { op->OnComplete(-EOPNOTSUPP); }
+  void CancelOperation(Operation*, bool) override {}
+  void ReleaseBuffer(uint32_t) override {}
+
  private:
   static constexpr size_t kInitialEvents = 256;
   static constexpr size_t kMaxEvents = 4096;

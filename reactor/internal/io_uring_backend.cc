@@ -6,6 +6,9 @@
 //   handler left unread). An idle stream owns no buffer.
 // - Sends are IORING_OP_SEND from the stream's outbound ring, one in flight
 //   per stream; the owner keeps those bytes in place until the completion.
+// - Fibers (FiberConn) submit one-shot Operations: a receive straight into
+//   the fiber's buffer (or a provided one, for ReadView) and a send of the
+//   fiber's bytes, each completing to the parked fiber.
 // - Listeners use multishot accept. Plain watchers (the wake-up eventfd,
 //   fiber pollDescs) use multishot polls.
 // - One submit per loop iteration: Poll submits everything queued since the
@@ -54,6 +57,7 @@ constexpr uint64_t kOpConnect = 3;
 constexpr uint64_t kOpPoll = 4;  // (slot << 32) | (generation << 3) | tag
 constexpr uint64_t kOpAccept = 5;
 constexpr uint64_t kOpCancel = 6;  // (index into cancels_ << 3) | tag
+constexpr uint64_t kOpFiber = 7;   // an Operation (FiberConn)
 constexpr uint64_t kTagMask = 7;
 
 // Stream::io_flags_ bits.
@@ -250,6 +254,7 @@ class IoUringBackend final : public Backend {
     if (!retry_now_.empty() || !cancel_retries_.empty()) {
       if (timeout_ns < 0 || timeout_ns > 1'000'000) timeout_ns = 1'000'000;
     }
+    if (!injected_.empty()) timeout_ns = 0;
     if (timeout_ns == 0) {
       io_uring_submit_and_get_events(&ring_);
     } else if (timeout_ns < 0) {
@@ -263,6 +268,15 @@ class IoUringBackend final : public Backend {
       io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
     }
     int dispatched = 0;
+    if (!injected_.empty()) {
+      std::vector<std::pair<Operation*, int>> injected;
+      injected.swap(injected_);
+      for (auto [op, result] : injected) {
+        --in_flight_;
+        op->OnComplete(result);
+        ++dispatched;
+      }
+    }
     for (;;) {
       unsigned head = *ring_.cq.khead;
       unsigned tail = io_uring_smp_load_acquire(ring_.cq.ktail);
@@ -278,6 +292,10 @@ class IoUringBackend final : public Backend {
     FlushRecycled();
     ReapAccepts();
     RetryCancels();
+    // Receives that found the buffer ring empty go again, now that this
+    // round's buffers are back.
+    for (Operation* op : out_of_buffers_) Prepare(op);
+    out_of_buffers_.clear();
     return dispatched;
   }
 
@@ -497,6 +515,43 @@ class IoUringBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  // ---------------------------------------------------------- operations
+
+  void Submit(Operation* op) override {
+    ++in_flight_;
+    if (op->kind == Operation::Kind::kSend) {
+      const ssize_t allowed = FaultSubmittedSend(op->size);
+      if (allowed < 0) {
+        // An injected failure completes in the next Poll, as the kernel's
+        // would: never inside Submit, before the fiber has parked.
+        injected_.emplace_back(op, static_cast<int>(allowed));
+        return;
+      }
+      op->size = std::min(op->size, static_cast<size_t>(allowed));
+    }
+    Prepare(op);
+  }
+
+  void CancelOperation(Operation* op, bool closing_fd) override {
+    for (size_t i = 0; i < out_of_buffers_.size(); ++i) {
+      if (out_of_buffers_[i] != op) continue;
+      // Not in the kernel: it completes as cancelled in the next Poll.
+      out_of_buffers_.erase(out_of_buffers_.begin() + static_cast<long>(i));
+      injected_.emplace_back(op, -ECANCELED);
+      return;
+    }
+    for (const auto& [queued, result] : injected_) {
+      if (queued == op) return;  // completes in the next Poll anyway
+    }
+    Cancel(Tag(op, kOpFiber));
+    if (closing_fd) SubmitNow();
+  }
+
+  void ReleaseBuffer(uint32_t buffer_id) override {
+    Recycle(buffer_id);
+    FlushRecycled();
+  }
+
   // ---------------------------------------------------------- listeners
 
   absl::Status StartAccepting(int fd, AcceptSink* sink) override {
@@ -656,6 +711,60 @@ class IoUringBackend final : public Backend {
     HoldOp(s);
   }
 
+  void Prepare(Operation* op) {
+    io_uring_sqe* sqe = Sqe();
+    switch (op->kind) {
+      case Operation::Kind::kReceive:
+        io_uring_prep_recv(sqe, op->fd, op->data, op->size, 0);
+        break;
+      case Operation::Kind::kReceiveBuffer:
+        io_uring_prep_recv(sqe, op->fd, nullptr, buf_size_, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = kBufferGroup;
+        break;
+      case Operation::Kind::kSend:
+        io_uring_prep_send(sqe, op->fd, op->data, op->size, MSG_NOSIGNAL);
+        break;
+      case Operation::Kind::kWaitWritable:
+        io_uring_prep_poll_add(sqe, op->fd, POLLOUT);
+        break;
+    }
+    io_uring_sqe_set_data64(sqe, Tag(op, kOpFiber));
+  }
+
+  void OnOperation(Operation* op, const io_uring_cqe& cqe) {
+    int result = cqe.res;
+    const bool receive = op->kind == Operation::Kind::kReceive ||
+                         op->kind == Operation::Kind::kReceiveBuffer;
+    if (cqe.flags & IORING_CQE_F_BUFFER) {
+      const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+      if (result > 0) {
+        op->buffer = BufferAt(bid);
+        op->buffer_id = bid;
+      } else {
+        Recycle(bid);
+      }
+    }
+    if (result == -ENOBUFS && op->kind == Operation::Kind::kReceiveBuffer) {
+      out_of_buffers_.push_back(op);  // still in flight: prepared again after this round
+      return;
+    }
+    --in_flight_;
+    if (receive && result > 0) {
+      // Only failures are injected here: the kernel has already consumed
+      // the bytes, so a "short read" cannot be put back.
+      const ssize_t fault = FaultCompletedReceive(static_cast<size_t>(result));
+      if (fault < 0) {
+        if (op->buffer != nullptr) {
+          Recycle(op->buffer_id);
+          op->buffer = nullptr;
+        }
+        result = static_cast<int>(fault);
+      }
+    }
+    op->OnComplete(result);
+  }
+
   void ArmAccept(AcceptReg* reg) {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_multishot_accept(sqe, reg->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -763,6 +872,9 @@ class IoUringBackend final : public Backend {
       }
       case kOpAccept:
         OnAccept(reinterpret_cast<AcceptReg*>(data & ~kTagMask), cqe, more);
+        return;
+      case kOpFiber:
+        OnOperation(reinterpret_cast<Operation*>(data & ~kTagMask), cqe);
         return;
     }
   }
@@ -882,6 +994,8 @@ class IoUringBackend final : public Backend {
   std::vector<uint32_t> free_cancels_;
   std::vector<uint32_t> cancel_retries_;  // refused this round
   std::vector<uint32_t> retry_now_;       // refused last round: sent at this Poll's end
+  std::vector<Operation*> out_of_buffers_;  // receives that found no buffer
+  std::vector<std::pair<Operation*, int>> injected_;  // fault-injected completions
 };
 
 absl::Status ProbeIoUring() {

@@ -10,6 +10,7 @@
 #include "reactor/clock.h"
 #include "reactor/errors.h"
 #include "reactor/logging.h"
+#include "reactor/internal/accepted_socket_taker.h"
 #include "reactor/internal/socket_ops.h"
 
 namespace netloop::internal {
@@ -37,6 +38,10 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
     return;
   }
   ApplySocketTuning(fd, peer.family(), options().socket);
+  if (!is_client && engine_->socket_taker_ != nullptr) {
+    engine_->socket_taker_->TakeAccepted(index_, fd, peer);
+    return;
+  }
   Conn* conn = new Conn(this, fd, id, is_client, peer);
   conn->context_ = context;
   conns_.emplace(id, conn);
