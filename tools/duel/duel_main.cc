@@ -1,7 +1,9 @@
 // duel: the head-to-head runner. Starts each server itself (pinned to CPU 1,
 // load on CPU 0), runs the same workloads against each, alternating servers
 // within every repeat, and prints one markdown table; writes it and an SVG
-// chart next to the workspace.
+// chart next to the workspace. Besides netloop's servers, the floor and
+// nginx, it runs the peers in peers/ (Go, Asio, libuv) where they are there:
+// see peers/README.md.
 //
 //   bazel run -c opt //tools:duel -- --quick
 #include <arpa/inet.h>
@@ -37,6 +39,9 @@ struct ServerSpec {
   std::vector<std::string> argv;  // argv[0] relative to the runfiles root
   bool floor = false;
   bool nginx = false;
+  // The server of the other model this one is weighed against ("×
+  // counterpart"); empty for none.
+  std::string counterpart;
 };
 
 struct WorkloadSpec {
@@ -53,6 +58,11 @@ std::string FindBinary(const std::string& rel, const char* argv0) {
   roots.push_back(absl::StrCat(argv0, ".runfiles/netloop/"));
   roots.push_back("");
   roots.push_back("bazel-bin/");
+  // Targets outside the duel's data (peers/libuv's, which needs an optional
+  // package) are run from where `bazel build` left them.
+  if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY")) {
+    roots.push_back(absl::StrCat(ws, "/bazel-bin/"));
+  }
   for (const std::string& root : roots) {
     std::string p = root + rel;
     if (access(p.c_str(), X_OK) == 0) return p;
@@ -102,6 +112,18 @@ absl::StatusOr<ServerProcess> StartServer(const ServerSpec& s, int cpu, const st
                       << ";\n    location / { default_type text/plain; return 200 \"Hello, "
                          "World!\"; }\n  }\n}\n";
   return ServerProcess::StartOnPort({s.argv[0], "-p", tmp, "-c", conf}, cpu, port);
+}
+
+// Builds the Go peers into `dir` with peers/go/build.sh (Bazel 4 has no Go
+// rules offline). Returns why there are no Go rows, or "" once built.
+std::string BuildGoPeers(const std::string& script, const std::string& dir) {
+  if (script.empty()) return "peers/go/build.sh is not in the runfiles";
+  if (Which("go").empty()) return "go is not installed (tools/setup installs golang-go)";
+  std::fprintf(stderr, "duel: building the Go peers ...\n");
+  // Its output goes to stderr: stdout carries the table.
+  const std::string cmd = absl::StrCat("bash '", script, "' '", dir, "' 1>&2");
+  if (std::system(cmd.c_str()) != 0) return "peers/go/build.sh failed (see above)";
+  return "";
 }
 
 double Median(std::vector<double> v) {
@@ -155,6 +177,13 @@ int main(int argc, char** argv) {
   if (out_md.empty()) out_md = base + "duel.md";
   if (out_svg.empty()) out_svg = base + "duel.svg";
 
+  char tmpl[] = "/tmp/netloop-duel-XXXXXX";
+  std::string tmp = mkdtemp(tmpl) ? tmpl : "/tmp";
+  auto bin = [&](const std::string& rel) { return FindBinary(rel, argv[0]); };
+  // Before pinning, so the Go compiler has every CPU.
+  const std::string go_dir = tmp + "/go";
+  const std::string no_go = BuildGoPeers(bin("peers/go/build.sh"), go_dir);
+
   const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   const bool pin = !no_pin && ncpu >= 2;
   const int server_cpu = pin ? 1 : -1;
@@ -164,10 +193,7 @@ int main(int argc, char** argv) {
     CPU_SET(0, &set);
     sched_setaffinity(0, sizeof(set), &set);
   }
-  char tmpl[] = "/tmp/netloop-duel-XXXXXX";
-  std::string tmp = mkdtemp(tmpl) ? tmpl : "/tmp";
 
-  auto bin = [&](const std::string& rel) { return FindBinary(rel, argv[0]); };
   const std::vector<std::string> net_args = {"--address", "tcp://127.0.0.1:0", "--loops", "1"};
   auto with = [](std::string b, std::vector<std::string> a) {
     a.insert(a.begin(), std::move(b));
@@ -177,13 +203,15 @@ int main(int argc, char** argv) {
       {"raw epoll (floor)", with(bin("bench/raw_epoll_server"), {"--mode=echo", "--port=0"}),
        true},
       {"netloop callback", with(bin("examples/echo/echo"), net_args)},
-      {"netloop fiber", with(bin("examples/echo_fiber/echo_fiber"), net_args)},
+      {"netloop fiber", with(bin("examples/echo_fiber/echo_fiber"), net_args), false, false,
+       "netloop callback"},
   };
   std::vector<ServerSpec> http_servers = {
       {"raw epoll (floor)", with(bin("bench/raw_epoll_server"), {"--mode=http", "--port=0"}),
        true},
       {"netloop callback", with(bin("examples/http/http_server"), net_args)},
-      {"netloop fiber", with(bin("examples/http/http_fiber_server"), net_args)},
+      {"netloop fiber", with(bin("examples/http/http_fiber_server"), net_args), false, false,
+       "netloop callback"},
   };
   // io_uring rows where this machine has it (a container's seccomp filter,
   // kernel.io_uring_disabled or an old kernel blocks it): the run says so.
@@ -192,17 +220,52 @@ int main(int argc, char** argv) {
     uring_args.insert(uring_args.end(), {"--backend", "io_uring"});
     echo_servers.push_back(
         {"netloop callback io_uring", with(bin("examples/echo/echo"), uring_args)});
-    echo_servers.push_back(
-        {"netloop fiber io_uring", with(bin("examples/echo_fiber/echo_fiber"), uring_args)});
+    echo_servers.push_back({"netloop fiber io_uring",
+                            with(bin("examples/echo_fiber/echo_fiber"), uring_args), false,
+                            false, "netloop callback io_uring"});
     http_servers.push_back(
         {"netloop callback io_uring", with(bin("examples/http/http_server"), uring_args)});
-    http_servers.push_back(
-        {"netloop fiber io_uring", with(bin("examples/http/http_fiber_server"), uring_args)});
+    http_servers.push_back({"netloop fiber io_uring",
+                            with(bin("examples/http/http_fiber_server"), uring_args), false,
+                            false, "netloop callback io_uring"});
   } else {
     std::fprintf(stderr, "duel: no io_uring rows: %s\n", std::string(s.message()).c_str());
   }
   std::string nginx = Which("nginx");
   if (!nginx.empty()) http_servers.push_back({"nginx 1 worker", {nginx}, false, true});
+  // The peers, each on one thread and started like netloop's servers. One
+  // that is not there is left out, and the run says why; whatever runs is
+  // verified like every other server. Goroutines are weighed against
+  // netloop's callbacks (the model Go's netpoller hides), Asio's coroutines
+  // against its callbacks.
+  const std::vector<std::string> peer_args = {"--address", "tcp://127.0.0.1:0"};
+  auto add_peer = [](std::vector<ServerSpec>& to, ServerSpec s, const std::string& missing) {
+    if (s.argv[0].empty()) {
+      std::fprintf(stderr, "duel: no \"%s\" rows: %s\n", s.name.c_str(), missing.c_str());
+      return;
+    }
+    to.push_back(std::move(s));
+  };
+  auto go_bin = [&](const std::string& name) {
+    std::string p = absl::StrCat(go_dir, "/", name);
+    return no_go.empty() && access(p.c_str(), X_OK) == 0 ? p : "";
+  };
+  const std::string why_no_go = no_go.empty() ? "peers/go/build.sh left no binary" : no_go;
+  add_peer(echo_servers,
+           {"Go net (goroutines)", with(go_bin("echo"), peer_args), false, false,
+            "netloop callback"},
+           why_no_go);
+  add_peer(http_servers,
+           {"Go net/http", with(go_bin("http"), peer_args), false, false, "netloop callback"},
+           why_no_go);
+  add_peer(echo_servers, {"Asio callbacks", with(bin("peers/asio/echo_callbacks"), peer_args)},
+           "binary not built (//peers/asio:echo_callbacks)");
+  add_peer(echo_servers,
+           {"Asio coroutines", with(bin("peers/asio/echo_coroutines"), peer_args), false, false,
+            "Asio callbacks"},
+           "binary not built (//peers/asio:echo_coroutines)");
+  add_peer(echo_servers, {"libuv", with(bin("peers/libuv/echo"), peer_args)},
+           "not built: bazel build -c opt //peers/libuv:echo (needs libuv1-dev)");
 
   std::vector<WorkloadSpec> workloads = {
       {"echo 1KiB ×50 conns", Workload::kEcho, 50, 1, false},
@@ -277,6 +340,7 @@ int main(int argc, char** argv) {
       }
     }
     double floor_cpu = 0;
+    const size_t first_row = rows.size();
     for (const ServerSpec& s : servers) {
       const auto& runs = results[s.name];
       Row row;
@@ -284,6 +348,7 @@ int main(int argc, char** argv) {
       row.server = s.name;
       row.idle = w.kind == Workload::kIdle;
       row.note = notes[s.name];
+      row.counterpart = s.counterpart;
       row.repeats = static_cast<int>(runs.size());
       if (row.idle && s.nginx) continue;
       if (runs.empty()) {
@@ -310,12 +375,24 @@ int main(int argc, char** argv) {
       if (!row.idle && floor_cpu > 0) row.ratio = row.cpu_us / floor_cpu;
       rows.push_back(row);
     }
+    // Against the counterpart: CPU per message, or RSS for idle rows.
+    for (size_t i = first_row; i < rows.size(); ++i) {
+      Row& r = rows[i];
+      if (r.counterpart.empty() || r.repeats == 0) continue;
+      for (size_t j = first_row; j < rows.size(); ++j) {
+        const Row& c = rows[j];
+        if (c.server != r.counterpart || c.repeats == 0) continue;
+        const double base = r.idle ? c.rss_per_conn : c.cpu_us;
+        if (base > 0) r.counterpart_ratio = (r.idle ? r.rss_per_conn : r.cpu_us) / base;
+      }
+    }
   }
 
   std::string preamble = absl::StrFormat(
       "netloop duel: %d repeat(s), %.1f s cells after %.1f s warm-up; %s; loads verify every "
       "byte; idle workload%s. Ratio = server CPU µs/msg over the raw epoll floor's in the "
-      "same run.\n\n",
+      "same run; × counterpart = that figure over the named server's, the same library's "
+      "(or, for Go, netloop's) other model (RSS for idle rows).\n\n",
       repeats, cell_seconds, warmup_seconds,
       pin ? "servers pinned to CPU 1, load on CPU 0" : "not pinned", idle_note);
   std::string md = RenderMarkdown(rows, preamble);

@@ -8,38 +8,56 @@
 
 namespace netloop::duel {
 
+namespace {
+
+// "1.06 (netloop callback)"; "–" when the counterpart has no figure; "" for
+// a row without one.
+std::string CounterpartCell(const Row& r) {
+  if (r.counterpart.empty()) return "";
+  if (r.counterpart_ratio <= 0) return "–";
+  return absl::StrFormat("%.2f (%s)", r.counterpart_ratio, r.counterpart);
+}
+
+}  // namespace
+
 std::string RenderMarkdown(const std::vector<Row>& rows, const std::string& preamble) {
   std::string out = preamble;
   out +=
-      "| workload | server | msgs/s | server CPU µs/msg (min–max) | × floor | p50 µs | p99 µs "
-      "| RSS/idle conn |\n|---|---|---:|---:|---:|---:|---:|---:|\n";
+      "| workload | server | msgs/s | server CPU µs/msg (min–max) | × floor | × counterpart "
+      "| p50 µs | p99 µs | RSS/idle conn |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     if (!r.note.empty() && r.repeats == 0) {
       absl::StrAppend(&out, "| ", r.workload, " | ", r.server, " | ", r.note,
-                      " | | | | | |\n");
+                      " | | | | | | |\n");
       continue;
     }
     if (r.idle) {
-      absl::StrAppendFormat(&out, "| %s | %s | | | %s | | | %.0f B |\n", r.workload, r.server,
-                            r.ratio > 0 ? absl::StrFormat("%.2f", r.ratio) : "",
-                            r.rss_per_conn);
+      absl::StrAppendFormat(&out, "| %s | %s | | | %s | %s | | | %.0f B |\n", r.workload,
+                            r.server, r.ratio > 0 ? absl::StrFormat("%.2f", r.ratio) : "",
+                            CounterpartCell(r), r.rss_per_conn);
       continue;
     }
     absl::StrAppendFormat(
-        &out, "| %s | %s | %.0f | %.3f (%.3f–%.3f) | %s | %.0f | %.0f | |\n", r.workload,
+        &out, "| %s | %s | %.0f | %.3f (%.3f–%.3f) | %s | %s | %.0f | %.0f | |\n", r.workload,
         r.server, r.msgs_per_sec, r.cpu_us, r.cpu_us_min, r.cpu_us_max,
-        r.ratio > 0 ? absl::StrFormat("%.2f", r.ratio) : "–", r.p50_us, r.p99_us);
+        r.ratio > 0 ? absl::StrFormat("%.2f", r.ratio) : "–", CounterpartCell(r), r.p50_us,
+        r.p99_us);
   }
   return out;
 }
 
 namespace {
 
+// One color per server: with the peers a run has up to a dozen.
 const char* ColorFor(int i) {
-  static const char* kColors[] = {"#6b7280", "#2563eb", "#16a34a", "#dc2626", "#9333ea",
-                                  "#ea580c"};
-  return kColors[i % 6];
+  static const char* kColors[] = {"#6b7280", "#2563eb", "#16a34a", "#dc2626",
+                                  "#9333ea", "#ea580c", "#0891b2", "#ca8a04",
+                                  "#db2777", "#4d7c0f", "#1e3a8a", "#78350f"};
+  return kColors[i % 12];
 }
+
+// Legend entries per line: six fit the chart's width.
+constexpr int kLegendPerLine = 6;
 
 // One panel of grouped bars: groups = workloads, bars = servers.
 void Panel(std::string* svg, const std::vector<Row>& rows, double y0, const std::string& title,
@@ -101,22 +119,29 @@ std::string RenderSvg(const std::vector<Row>& rows, const std::string& title) {
       servers.push_back(r.server);
     }
   }
-  std::string svg =
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"960\" height=\"900\" "
-      "font-family=\"sans-serif\">\n<rect width=\"960\" height=\"900\" fill=\"white\"/>\n";
+  // Legend lines past the first push the panels down.
+  const int legend_lines =
+      std::max<int>(1, (static_cast<int>(servers.size()) + kLegendPerLine - 1) / kLegendPerLine);
+  const int extra = (legend_lines - 1) * 18;
+  std::string svg = absl::StrFormat(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"960\" height=\"%d\" "
+      "font-family=\"sans-serif\">\n<rect width=\"960\" height=\"%d\" fill=\"white\"/>\n",
+      900 + extra, 900 + extra);
   absl::StrAppendFormat(&svg, "<text x=\"20\" y=\"26\" font-size=\"18\">%s</text>\n", title);
   for (size_t s = 0; s < servers.size(); ++s) {
+    const int column = static_cast<int>(s) % kLegendPerLine;
+    const int y = 40 + static_cast<int>(s) / kLegendPerLine * 18;
     absl::StrAppendFormat(&svg,
-                          "<rect x=\"%d\" y=\"40\" width=\"12\" height=\"12\" fill=\"%s\"/>"
-                          "<text x=\"%d\" y=\"51\" font-size=\"12\">%s</text>\n",
-                          20 + static_cast<int>(s) * 150, ColorFor(static_cast<int>(s)),
-                          36 + static_cast<int>(s) * 150, servers[s]);
+                          "<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"12\" fill=\"%s\"/>"
+                          "<text x=\"%d\" y=\"%d\" font-size=\"12\">%s</text>\n",
+                          20 + column * 150, y, ColorFor(static_cast<int>(s)),
+                          36 + column * 150, y + 11, servers[s]);
   }
-  Panel(&svg, rows, 60, "Server CPU per message (lower is better)", "µs",
+  Panel(&svg, rows, 60 + extra, "Server CPU per message (lower is better)", "µs",
         [](const Row& r) { return r.idle ? 0.0 : r.cpu_us; }, servers);
-  Panel(&svg, rows, 340, "Latency p50 (lower is better)", "µs",
+  Panel(&svg, rows, 340 + extra, "Latency p50 (lower is better)", "µs",
         [](const Row& r) { return r.idle ? 0.0 : r.p50_us; }, servers);
-  Panel(&svg, rows, 620, "Latency p99 (lower is better)", "µs",
+  Panel(&svg, rows, 620 + extra, "Latency p99 (lower is better)", "µs",
         [](const Row& r) { return r.idle ? 0.0 : r.p99_us; }, servers);
   svg += "</svg>\n";
   return svg;

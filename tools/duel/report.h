@@ -22,6 +22,10 @@ struct Row {
   double p99_us = 0;
   double rss_per_conn = 0;  // idle rows
   double ratio = 0;         // cpu_us (or rss, idle rows) / the floor's; 0 = none
+  // The other model's server this row is weighed against (fibers against
+  // callbacks, ...), and cpu_us (rss, idle rows) over its; 0 = none.
+  std::string counterpart;
+  double counterpart_ratio = 0;
 };
 
 std::string RenderMarkdown(const std::vector<Row>& rows, const std::string& preamble);
