@@ -58,11 +58,6 @@ std::string FindBinary(const std::string& rel, const char* argv0) {
   roots.push_back(absl::StrCat(argv0, ".runfiles/netloop/"));
   roots.push_back("");
   roots.push_back("bazel-bin/");
-  // Targets outside the duel's data (peers/libuv's, which needs an optional
-  // package) are run from where `bazel build` left them.
-  if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY")) {
-    roots.push_back(absl::StrCat(ws, "/bazel-bin/"));
-  }
   for (const std::string& root : roots) {
     std::string p = root + rel;
     if (access(p.c_str(), X_OK) == 0) return p;
@@ -114,15 +109,19 @@ absl::StatusOr<ServerProcess> StartServer(const ServerSpec& s, int cpu, const st
   return ServerProcess::StartOnPort({s.argv[0], "-p", tmp, "-c", conf}, cpu, port);
 }
 
-// Builds the Go peers into `dir` with peers/go/build.sh (Bazel 4 has no Go
-// rules offline). Returns why there are no Go rows, or "" once built.
-std::string BuildGoPeers(const std::string& script, const std::string& dir) {
-  if (script.empty()) return "peers/go/build.sh is not in the runfiles";
-  if (Which("go").empty()) return "go is not installed (tools/setup installs golang-go)";
-  std::fprintf(stderr, "duel: building the Go peers ...\n");
+// Builds peers that are no Bazel targets (Go: Bazel 4 has no Go rules
+// offline; libuv: an optional package) into `dir` with their build.sh.
+// Returns why there are no such rows, or "" once built.
+std::string BuildPeers(const std::string& what, const std::string& script,
+                       const std::string& dir) {
+  if (script.empty()) return absl::StrCat("peers/", what, "/build.sh is not in the runfiles");
+  std::fprintf(stderr, "duel: building the %s peers ...\n", what.c_str());
   // Its output goes to stderr: stdout carries the table.
   const std::string cmd = absl::StrCat("bash '", script, "' '", dir, "' 1>&2");
-  if (std::system(cmd.c_str()) != 0) return "peers/go/build.sh failed (see above)";
+  if (std::system(cmd.c_str()) != 0) {
+    return absl::StrCat("peers/", what, "/build.sh failed (tools/setup installs ",
+                        what == "go" ? "golang-go" : "libuv1-dev", ")");
+  }
   return "";
 }
 
@@ -182,7 +181,9 @@ int main(int argc, char** argv) {
   auto bin = [&](const std::string& rel) { return FindBinary(rel, argv[0]); };
   // Before pinning, so the Go compiler has every CPU.
   const std::string go_dir = tmp + "/go";
-  const std::string no_go = BuildGoPeers(bin("peers/go/build.sh"), go_dir);
+  const std::string no_go = BuildPeers("go", bin("peers/go/build.sh"), go_dir);
+  const std::string uv_dir = tmp + "/libuv";
+  const std::string no_uv = BuildPeers("libuv", bin("peers/libuv/build.sh"), uv_dir);
 
   const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   const bool pin = !no_pin && ncpu >= 2;
@@ -264,8 +265,11 @@ int main(int argc, char** argv) {
            {"Asio coroutines", with(bin("peers/asio/echo_coroutines"), peer_args), false, false,
             "Asio callbacks"},
            "binary not built (//peers/asio:echo_coroutines)");
-  add_peer(echo_servers, {"libuv", with(bin("peers/libuv/echo"), peer_args)},
-           "not built: bazel build -c opt //peers/libuv:echo (needs libuv1-dev)");
+  const std::string uv_bin = uv_dir + "/echo";
+  add_peer(echo_servers,
+           {"libuv", with(no_uv.empty() && access(uv_bin.c_str(), X_OK) == 0 ? uv_bin : "",
+                          peer_args)},
+           no_uv.empty() ? "peers/libuv/build.sh left no binary" : no_uv);
 
   std::vector<WorkloadSpec> workloads = {
       {"echo 1KiB ×50 conns", Workload::kEcho, 50, 1, false},
