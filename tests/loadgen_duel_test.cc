@@ -107,6 +107,17 @@ TEST(DuelTest, RunsEndToEndAndWritesTableAndChart) {
   EXPECT_NE(md.str().find("| echo 1KiB ×50 conns | netloop fiber |"), std::string::npos)
       << md.str();
   EXPECT_NE(md.str().find("raw epoll (floor)"), std::string::npos);
+  // The peers: Asio always (its headers are a required package), Go and
+  // libuv where tools/setup could install them. Each that ran was verified
+  // byte for byte like netloop's servers, or the run would have failed.
+  EXPECT_NE(md.str().find("| Asio callbacks |"), std::string::npos) << md.str();
+  EXPECT_NE(md.str().find("| Asio coroutines |"), std::string::npos) << md.str();
+  if (access("/usr/bin/go", X_OK) == 0) {
+    EXPECT_NE(md.str().find("| Go net (goroutines) |"), std::string::npos) << md.str();
+  }
+  if (access("/usr/include/uv.h", R_OK) == 0) {
+    EXPECT_NE(md.str().find("| libuv |"), std::string::npos) << md.str();
+  }
   EXPECT_EQ(svg.str().rfind("<svg", 0), 0u);
   EXPECT_NE(svg.str().find("<rect"), std::string::npos);
 }
