@@ -184,19 +184,6 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     return ResetError(-result);
   }
 
-  // Completion backends: ReadView's buffer goes back to the backend's ring
-  // at the next read or at Close.
-  void ReleaseHeldBuffer() {
-    if (held_buffer_ < 0) return;
-    backend_->ReleaseBuffer(static_cast<uint32_t>(held_buffer_));
-    held_buffer_ = -1;
-    held_begin_ = nullptr;
-    held_size_ = 0;
-  }
-  bool InHeldBuffer(const char* p) const {
-    return held_begin_ != nullptr && p >= held_begin_ && p < held_begin_ + held_size_;
-  }
-
   // Makes sure a timer fires no later than the deadline.
   void ArmTimer(Slot& slot) {
     if (slot.deadline_ns == kNeverNanos) return;
@@ -247,7 +234,6 @@ class FiberConnCore final : public IoWatcher, public StopListener {
       // Cancelled before the fd goes; their completions wake the fibers.
       WakeSlot(read_, /*closing_fd=*/true);
       WakeSlot(write_, /*closing_fd=*/true);
-      ReleaseHeldBuffer();
       ::close(fd_);
       return;
     }
@@ -260,10 +246,6 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   Scheduler* const sched_;
   netloop::internal::Backend* const backend_;  // completion backends only
   int fd_;
-  // ReadView's backend buffer, kept until the next read.
-  int32_t held_buffer_ = -1;
-  uint32_t held_size_ = 0;
-  const char* held_begin_ = nullptr;
   bool closed_ = false;
   // Rarely used, so allocated only when needed: an idle connection pays 16
   // bytes for them, not 64.
@@ -331,15 +313,15 @@ absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
     return n;
   }
   if (c.backend_ != nullptr) {
-    c.ReleaseHeldBuffer();
     for (;;) {
       FiberConnCore::PendingOp op;
       op.kind = netloop::internal::Operation::Kind::kReceive;
       op.data = buf.data();
-      op.size = buf.size();
+      op.size = std::min<size_t>(buf.size(), size_t{1} << 30);  // the SQE's length is 32-bit
       if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
-      // Bytes that won a race with a deadline or Close are still returned
-      // (nothing received is dropped), as Go does on Windows.
+      // Bytes that won a race with a deadline are still returned (nothing
+      // received is dropped), as Go does on Windows; after Close, the
+      // connection is gone and so are they.
       if (op.result > 0 && !c.closed_) return static_cast<size_t>(op.result);
       if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
     }
@@ -366,22 +348,22 @@ absl::StatusOr<std::string_view> FiberConn::ReadView() {
     return std::string_view(loop.read_buffer(), n);
   }
   if (c.backend_ != nullptr) {
-    // The kernel fills one of the backend's provided buffers, which this
-    // connection keeps until its next read: no copy on the way in.
-    c.ReleaseHeldBuffer();
+    // The kernel fills one of the backend's provided buffers; its bytes move
+    // to the loop's shared buffer and it goes back to the ring at once. A
+    // connection never keeps a provided buffer (a peer that does not read
+    // could otherwise pin one per connection until the ring runs dry), and
+    // the view has the same lifetime as on epoll.
     for (;;) {
       FiberConnCore::PendingOp op;
       op.kind = netloop::internal::Operation::Kind::kReceiveBuffer;
+      op.size = loop.read_buffer_size();
       if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
       if (op.result > 0) {
-        c.held_buffer_ = static_cast<int32_t>(op.buffer_id);
-        c.held_begin_ = op.buffer;
-        c.held_size_ = static_cast<uint32_t>(op.result);
-        if (c.closed_) {
-          c.ReleaseHeldBuffer();
-          return c.Check(c.read_);
-        }
-        return std::string_view(op.buffer, static_cast<size_t>(op.result));
+        const size_t n = static_cast<size_t>(op.result);
+        memcpy(loop.read_buffer(), op.buffer, n);
+        c.backend_->ReleaseBuffer(op.buffer_id);
+        if (c.closed_) return c.Check(c.read_);
+        return std::string_view(loop.read_buffer(), n);
       }
       if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
     }
@@ -414,6 +396,23 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
   const char* shared_end = shared_begin + c.sched_->loop().read_buffer_size();
   bool copied = false;
   if (c.backend_ != nullptr) {
+    // A send in flight reads the bytes until it completes, while other
+    // fibers run: bytes in the loop's shared read buffer (a ReadView) would
+    // be overwritten meanwhile. They go out with a plain non-blocking send
+    // first, and what the socket does not take is copied before submitting.
+    if (data.data() >= shared_begin && data.data() < shared_end) {
+      if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
+      ssize_t n;
+      do {
+        n = netloop::internal::SysSend(c.fd_, data.data(), data.size(),
+                                       MSG_NOSIGNAL | MSG_DONTWAIT);
+      } while (n < 0 && errno == EINTR);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+      if (n > 0) data.remove_prefix(static_cast<size_t>(n));
+      if (data.empty()) return total;
+      c.pending_ = std::make_unique<std::string>(data);
+      data = *c.pending_;
+    }
     while (!data.empty()) {
       FiberConnCore::PendingOp op;
       op.kind = netloop::internal::Operation::Kind::kSend;
@@ -422,16 +421,6 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
       absl::Status st = c.Run(c.write_, op);
       if (st.ok() && op.result >= 0) {
         data.remove_prefix(static_cast<size_t>(op.result));
-        // A short send means the socket is full and the next one may wait
-        // long: bytes in ReadView's buffer are copied so that it can go back
-        // to the ring (a peer that does not read would otherwise hold one
-        // buffer per connection).
-        if (!data.empty() && !copied && c.InHeldBuffer(data.data())) {
-          c.pending_ = std::make_unique<std::string>(data);
-          data = *c.pending_;
-          copied = true;
-          c.ReleaseHeldBuffer();
-        }
         continue;
       }
       if (st.ok()) st = c.FailedOp(c.write_, op.result);

@@ -47,6 +47,22 @@ class FiberServer::Bridge final : public EventHandler,
     return Action::kNone;
   }
 
+  // Connections dialled through engine().Dial() still arrive as Conns: they
+  // leave the callback world here, as accepted ones did before the engine
+  // could hand sockets over directly.
+  Action OnOpen(Conn& conn) override {
+    absl::StatusOr<DetachedConn> detached = conn.Detach();
+    if (!detached.ok()) return Action::kClose;
+    FiberServer* server = server_;
+    server->live_.fetch_add(1, std::memory_order_relaxed);
+    Scheduler::For(conn.loop()).Spawn([server, fd = PendingFd(detached->fd)]() mutable {
+      absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
+      if (!s.ok()) NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+      server->live_.fetch_sub(1, std::memory_order_relaxed);
+    });
+    return Action::kNone;
+  }
+
   void TakeAccepted(int loop_index, int fd, const SocketAddress&) override {
     // The closure is three words: it fits AnyInvocable's inline storage, so a
     // parked connection pays no heap block for it.

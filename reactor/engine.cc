@@ -387,7 +387,7 @@ void internal::SetAcceptedSocketTaker(Engine& engine, AcceptedSocketTaker* taker
 }
 
 void internal::ReleaseTakenSocket(Engine& engine, int loop_index) {
-  engine.workers_[static_cast<size_t>(loop_index)]->AddLoad(-1);
+  engine.workers_[static_cast<size_t>(loop_index)]->ReleaseTaken();
 }
 
 size_t Engine::CountConnections() const {

@@ -684,7 +684,7 @@ TEST(FiberConnInFlightTest, CloseWithReceiveAndSendInFlight) {
     auto c = FiberConn::Adopt(p.fiber_end);
     ASSERT_TRUE(c.ok());
     FiberConn* conn = c->get();
-    const size_t in_flight_before = conn->loop().backend().OperationsInFlight();
+    const size_t in_flight_before = conn->loop().backend().OneShotOperationsInFlight();
     FillSendBuffer(*conn);
     absl::Status read_status, write_status;
     int returned = 0;
@@ -706,7 +706,7 @@ TEST(FiberConnInFlightTest, CloseWithReceiveAndSendInFlight) {
     ASSERT_EQ(returned, 2);
     EXPECT_EQ(GetCloseReason(read_status), CloseReason::kClosed) << read_status;
     EXPECT_EQ(GetCloseReason(write_status), CloseReason::kClosed) << write_status;
-    EXPECT_EQ(conn->loop().backend().OperationsInFlight(), in_flight_before);
+    EXPECT_EQ(conn->loop().backend().OneShotOperationsInFlight(), in_flight_before);
     EXPECT_EQ(conn->fd(), -1);
   }));
   // The peer sees the end of the stream after what was sent.

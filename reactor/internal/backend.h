@@ -196,6 +196,11 @@ class Backend {
   // readiness backends). A quitting loop polls until this is 0, so no stream
   // is left held.
   virtual size_t OperationsInFlight() const = 0;
+  // One-shot Operations (fibers) submitted and not completed yet. Not part
+  // of OperationsInFlight: a fiber parked on one keeps its stack (and so the
+  // operation's memory) even when its loop quits without stopping it, and
+  // the ring's teardown ends the operation.
+  virtual size_t OneShotOperationsInFlight() const { return 0; }
 
   // ---- Streams. ----
 

@@ -250,6 +250,14 @@ class IoUringBackend final : public Backend {
       return 0;
     }
     FlushSends();
+    // Receives that found the buffer ring empty go again once a buffer has
+    // come back (before that they would only fail again, at once, and spin
+    // the loop). Kept out of the queue until then, so that CancelOperation
+    // finds them.
+    if (!out_of_buffers_.empty() && buffers_returned_ != returned_at_failure_) {
+      for (Operation* op : out_of_buffers_) Prepare(op);
+      out_of_buffers_.clear();
+    }
     // Cancellations waiting for a retry must not wait on an idle loop.
     if (!retry_now_.empty() || !cancel_retries_.empty()) {
       if (timeout_ns < 0 || timeout_ns > 1'000'000) timeout_ns = 1'000'000;
@@ -272,7 +280,7 @@ class IoUringBackend final : public Backend {
       std::vector<std::pair<Operation*, int>> injected;
       injected.swap(injected_);
       for (auto [op, result] : injected) {
-        --in_flight_;
+        --one_shot_in_flight_;
         op->OnComplete(result);
         ++dispatched;
       }
@@ -292,15 +300,12 @@ class IoUringBackend final : public Backend {
     FlushRecycled();
     ReapAccepts();
     RetryCancels();
-    // Receives that found the buffer ring empty go again, now that this
-    // round's buffers are back.
-    for (Operation* op : out_of_buffers_) Prepare(op);
-    out_of_buffers_.clear();
     return dispatched;
   }
 
   bool HasPendingWork() const override { return false; }
   size_t OperationsInFlight() const override { return in_flight_; }
+  size_t OneShotOperationsInFlight() const override { return one_shot_in_flight_; }
 
   // ---------------------------------------------------------- streams
 
@@ -518,7 +523,7 @@ class IoUringBackend final : public Backend {
   // ---------------------------------------------------------- operations
 
   void Submit(Operation* op) override {
-    ++in_flight_;
+    ++one_shot_in_flight_;
     if (op->kind == Operation::Kind::kSend) {
       const ssize_t allowed = FaultSubmittedSend(op->size);
       if (allowed < 0) {
@@ -718,7 +723,8 @@ class IoUringBackend final : public Backend {
         io_uring_prep_recv(sqe, op->fd, op->data, op->size, 0);
         break;
       case Operation::Kind::kReceiveBuffer:
-        io_uring_prep_recv(sqe, op->fd, nullptr, buf_size_, 0);
+        io_uring_prep_recv(sqe, op->fd, nullptr,
+                           static_cast<unsigned>(std::min<size_t>(buf_size_, op->size)), 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = kBufferGroup;
         break;
@@ -746,10 +752,11 @@ class IoUringBackend final : public Backend {
       }
     }
     if (result == -ENOBUFS && op->kind == Operation::Kind::kReceiveBuffer) {
-      out_of_buffers_.push_back(op);  // still in flight: prepared again after this round
+      out_of_buffers_.push_back(op);  // still in flight: see Poll
+      returned_at_failure_ = buffers_returned_;
       return;
     }
-    --in_flight_;
+    --one_shot_in_flight_;
     if (receive && result > 0) {
       // Only failures are injected here: the kernel has already consumed
       // the bytes, so a "short read" cannot be put back.
@@ -773,6 +780,7 @@ class IoUringBackend final : public Backend {
   }
 
   void Recycle(unsigned bid) {
+    ++buffers_returned_;
     io_uring_buf_ring_add(br_, BufferAt(bid), buf_size_, static_cast<uint16_t>(bid),
                           io_uring_buf_ring_mask(buf_count_), recycled_);
     ++recycled_;
@@ -995,6 +1003,9 @@ class IoUringBackend final : public Backend {
   std::vector<uint32_t> cancel_retries_;  // refused this round
   std::vector<uint32_t> retry_now_;       // refused last round: sent at this Poll's end
   std::vector<Operation*> out_of_buffers_;  // receives that found no buffer
+  uint64_t buffers_returned_ = 0;           // Recycle calls, ever
+  uint64_t returned_at_failure_ = 0;        // buffers_returned_ at the last ENOBUFS
+  size_t one_shot_in_flight_ = 0;           // Operations submitted, not completed
   std::vector<std::pair<Operation*, int>> injected_;  // fault-injected completions
 };
 

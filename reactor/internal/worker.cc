@@ -39,6 +39,7 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
   }
   ApplySocketTuning(fd, peer.family(), options().socket);
   if (!is_client && engine_->socket_taker_ != nullptr) {
+    taken_.fetch_add(1, std::memory_order_seq_cst);
     engine_->socket_taker_->TakeAccepted(index_, fd, peer);
     return;
   }
@@ -189,7 +190,9 @@ bool Worker::HasReadyWork() const {
 bool Worker::Drained() const {
   // load_ also counts hand-offs on their way here (a Dial or an accept whose
   // AddConnection is still queued): each will still produce an OnClose.
-  return conns_.empty() && load_.load(std::memory_order_seq_cst) <= 0;
+  return conns_.empty() && load_.load(std::memory_order_seq_cst) -
+                               taken_.load(std::memory_order_seq_cst) <=
+                           0;
 }
 
 void Worker::RunReadyWork() {

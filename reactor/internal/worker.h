@@ -54,6 +54,11 @@ class Worker final : public IterationHook {
 
   // Open connections plus hand-offs on their way here. Any thread.
   int64_t load() const { return load_.load(std::memory_order_relaxed); }
+  // A socket given to the engine's AcceptedSocketTaker is done with.
+  void ReleaseTaken() {
+    taken_.fetch_sub(1, std::memory_order_seq_cst);
+    load_.fetch_sub(1, std::memory_order_seq_cst);
+  }
   void AddLoad(int64_t delta, std::memory_order order = std::memory_order_relaxed) {
     load_.fetch_add(delta, order);
   }
@@ -88,6 +93,10 @@ class Worker final : public IterationHook {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<LoopService*> services_;
   std::atomic<int64_t> load_{0};
+  // Of load_, the sockets an AcceptedSocketTaker holds: they are its
+  // services' business when stopping (a fiber the scheduler abandoned never
+  // gives its socket back), so Drained does not wait for them.
+  std::atomic<int64_t> taken_{0};
   std::atomic<int64_t> buffered_kib_{0};
   std::atomic<uint64_t> budget_closes_{0};
   bool stopping_ = false;
