@@ -15,8 +15,23 @@
 #define MADV_GUARD_INSTALL 102
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace netloop::fiber {
 namespace {
+
+// Unmaps stack memory. Under ASan, frames that ran on it left poisoned
+// redzones in the shadow, which munmap does not clear: the next mapping at
+// the same address (another loop's receive buffers, say) would then be
+// reported as a stack overflow on its first read.
+void UnmapStackMemory(void* p, size_t n) {
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+  munmap(p, n);
+}
 
 constexpr size_t kMinStack = 16 * 1024;
 constexpr size_t kMaxStack = 8 * 1024 * 1024;
@@ -61,8 +76,8 @@ StackPool::StackPool(StackPoolOptions options)
 }
 
 StackPool::~StackPool() {
-  for (const Stack& s : cache_) munmap(s.base, s.mapped);
-  if (slab_next_ != slab_end_) munmap(slab_next_, slab_end_ - slab_next_);
+  for (const Stack& s : cache_) UnmapStackMemory(s.base, s.mapped);
+  if (slab_next_ != slab_end_) UnmapStackMemory(slab_next_, slab_end_ - slab_next_);
 }
 
 bool StackPool::guard_markers() const {
@@ -105,7 +120,7 @@ Stack StackPool::Allocate() {
 void StackPool::Release(Stack stack) {
   --live_;
   if (cache_.size() >= options_.max_cached) {
-    munmap(stack.base, stack.mapped);
+    UnmapStackMemory(stack.base, stack.mapped);
     return;
   }
   if (options_.release_pages_on_return && stack.usable() > page_) {
