@@ -95,7 +95,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   }
 
   void OnIoReady(uint32_t events) override {
-    if (events & (kIoReadable | kIoPeerClosed | kIoError)) WakeSlot(read_);
+    if (events & (kIoReadable | kIoPeerClosed | kIoError)) {
+      read_ready_ = true;
+      WakeSlot(read_);
+    }
     if (events & (kIoWritable | kIoError)) WakeSlot(write_);
   }
 
@@ -184,6 +187,11 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     return ResetError(-result);
   }
 
+  // After a read of `n` bytes into room for `asked`: see read_ready_.
+  void NoteRead(size_t n, size_t asked) {
+    if (n < asked && !netloop::internal::LastReadWasShortened()) read_ready_ = false;
+  }
+
   // Makes sure a timer fires no later than the deadline.
   void ArmTimer(Slot& slot) {
     if (slot.deadline_ns == kNeverNanos) return;
@@ -247,6 +255,12 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   netloop::internal::Backend* const backend_;  // completion backends only
   int fd_;
   bool closed_ = false;
+  // Readiness backends: false once a read has drained the socket, until the
+  // next edge. A read that returns less than it asked for has emptied the
+  // receive queue (bytes arriving after that raise a new edge), so the next
+  // Read parks at once instead of making a read that would only say EAGAIN:
+  // one syscall per message saved, as Go's pollDesc keeps its ready state.
+  bool read_ready_ = true;
   // Rarely used, so allocated only when needed: an idle connection pays 16
   // bytes for them, not 64.
   std::unique_ptr<std::string> unread_;   // bytes read before adoption
@@ -328,11 +342,17 @@ absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
   }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
-    ssize_t n = netloop::internal::SysRead(c.fd_, buf.data(), buf.size());
-    if (n > 0) return static_cast<size_t>(n);
-    if (n == 0) return PeerClosedError();
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+    if (c.read_ready_) {
+      ssize_t n = netloop::internal::SysRead(c.fd_, buf.data(), buf.size());
+      if (n > 0) {
+        c.NoteRead(static_cast<size_t>(n), buf.size());
+        return static_cast<size_t>(n);
+      }
+      if (n == 0) return PeerClosedError();
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+      c.read_ready_ = false;
+    }
     if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
   }
 }
@@ -370,11 +390,17 @@ absl::StatusOr<std::string_view> FiberConn::ReadView() {
   }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
-    ssize_t n = netloop::internal::SysRead(c.fd_, loop.read_buffer(), loop.read_buffer_size());
-    if (n > 0) return std::string_view(loop.read_buffer(), static_cast<size_t>(n));
-    if (n == 0) return PeerClosedError();
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+    if (c.read_ready_) {
+      ssize_t n = netloop::internal::SysRead(c.fd_, loop.read_buffer(), loop.read_buffer_size());
+      if (n > 0) {
+        c.NoteRead(static_cast<size_t>(n), loop.read_buffer_size());
+        return std::string_view(loop.read_buffer(), static_cast<size_t>(n));
+      }
+      if (n == 0) return PeerClosedError();
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+      c.read_ready_ = false;
+    }
     if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
   }
 }

@@ -261,12 +261,22 @@ void FaultInjection::HoldLookups(bool hold) {
 
 namespace internal {
 
+namespace {
+thread_local bool last_read_shortened = false;
+}  // namespace
+
+bool LastReadWasShortened() { return last_read_shortened; }
+
 ssize_t SysRead(int fd, void* buf, size_t n) {
+  last_read_shortened = false;
   Injector& inj = TheInjector();
   if (!inj.active()) return ::read(fd, buf, n);
   Decision d = inj.Decide(Op::kRead, n);
   if (FailsBeforeTheCall(d)) return -1;
-  if (d.faulted && d.kind == Kind::kShort) n = d.limit;
+  if (d.faulted && d.kind == Kind::kShort) {
+    n = d.limit;
+    last_read_shortened = true;
+  }
   return ::read(fd, buf, n);
 }
 

@@ -31,6 +31,10 @@ int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
 // about to be submitted (n; fewer, a short send; or -errno).
 ssize_t FaultCompletedReceive(size_t n);
 ssize_t FaultSubmittedSend(size_t n);
+// Whether this thread's last SysRead was shortened by the injector. A short
+// read from the kernel means the socket was drained (an edge-triggered
+// reader may wait for the next edge); a shortened one does not.
+bool LastReadWasShortened();
 #else
 inline ssize_t SysRead(int fd, void* buf, size_t n) { return ::read(fd, buf, n); }
 inline ssize_t SysSend(int fd, const void* buf, size_t n, int flags) {
@@ -51,6 +55,7 @@ inline int SysGetAddrInfo(const char* host, const char* service, const addrinfo*
 }
 inline ssize_t FaultCompletedReceive(size_t n) { return static_cast<ssize_t>(n); }
 inline ssize_t FaultSubmittedSend(size_t n) { return static_cast<ssize_t>(n); }
+inline bool LastReadWasShortened() { return false; }
 #endif
 
 }  // namespace netloop::internal
