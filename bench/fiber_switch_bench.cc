@@ -88,8 +88,9 @@ void BM_FiberCreateRunFinishReleasingPages(benchmark::State& state) {
 }
 BENCHMARK(BM_FiberCreateRunFinishReleasingPages);
 
-// No cache: every fiber carves and guards a new stack and unmaps it after,
-// which is what pooling saves.
+// No cache: every released stack is retired (its pages go back with
+// MADV_DONTNEED) and the next fiber faults them in again, which is what
+// pooling saves.
 void BM_FiberCreateRunFinishUnpooled(benchmark::State& state) {
   StackPool pool({.max_cached = 0});
   int runs = 0;

@@ -44,7 +44,8 @@ class Fiber {
  public:
   // Takes a stack from `pool` and keeps `entry` to run on it at the first
   // Resume(); nothing runs yet. The pool must outlive the fiber. Heap: only
-  // what `entry`'s captures need (AnyInvocable stores small ones inline).
+  // what `entry`'s captures need (AnyInvocable stores small ones inline), and
+  // the pool's node of bookkeeping when it maps a new slab.
   Fiber(StackPool& pool, absl::AnyInvocable<void()> entry);
   // Returns the stack to the pool. The fiber must have finished or never been
   // resumed: a suspended stack is never unwound from outside (its frames may

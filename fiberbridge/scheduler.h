@@ -150,7 +150,8 @@ struct SchedulerOptions {
   // two pages for a typical connection handler), not this reservation.
   size_t stack_size = 64 * 1024;
   // Stacks kept for reuse after their fibers finish, per loop; stacks
-  // released beyond this are unmapped.
+  // released beyond this give their pages back at once and their address
+  // space once their whole slab is free (see StackPoolOptions::max_cached).
   size_t max_cached_stacks = 1024;
   // Of those, how many keep their pages (the most recently used); the others
   // keep address space only (see StackPoolOptions::max_warm). This bounds

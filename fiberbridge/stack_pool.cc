@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 
 // Linux 6.13 uapi; older libc headers lack it.
 #ifndef MADV_GUARD_INSTALL
@@ -25,16 +27,18 @@ namespace {
 // Unmaps stack memory. Under ASan, frames that ran on it left poisoned
 // redzones in the shadow, which munmap does not clear: the next mapping at
 // the same address (another loop's receive buffers, say) would then be
-// reported as a stack overflow on its first read.
-void UnmapStackMemory(void* p, size_t n) {
+// reported as a stack overflow on its first read. True when it was unmapped.
+bool UnmapStackMemory(void* p, size_t n) {
 #if defined(__SANITIZE_ADDRESS__)
   ASAN_UNPOISON_MEMORY_REGION(p, n);
 #endif
-  munmap(p, n);
+  return munmap(p, n) == 0;
 }
 
 constexpr size_t kMinStack = 16 * 1024;
 constexpr size_t kMaxStack = 8 * 1024 * 1024;
+// A slab's retired stacks are the bits of one word.
+constexpr size_t kMaxStacksPerSlab = 64;
 
 size_t RoundUp(size_t n, size_t page) { return (n + page - 1) / page * page; }
 
@@ -72,12 +76,30 @@ StackPool::StackPool(StackPoolOptions options)
     : options_(options), page_(static_cast<size_t>(sysconf(_SC_PAGESIZE))) {
   usable_ = RoundUp(std::clamp(options.stack_size, kMinStack, kMaxStack), page_);
   guard_ = RoundUp(std::max<size_t>(options.guard_size, 1), page_);
-  options_.stacks_per_slab = std::max<size_t>(options.stacks_per_slab, 1);
+  stride_ = guard_ + usable_;
+  options_.stacks_per_slab = std::clamp<size_t>(options.stacks_per_slab, 1, kMaxStacksPerSlab);
 }
 
 StackPool::~StackPool() {
-  for (const Stack& s : cache_) UnmapStackMemory(s.base, s.mapped);
-  if (slab_next_ != slab_end_) UnmapStackMemory(slab_next_, slab_end_ - slab_next_);
+  // Cached stacks are free now too: counted with the retired ones, so that
+  // each slab goes in as few munmaps as possible.
+  for (const Stack& s : cache_) {
+    auto it = std::prev(slabs_.upper_bound(reinterpret_cast<uintptr_t>(s.base)));
+    it->second.retired |= uint64_t{1} << ((s.base - it->second.base) / stride_);
+  }
+  for (auto& [base, slab] : slabs_) {
+    auto is_free = [&slab](size_t i) { return i >= slab.carved || ((slab.retired >> i) & 1); };
+    for (size_t i = 0; i < slab.stacks;) {
+      if (!is_free(i)) {
+        ++i;  // still out: stays mapped
+        continue;
+      }
+      size_t end = i + 1;
+      while (end < slab.stacks && is_free(end)) ++end;
+      UnmapStackMemory(slab.base + i * stride_, (end - i) * stride_);
+      i = end;
+    }
+  }
 }
 
 bool StackPool::guard_markers() const {
@@ -88,10 +110,39 @@ void StackPool::MapSlab() {
   // Without guard markers every guard splits its region anyway: one stack per
   // mapping then, so each can be unmapped without leaving holes behind.
   const size_t stacks = ProbeGuardMarkers(page_) ? options_.stacks_per_slab : 1;
-  const size_t bytes = stacks * (guard_ + usable_);
-  // The previous slab's remainder is always empty here (see Allocate).
-  slab_next_ = static_cast<char*>(MapReserved(bytes));
-  slab_end_ = slab_next_ + bytes;
+  const size_t bytes = stacks * stride_;
+  char* base = static_cast<char*>(MapReserved(bytes));
+  // A fresh mapping cannot overlap a slab still listed: those are mapped.
+  Slab& slab = slabs_.try_emplace(reinterpret_cast<uintptr_t>(base)).first->second;
+  slab.base = base;
+  slab.stacks = stacks;
+  mapped_bytes_ += bytes;
+  carving_ = &slab;
+}
+
+Stack StackPool::StackAt(const Slab& slab, size_t index) const {
+  Stack s;
+  s.base = slab.base + index * stride_;
+  s.guard = guard_;
+  s.mapped = stride_;
+  return s;
+}
+
+void StackPool::LinkPartial(Slab* slab) {
+  slab->prev_partial = nullptr;
+  slab->next_partial = partial_;
+  if (partial_ != nullptr) partial_->prev_partial = slab;
+  partial_ = slab;
+}
+
+void StackPool::UnlinkPartial(Slab* slab) {
+  if (slab->prev_partial != nullptr) {
+    slab->prev_partial->next_partial = slab->next_partial;
+  } else {
+    partial_ = slab->next_partial;
+  }
+  if (slab->next_partial != nullptr) slab->next_partial->prev_partial = slab->prev_partial;
+  slab->prev_partial = slab->next_partial = nullptr;
 }
 
 Stack StackPool::Allocate() {
@@ -102,12 +153,20 @@ Stack StackPool::Allocate() {
     if (cold_ > cache_.size()) cold_ = cache_.size();  // it was a cold one
     return s;
   }
-  if (slab_next_ == slab_end_) MapSlab();
-  Stack s;
-  s.base = slab_next_;
-  s.guard = guard_;
-  s.mapped = guard_ + usable_;
-  slab_next_ += s.mapped;
+  if (partial_ != nullptr) {
+    // Reusing a retired stack costs no syscall (its guard marker survived
+    // MADV_DONTNEED) and keeps the address space from growing while old slabs
+    // sit half empty.
+    Slab* slab = partial_;
+    const int index = std::countr_zero(slab->retired);
+    slab->retired &= slab->retired - 1;
+    if (slab->retired == 0) UnlinkPartial(slab);
+    --retired_;
+    return StackAt(*slab, static_cast<size_t>(index));
+  }
+  if (carving_ == nullptr) MapSlab();
+  Stack s = StackAt(*carving_, carving_->carved++);
+  if (carving_->carved == carving_->stacks) carving_ = nullptr;
   // Guards are installed as stacks are carved, so the uncarved rest of a slab
   // stays one plain region (and mprotect'd guards cost regions only when used).
   if (!(guard_markers() && madvise(s.base, guard_, MADV_GUARD_INSTALL) == 0) &&
@@ -120,7 +179,7 @@ Stack StackPool::Allocate() {
 void StackPool::Release(Stack stack) {
   --live_;
   if (cache_.size() >= options_.max_cached) {
-    UnmapStackMemory(stack.base, stack.mapped);
+    Retire(stack);
     return;
   }
   if (options_.release_pages_on_return && stack.usable() > page_) {
@@ -136,6 +195,33 @@ void StackPool::Release(Stack stack) {
     madvise(aged.usable_bottom(), aged.usable(), MADV_DONTNEED);
     ++cold_;
   }
+}
+
+void StackPool::Retire(Stack stack) {
+  // The slab at or below the stack's base is its own.
+  auto it = std::prev(slabs_.upper_bound(reinterpret_cast<uintptr_t>(stack.base)));
+  Slab& slab = it->second;
+  const bool was_partial = slab.retired != 0;
+  slab.retired |= uint64_t{1} << ((stack.base - slab.base) / stride_);
+  const uint64_t all =
+      slab.stacks == kMaxStacksPerSlab ? ~uint64_t{0} : (uint64_t{1} << slab.stacks) - 1;
+  if (slab.carved == slab.stacks && slab.retired == all) {
+    // Whole slabs only: unmapping from inside a region would split it, and
+    // enough such holes exhaust vm.max_map_count.
+    if (UnmapStackMemory(slab.base, slab.stacks * stride_)) {
+      if (was_partial) UnlinkPartial(&slab);
+      retired_ -= slab.stacks - 1;  // the others were counted as they retired
+      mapped_bytes_ -= slab.stacks * stride_;
+      if (carving_ == &slab) carving_ = nullptr;
+      slabs_.erase(it);
+      return;
+    }
+    // Cutting a slab out of a merged region needs a free map slot; at the cap
+    // the slab stays, every stack of it retired and reusable.
+  }
+  madvise(stack.usable_bottom(), stack.usable(), MADV_DONTNEED);
+  ++retired_;
+  if (!was_partial) LinkPartial(&slab);
 }
 
 }  // namespace netloop::fiber

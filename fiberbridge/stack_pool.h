@@ -20,9 +20,16 @@
 // 20,000 stacks of 64 KiB cost 1 region instead of 40,000 (measured with
 // `wc -l /proc/self/maps`, see tests/stack_pool_test.cc). The pool probes the
 // kernel once and falls back to mprotect guards on older kernels.
-// Unmapping one stack from the middle of a slab splits that slab's region, so
-// a pool that trims its cache can fragment back towards one region per stack
-// (never beyond the mprotect case).
+//
+// Trimming. Unmapping one stack from the middle of a slab would split that
+// slab's region, so the pool never does: a stack released beyond max_cached
+// is retired instead (its pages go back with MADV_DONTNEED, its address
+// space and guard stay), handed out again before anything new is carved, and
+// a slab is unmapped whole once all its stacks are retired. The map count is
+// then bounded by the number of slabs (1M stacks: 15,625) whatever order
+// fibers finish in. (Unmapping stacks one by one, 1M stacks released evens
+// first fragmented the map to the 65530 cap; past it munmap fails, and 3 GiB
+// of released stacks stayed resident.)
 //
 // Thread safety: none. A pool belongs to one loop thread (or one test); every
 // call, and the release of every stack it handed out, happens there.
@@ -30,6 +37,8 @@
 #define NETLOOP_FIBERBRIDGE_STACK_POOL_H_
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <vector>
 
 namespace netloop::fiber {
@@ -41,8 +50,10 @@ struct StackPoolOptions {
   // Bytes of guard below each stack, rounded up to whole pages (at least one).
   // Costs address space only.
   size_t guard_size = 4096;
-  // Released stacks kept for reuse; beyond this many, released stacks are
-  // unmapped at once.
+  // Released stacks kept for reuse with their pages (see max_warm). Beyond
+  // this many, a released stack is retired: its pages go back to the kernel
+  // at once, and its address space goes once the rest of its slab is free too
+  // (see "Trimming"; with one stack per slab, at once).
   size_t max_cached = 4096;
   // Of the cached stacks, the `max_warm` most recently released keep their
   // pages; older ones hold address space only: as a cached stack ages past
@@ -61,7 +72,9 @@ struct StackPoolOptions {
   // deep and rare.
   bool release_pages_on_return = false;
   // Stacks carved from each reservation when guard pages need no extra map
-  // regions (see above); ignored (one stack per mapping) otherwise.
+  // regions (see above), clamped to [1, 64] (a slab's bookkeeping is one
+  // word; adjacent slabs merge into one region anyway, so larger slabs would
+  // save no regions); ignored (one stack per mapping) otherwise.
   size_t stacks_per_slab = 64;
 };
 
@@ -79,21 +92,23 @@ struct Stack {
 class StackPool {
  public:
   explicit StackPool(StackPoolOptions options = {});
-  // Unmaps cached stacks and the uncarved rest of the current slab. Stacks
-  // still out stay mapped (a scheduler abandoning stuck fibers leaks them
-  // rather than pulling a stack from under a suspended frame).
+  // Unmaps every stack not handed out (cached, retired, never carved), whole
+  // slabs where it can. Stacks still out stay mapped (a scheduler abandoning
+  // stuck fibers leaks them rather than pulling a stack from under a
+  // suspended frame).
   ~StackPool();
   StackPool(const StackPool&) = delete;
   StackPool& operator=(const StackPool&) = delete;
 
-  // The most recently released stack, else a fresh one. Aborts with a message
-  // on stderr when the kernel refuses (address space or vm.max_map_count
-  // exhausted): a fiber without a stack cannot run, and there is no partial
-  // recovery. Allocates no heap memory.
+  // The most recently released stack, else a retired one, else a fresh one.
+  // Aborts with a message on stderr when the kernel refuses (address space or
+  // vm.max_map_count exhausted): a fiber without a stack cannot run, and
+  // there is no partial recovery. Allocates heap memory only when it maps a
+  // new slab (one node of bookkeeping per slab).
   Stack Allocate();
   // Takes back a stack from Allocate() on this pool. May push onto the cache
   // vector (heap growth, amortised) and, per the options, call madvise or
-  // munmap.
+  // munmap (a whole slab at a time).
   void Release(Stack stack);
 
   // Usable bytes per stack after clamping and rounding.
@@ -104,25 +119,53 @@ class StackPool {
   size_t cached_warm() const { return cache_.size() - cold_; }
   // Stacks handed out and not yet released.
   size_t live() const { return live_; }
+  // Released stacks beyond the cache: pages returned, address space kept
+  // until their slab is unmapped (see "Trimming").
+  size_t retired() const { return retired_; }
+  // Address space the pool holds mapped: every slab with a live, cached or
+  // retired stack, or still being carved. An upper bound on what the stacks
+  // can keep resident, and what falls back once a burst of fibers has ended.
+  size_t mapped_bytes() const { return mapped_bytes_; }
   // Whether guards are page-table markers (true: no extra map regions) or
   // mprotect'd pages (false). Decided by the first slab this pool maps.
   bool guard_markers() const;
 
  private:
+  // One reservation, carved into `stacks` stacks of stride_ bytes from the
+  // bottom up. Lives in slabs_ (node-based, so pointers to it stay valid).
+  struct Slab {
+    char* base = nullptr;
+    size_t stacks = 0;
+    size_t carved = 0;             // stacks [0, carved) have been handed out
+    uint64_t retired = 0;          // bit i: stack i is retired
+    Slab* next_partial = nullptr;  // in partial_ while `retired` is non-zero
+    Slab* prev_partial = nullptr;
+  };
+
   void MapSlab();
+  Stack StackAt(const Slab& slab, size_t index) const;
+  void Retire(Stack stack);
+  void LinkPartial(Slab* slab);
+  void UnlinkPartial(Slab* slab);
 
   StackPoolOptions options_;
   size_t page_;
   size_t usable_;
   size_t guard_;
+  size_t stride_;  // guard + usable
   // LIFO: the back is the most recently released. cache_[0, cold_) have had
   // their pages returned; the rest are warm.
   std::vector<Stack> cache_;
   size_t cold_ = 0;
   size_t live_ = 0;
-  // Uncarved remainder of the newest slab.
-  char* slab_next_ = nullptr;
-  char* slab_end_ = nullptr;
+  size_t retired_ = 0;
+  size_t mapped_bytes_ = 0;
+  // Every mapped slab, by base address, so a retiring stack finds its slab.
+  std::map<uintptr_t, Slab> slabs_;
+  // The newest slab, while it has stacks left to carve.
+  Slab* carving_ = nullptr;
+  // Slabs holding retired stacks, handed out again before anything is carved.
+  Slab* partial_ = nullptr;
 };
 
 }  // namespace netloop::fiber

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -85,8 +86,10 @@ TEST(StackPoolTest, ReusesLastReleasedFirst) {
   pool.Release(c);
 }
 
+// One stack per slab, as without guard markers: a stack beyond the cache is
+// its whole slab, so it goes at once. (Carved slabs: RetiredStacks* below.)
 TEST(StackPoolTest, StacksBeyondTheCacheLimitAreUnmapped) {
-  StackPool pool({.max_cached = 2});
+  StackPool pool({.max_cached = 2, .stacks_per_slab = 1});
   Stack s[3] = {pool.Allocate(), pool.Allocate(), pool.Allocate()};
   for (const Stack& st : s) ASSERT_TRUE(Mapped(st.base, st.mapped));
   for (const Stack& st : s) pool.Release(st);
@@ -120,6 +123,75 @@ TEST(StackPoolTest, WithoutReleasePagesACachedStackStaysResident) {
   EXPECT_EQ(static_cast<unsigned char>(s.usable_bottom()[0]), 0xab);
 }
 
+// Beyond the cache a stack is retired: its pages go back at once, but in a
+// carved slab its address space stays (unmapping it would split the slab's
+// region), and it is handed out again before anything new is carved.
+TEST(StackPoolTest, RetiredStacksReturnTheirPagesAndAreReusedFirst) {
+  StackPool pool({.max_cached = 0, .stacks_per_slab = 4});
+  Stack a = pool.Allocate(), b = pool.Allocate();
+  memset(a.usable_bottom(), 0xab, a.usable());
+  const size_t mapped = pool.mapped_bytes();
+  EXPECT_GE(mapped, 2 * a.mapped);
+  pool.Release(a);
+  EXPECT_EQ(pool.cached(), 0u);
+  EXPECT_EQ(pool.live(), 1u);
+  if (!pool.guard_markers()) {
+    // One stack per mapping: unmapped with its slab.
+    EXPECT_FALSE(Mapped(a.base, a.mapped));
+    EXPECT_EQ(pool.mapped_bytes(), mapped - a.mapped);
+    pool.Release(b);
+    return;
+  }
+  EXPECT_EQ(pool.retired(), 1u);
+  EXPECT_TRUE(Mapped(a.usable_bottom(), a.usable()));
+  EXPECT_EQ(ResidentPages(a.usable_bottom(), a.usable()), 0u);
+  EXPECT_EQ(pool.mapped_bytes(), mapped);
+  Stack again = pool.Allocate();
+  EXPECT_EQ(again.base, a.base);
+  EXPECT_EQ(again.usable_bottom()[0], 0) << "returned pages come back zeroed";
+  EXPECT_EQ(pool.retired(), 0u);
+  pool.Release(again);
+  pool.Release(b);
+  EXPECT_EQ(pool.retired(), 2u);
+}
+
+// Once every stack of a slab is retired the slab goes, in one munmap.
+TEST(StackPoolTest, ASlabIsUnmappedWholeOnceAllItsStacksAreRetired) {
+  StackPool pool({.max_cached = 0, .stacks_per_slab = 4});
+  std::vector<Stack> first;
+  for (int i = 0; i < 4; ++i) first.push_back(pool.Allocate());
+  Stack next = pool.Allocate();  // from a second slab (or mapping)
+  const size_t mapped = pool.mapped_bytes();
+  for (int i = 0; i < 3; ++i) pool.Release(first[i]);
+  for (int i = 0; i < 3; ++i) {
+    // Carved slab: kept while a stack of it is out. One per mapping: gone.
+    EXPECT_EQ(Mapped(first[i].base, first[i].mapped), pool.guard_markers()) << i;
+  }
+  pool.Release(first[3]);
+  for (const Stack& s : first) EXPECT_FALSE(Mapped(s.base, s.mapped));
+  EXPECT_EQ(pool.mapped_bytes(), mapped - 4 * next.mapped);
+  EXPECT_EQ(pool.retired(), 0u);
+  EXPECT_TRUE(Mapped(next.usable_bottom(), next.usable()));
+  pool.Release(next);
+}
+
+TEST(StackPoolTest, DestructorUnmapsAllButTheStacksStillOut) {
+  Stack cached, retired, out;
+  {
+    StackPool pool({.max_cached = 1});
+    cached = pool.Allocate();
+    retired = pool.Allocate();
+    out = pool.Allocate();
+    pool.Release(cached);
+    pool.Release(retired);
+  }
+  EXPECT_FALSE(Mapped(cached.base, cached.mapped));
+  EXPECT_FALSE(Mapped(retired.base, retired.mapped));
+  ASSERT_TRUE(Mapped(out.usable_bottom(), out.usable()));
+  out.usable_bottom()[0] = 1;  // still usable memory
+  munmap(out.base, out.mapped);
+}
+
 // Writes into the guard of a stack: dies of SIGSEGV (or of the sanitizer's
 // report of it).
 void TouchGuard(const Stack& s) {
@@ -133,6 +205,23 @@ TEST(StackPoolDeathTest, GuardFaults) {
   Stack s = pool.Allocate();
   EXPECT_DEATH(TouchGuard(s), "");
   pool.Release(s);
+}
+
+TEST(StackPoolDeathTest, GuardSurvivesRetirementAndReuse) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  StackPool pool({.max_cached = 0});
+  Stack s = pool.Allocate();
+  if (!pool.guard_markers()) {
+    pool.Release(s);
+    GTEST_SKIP() << "mprotect guards: a retired stack is unmapped, not reused";
+  }
+  Stack keep = pool.Allocate();  // keeps the slab mapped
+  pool.Release(s);
+  Stack again = pool.Allocate();
+  ASSERT_EQ(again.base, s.base);
+  EXPECT_DEATH(TouchGuard(again), "");
+  pool.Release(again);
+  pool.Release(keep);
 }
 
 TEST(StackPoolDeathTest, GuardSurvivesReleaseAndReuse) {
@@ -176,6 +265,52 @@ TEST(StackPoolTest, MapRegionsFor20kStacks) {
   for (const Stack& s : stacks) pool.Release(s);
   EXPECT_EQ(pool.cached(), static_cast<size_t>(kStacks));
   EXPECT_EQ(pool.live(), 0u);
+}
+
+// Fibers finish in any order. Releasing every other stack first (all beyond
+// the cache) used to punch a hole per stack into the slabs' merged region,
+// one more region each; now no slab is unmapped until all its stacks are
+// free, and the regions stay about as few as at the peak.
+TEST(StackPoolTest, InterleavedReleaseDoesNotFragmentTheMap) {
+  constexpr int kStacks = 20000;
+  StackPool pool({.stack_size = 64 * 1024, .max_cached = 64, .max_warm = 8});
+  std::vector<Stack> stacks;
+  stacks.reserve(kStacks);
+  const int before = MapCount();
+  ASSERT_GT(before, 0);
+  for (int i = 0; i < kStacks; ++i) {
+    stacks.push_back(pool.Allocate());
+    stacks.back().top()[-1] = 1;
+  }
+  if (!pool.guard_markers()) {
+    for (const Stack& s : stacks) pool.Release(s);
+    GTEST_SKIP() << "mprotect guards: two regions per stack, whatever the order";
+  }
+  const size_t peak_mapped = pool.mapped_bytes();
+  int worst = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = pass; i < kStacks; i += 2) {
+      pool.Release(stacks[i]);
+      if (i % 1024 < 2) worst = std::max(worst, MapCount() - before);
+    }
+  }
+  worst = std::max(worst, MapCount() - before);
+  std::printf("20000 stacks released evens first: at most %d more map regions\n", worst);
+#if !defined(__SANITIZE_THREAD__)  // TSan maps shadow of its own (see above)
+  EXPECT_LE(worst, kStacks / 64 + 16);
+#endif
+  EXPECT_EQ(pool.live(), 0u);
+  EXPECT_EQ(pool.cached(), 64u);
+  // What is left mapped are the slabs of the cached stacks.
+  EXPECT_LE(pool.mapped_bytes(), 64 * 64 * stacks[0].mapped);
+  EXPECT_LT(pool.mapped_bytes(), peak_mapped / 4);
+  for (int i = 0; i < kStacks; ++i) {
+    if (Mapped(stacks[i].usable_bottom(), stacks[i].usable()) &&
+        ResidentPages(stacks[i].usable_bottom(), stacks[i].usable()) > 1) {
+      ADD_FAILURE() << "stack " << i << " kept more than its top page";
+      break;
+    }
+  }
 }
 
 }  // namespace
