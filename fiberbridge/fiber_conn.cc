@@ -132,9 +132,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     return absl::OkStatus();
   }
 
-  // Parks the calling fiber until `slot` is woken by readiness, its deadline,
-  // or Close. Returns what the caller should report (OK: retry the syscall).
-  absl::Status Wait(Slot& slot) {
+  // The fiber that is about to park on `slot`, or why it may not: the
+  // connection is closed or past its deadline, the caller is no fiber of
+  // this loop, or another fiber is parked on the same direction.
+  absl::StatusOr<FiberTask*> ParkingFiber(const Slot& slot) {
     if (absl::Status st = Check(slot); !st.ok()) return st;
     FiberTask* self = Scheduler::CurrentTask();
     if (self == nullptr || self->scheduler != sched_) {
@@ -145,7 +146,15 @@ class FiberConnCore final : public IoWatcher, public StopListener {
       return absl::FailedPreconditionError(
           "another fiber is already parked on this direction");
     }
-    slot.waiter = self;
+    return self;
+  }
+
+  // Parks the calling fiber until `slot` is woken by readiness, its deadline,
+  // or Close. Returns what the caller should report (OK: retry the syscall).
+  absl::Status Wait(Slot& slot) {
+    absl::StatusOr<FiberTask*> self = ParkingFiber(slot);
+    if (!self.ok()) return self.status();
+    slot.waiter = *self;
     ArmTimer(slot);
     sched_->Park();
     return Check(slot);
@@ -154,21 +163,13 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   // Completion backends: submits `op` (its kind and buffer filled in) on
   // `slot` and parks until it completes. Not OK: it was not submitted.
   absl::Status Run(Slot& slot, PendingOp& op) {
-    if (absl::Status st = Check(slot); !st.ok()) return st;
-    FiberTask* self = Scheduler::CurrentTask();
-    if (self == nullptr || self->scheduler != sched_) {
-      return absl::FailedPreconditionError(
-          "FiberConn used outside a fiber of its own loop");
-    }
-    if (slot.waiter != nullptr) {
-      return absl::FailedPreconditionError(
-          "another fiber is already parked on this direction");
-    }
+    absl::StatusOr<FiberTask*> self = ParkingFiber(slot);
+    if (!self.ok()) return self.status();
     op.sched = sched_;
-    op.task = self;
+    op.task = *self;
     op.fd = fd_;
     op.buffer = nullptr;
-    slot.waiter = self;
+    slot.waiter = *self;
     slot.op = &op;
     backend_->Submit(&op);
     ArmTimer(slot);
