@@ -164,8 +164,12 @@ TEST_P(HostileClientTest, AFloodFromAClientThatNeverReadsStaysBounded) {
   const int64_t grown = server_->RssBytes() - rss_before;
   EXPECT_LT(sent, 64u << 20) << "the server never stopped reading";
   // io_uring's receive buffers are filled by the kernel, and a sanitizer
-  // shadows every page of them the server then reads: count them twice there.
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+  // shadows every page of them the server then reads: count them again for
+  // the shadow (TSan's is several times the memory it shadows; a CI run
+  // measured 38.5 MB against a bound that counted it once).
+#if defined(__SANITIZE_THREAD__)
+  constexpr int64_t kShadow = 4;
+#elif defined(__SANITIZE_ADDRESS__)
   constexpr int64_t kShadow = 2;
 #else
   constexpr int64_t kShadow = 1;
