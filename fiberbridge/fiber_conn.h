@@ -1,8 +1,15 @@
 // A connection for blocking-style code running in a fiber. Read and Write
-// look blocking; underneath, EAGAIN parks the fiber on the connection's read
-// or write waiter slot and the loop resumes it on readiness, as Go's netpoller
-// parks a goroutine on its pollDesc. The fd is registered once, edge-triggered,
-// for both directions: no epoll_ctl per operation.
+// look blocking; underneath, it depends on the loop's backend:
+// - epoll: EAGAIN parks the fiber on the connection's read or write waiter
+//   slot and the loop resumes it on readiness, as Go's netpoller parks a
+//   goroutine on its pollDesc. The fd is registered once, edge-triggered, for
+//   both directions: no epoll_ctl per operation; a read that drained the
+//   socket makes the next Read park at once, without a read that would only
+//   say EAGAIN.
+// - io_uring: no readiness step. Read submits a receive into the caller's
+//   buffer and parks until it completes; Write submits a send of the caller's
+//   bytes. A deadline or Close cancels the operation, and the call returns
+//   only once the kernel is done with the buffer.
 //
 // Thread rules: use a FiberConn from fibers of the loop that owns it (the one
 // it was opened on). One reader and one writer may be parked at the same time
@@ -94,10 +101,12 @@ class FiberConn {
   // Reads what is available (at least 1 byte), parking until some is.
   // Errors: IsPeerClosed (EOF), a reset error, Closed, DeadlineExceeded.
   absl::StatusOr<size_t> Read(std::span<char> buf);
-  // Zero-copy read into the loop's shared buffer. The view stays valid until
-  // this fiber next parks or yields (any blocking call), so consume it, or
-  // pass it straight to Write/WriteAll (which keep their own copy of bytes
-  // they must wait to send).
+  // Read into the loop's shared buffer (zero-copy on epoll; on io_uring the
+  // kernel fills one of the loop's provided buffers, copied here so that no
+  // connection ever holds one). The view stays valid until this fiber next
+  // parks or yields (any blocking call), so consume it, or pass it straight
+  // to Write/WriteAll (which keep their own copy of bytes they must wait to
+  // send). On io_uring, Read into a buffer of your own is the zero-copy way.
   absl::StatusOr<std::string_view> ReadView();
   // Reads exactly buf.size() bytes (io.ReadFull).
   absl::Status ReadFull(std::span<char> buf);
