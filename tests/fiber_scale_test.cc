@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "absl/time/time.h"
@@ -209,6 +210,42 @@ TEST(FiberScaleDeathTest, OverflowInAScheduledFiberIsReported) {
       {
         Loops loops;
         loops.Run([] { Recurse(0); });
+      },
+      "netloop: fiber stack overflow \\(fiber stack size " + std::to_string(stack_size) +
+          " bytes\\)");
+}
+
+// The same with 40,000 other fibers parked first: past what mprotect'd
+// guards allow (two map regions per stack: about 32,000 stacks at the default
+// vm.max_map_count), the fiber that overflows still hits a guard and is named.
+TEST(FiberScaleDeathTest, OverflowPastTheMprotectGuardBudgetIsReported) {
+#if NETLOOP_FIBER_TSAN
+  GTEST_SKIP() << "TSan keeps ~850 KiB of its own per fiber";
+#endif
+  {
+    Loops probe;
+    bool guard_markers = false;
+    ASSERT_TRUE(
+        probe.Run([&] { guard_markers = Scheduler::Current()->stack_pool().guard_markers(); }));
+    if (!guard_markers) GTEST_SKIP() << "mprotect guards (kernel before 6.13): no room for 40,000";
+  }
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const size_t stack_size = SchedulerOptions().stack_size;
+  EXPECT_DEATH(
+      {
+        Loops loops;
+        loops.Run([] {
+          constexpr int kParked = 40'000;
+          Channel<int> never(0);
+          for (int i = 0; i < kParked; ++i) Spawn([&never] { (void)never.Recv(); });
+          // Every one of them has run up to its park before this fiber goes on.
+          Yield();
+          if (Scheduler::Current()->stack_pool().live() < static_cast<size_t>(kParked)) {
+            std::fprintf(stderr, "only %zu stacks live\n", Scheduler::Current()->stack_pool().live());
+            std::abort();
+          }
+          Recurse(0);
+        });
       },
       "netloop: fiber stack overflow \\(fiber stack size " + std::to_string(stack_size) +
           " bytes\\)");
