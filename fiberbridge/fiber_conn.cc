@@ -97,6 +97,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   void OnIoReady(uint32_t events) override {
     if (events & (kIoReadable | kIoPeerClosed | kIoError)) {
       read_ready_ = true;
+      // The peer's FIN or an error may sit behind the bytes of one edge:
+      // a read then returns the bytes short, and no edge follows for what
+      // comes after them. From here on every Read asks the kernel.
+      if (events & (kIoPeerClosed | kIoError)) read_ended_ = true;
       WakeSlot(read_);
     }
     if (events & (kIoWritable | kIoError)) WakeSlot(write_);
@@ -190,7 +194,9 @@ class FiberConnCore final : public IoWatcher, public StopListener {
 
   // After a read of `n` bytes into room for `asked`: see read_ready_.
   void NoteRead(size_t n, size_t asked) {
-    if (n < asked && !netloop::internal::LastReadWasShortened()) read_ready_ = false;
+    if (n < asked && !read_ended_ && !netloop::internal::LastReadWasShortened()) {
+      read_ready_ = false;
+    }
   }
 
   // Makes sure a timer fires no later than the deadline.
@@ -261,7 +267,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   // receive queue (bytes arriving after that raise a new edge), so the next
   // Read parks at once instead of making a read that would only say EAGAIN:
   // one syscall per message saved, as Go's pollDesc keeps its ready state.
+  // (TCP urgent data also stops a read short: such a peer's connection then
+  // waits for its next edge or its deadline, and no other connection does.)
   bool read_ready_ = true;
+  bool read_ended_ = false;  // a FIN or an error was reported: see OnIoReady
   // Rarely used, so allocated only when needed: an idle connection pays 16
   // bytes for them, not 64.
   std::unique_ptr<std::string> unread_;   // bytes read before adoption
