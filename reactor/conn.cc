@@ -208,7 +208,7 @@ void Conn::AccountBuffers() {
 
 void Conn::HandlePeerEof() {
   peer_eof_ = true;
-  if (outbound_.empty() || state_ != State::kOpen) {
+  if (OutboundEmpty() || state_ != State::kOpen) {
     CloseNow(PeerClosedError());
     return;
   }
@@ -254,7 +254,7 @@ absl::Status Conn::Write(std::string_view data) {
   if (data.empty()) return absl::OkStatus();
   internal::Backend& b = backend();
   if (b.completion()) {
-    AppendOutbound(data);
+    QueueOutbound(data);
     if (!SendBuffered()) return pending_reason_.ok() ? ClosedError() : pending_reason_;
     AfterOutboundGrew();
     return absl::OkStatus();
@@ -290,7 +290,7 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
     bool any = false;
     for (std::string_view p : pieces) {
       if (p.empty()) continue;
-      AppendOutbound(p);
+      QueueOutbound(p);
       any = true;
     }
     if (!any) return absl::OkStatus();
@@ -362,10 +362,8 @@ bool Conn::SendBuffered() {
   internal::Backend& b = backend();
   if (b.completion()) {
     // One send in flight at a time; its completion sends the rest.
-    if (outbound_.empty() || b.SendInFlight(this)) return true;
-    iovec iov[2];
-    int count = outbound_.ReadableIovecs(iov);
-    long n = b.Send(this, iov, count);
+    if (OutboundEmpty() || b.SendInFlight(this)) return true;
+    long n = b.Send(this, nullptr, 0);  // the bytes are taken by PendingOutput
     if (n < 0 && n != internal::kSendPending) {
       FailIo(static_cast<int>(-n));
       return false;
@@ -396,9 +394,59 @@ void Conn::OnSendCompleted(int result) {
     FailIo(-result);
     return;
   }
-  outbound_.Discard(static_cast<size_t>(result));
+  DiscardSent(static_cast<size_t>(result));
+  if (!lent_.empty()) UnlendRest();  // a short send: the buffer goes back now
   if (!SendBuffered()) return;
   AfterOutboundShrank();
+}
+
+int Conn::PendingOutput(struct iovec iov[kMaxPendingPieces]) {
+  int count = 0;
+  if (!lent_.empty()) {
+    iov[0].iov_base = const_cast<char*>(lent_.data());
+    iov[0].iov_len = lent_.size();
+    count = 1;
+  }
+  return count + outbound_.ReadableIovecs(iov + count);
+}
+
+void Conn::QueueOutbound(std::string_view data) {
+  // Only ahead of the ring, and only contiguous with what is lent already:
+  // lent_ is one piece that goes first.
+  if (outbound_.empty() && (lent_.empty() || lent_.data() + lent_.size() == data.data()) &&
+      backend().LendDeliveredBuffer(this, data)) {
+    lent_ = std::string_view(lent_.empty() ? data.data() : lent_.data(),
+                             lent_.size() + data.size());
+    return;
+  }
+  AppendOutbound(data);
+}
+
+void Conn::DiscardSent(size_t n) {
+  if (!lent_.empty()) {
+    const size_t k = std::min(n, lent_.size());
+    lent_.remove_prefix(k);
+    n -= k;
+    if (lent_.empty()) backend().ReturnLentBuffer(this);
+  }
+  outbound_.Discard(n);
+}
+
+void Conn::UnlendRest() {
+  // The slow path (a peer that reads slower than we write): a pool buffer
+  // must not wait on such a peer, so the rest is copied once.
+  if (outbound_.empty()) {
+    outbound_.Append(lent_);
+  } else {
+    RingBuffer after(std::move(outbound_));
+    outbound_.Append(lent_);
+    RingBuffer::Views v = after.Peek(after.size());
+    outbound_.Append(v.first);
+    outbound_.Append(v.second);
+  }
+  lent_ = {};
+  backend().ReturnLentBuffer(this);
+  AccountBuffers();
 }
 
 void Conn::AppendOutbound(std::string_view data) {
@@ -416,7 +464,7 @@ void Conn::AppendOutbound(std::string_view data) {
 void Conn::AfterOutboundGrew() {
   AccountBuffers();  // never closes here: budget victims close from a task
   const Options& o = worker_->options();
-  if (o.write_high_water > 0 && !read_paused_ && outbound_.size() > o.write_high_water) {
+  if (o.write_high_water > 0 && !read_paused_ && OutboundSize() > o.write_high_water) {
     read_paused_ = true;
     UpdateInterest();
     ++in_callback_;
@@ -429,7 +477,7 @@ void Conn::AfterOutboundGrew() {
 }
 
 void Conn::AfterOutboundShrank() {
-  if (outbound_.empty()) {
+  if (OutboundEmpty()) {
     outbound_.ReleaseIfEmpty();
     AccountBuffers();
     if (state_ == State::kClosing) {
@@ -446,7 +494,7 @@ void Conn::AfterOutboundShrank() {
   const Options& o = worker_->options();
   if (read_paused_) {
     size_t low = o.write_low_water > 0 ? o.write_low_water : o.write_high_water / 2;
-    if (outbound_.size() <= low) {
+    if (OutboundSize() <= low) {
       read_paused_ = false;
       UpdateInterest();
       ++in_callback_;
@@ -475,9 +523,9 @@ void Conn::UpdateInterest() {
   constexpr uint8_t kBacklogged = 1u << 5;
   uint8_t want = 0;
   if (state_ == State::kOpen && !read_paused_ && !peer_eof_) want |= kIoReadable;
-  if (!outbound_.empty()) want |= kIoWritable;
+  if (!OutboundEmpty()) want |= kIoWritable;
   // Behind: input left unread, or output well past what one send carries.
-  if (!inbound_.empty() || outbound_.size() > worker_->options().write_high_water / 4) {
+  if (!inbound_.empty() || OutboundSize() > worker_->options().write_high_water / 4) {
     want |= kBacklogged;
   }
   if (want == interest_ && registered_) return;
@@ -504,7 +552,7 @@ void Conn::Close() {
     if (state_ == State::kConnecting) CloseWithError(ClosedError());
     return;
   }
-  if (outbound_.empty()) {
+  if (OutboundEmpty()) {
     absl::Status reason = std::move(pending_reason_);
     pending_reason_ = absl::OkStatus();
     if (in_callback_ > 0) {
@@ -548,7 +596,7 @@ void Conn::CloseWithError(absl::Status reason) {
 void Conn::ShutdownWrite() {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) return;
-  if (outbound_.empty()) {
+  if (OutboundEmpty()) {
     backend().ShutdownWrite(this);
   } else {
     shutdown_write_pending_ = true;
@@ -579,6 +627,10 @@ void Conn::CloseNow(absl::Status reason) {
   }
   fresh_ = {};
   inbound_.Release();
+  if (!lent_.empty()) {
+    lent_ = {};
+    backend().ReturnLentBuffer(this);  // when a send in flight is done with it
+  }
   if (backend().SendInFlight(this)) {
     // The kernel may still read these bytes: they go when the send ends.
     backend().RetainUntilSent(this, outbound_.TakeStorage());
@@ -618,7 +670,12 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
     // owner's too.
     size_t sent = 0;
     if (absl::Status s = backend().DetachStream(this, &out.unread, &sent); !s.ok()) return s;
-    outbound_.Discard(sent);
+    DiscardSent(sent);
+  }
+  out.unsent.append(lent_);
+  if (!lent_.empty()) {
+    lent_ = {};
+    backend().ReturnLentBuffer(this);
   }
   {
     RingBuffer::Views v = outbound_.Peek(outbound_.size());

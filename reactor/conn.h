@@ -132,9 +132,11 @@ class Conn final : private internal::Stream {
 
   // epoll: writes to the socket now; whatever it does not take is kept in
   // the outbound ring and flushed when the socket is writable (EPOLLOUT is
-  // armed only while bytes wait). io_uring: copies into the outbound ring and
-  // submits one send at the end of the loop iteration (writes made in the
-  // same callback go out together). Errors: FailedPrecondition after Close,
+  // armed only while bytes wait). io_uring: submits one send at the end of
+  // the loop iteration (writes made in the same callback go out together);
+  // bytes that lie in the buffer OnTraffic is reading (an echo of Next())
+  // are sent from that buffer, anything else is copied into the outbound
+  // ring first. Errors: FailedPrecondition after Close,
   // or the socket error (the connection is then closing with that reason;
   // on io_uring a send error arrives later, through OnClose).
   absl::Status Write(std::string_view data);
@@ -142,7 +144,7 @@ class Conn final : private internal::Stream {
   absl::Status Writev(std::span<const std::string_view> pieces);
   // Tries to push buffered outbound bytes now (normally done by the loop).
   absl::Status Flush();
-  size_t OutboundBuffered() const { return outbound_.size(); }
+  size_t OutboundBuffered() const { return lent_.size() + outbound_.size(); }
 
   // ---- Any thread (through Ref(), or directly while the Conn is alive). ----
   ConnRef Ref() const;
@@ -214,7 +216,7 @@ class Conn final : private internal::Stream {
   void OnSendReady(int result) override;
   void OnConnected(int err) override;
   void OnHangup(int err) override;
-  int PendingOutput(struct iovec iov[2]) override { return outbound_.ReadableIovecs(iov); }
+  int PendingOutput(struct iovec iov[kMaxPendingPieces]) override;
   void Free() override { delete this; }
 
   internal::Backend& backend() const;
@@ -234,6 +236,16 @@ class Conn final : private internal::Stream {
   // Appends to the outbound ring without moving bytes a send in flight
   // points at.
   void AppendOutbound(std::string_view data);
+  // Completion backends: queues bytes to send, from the receive buffer being
+  // delivered when they lie in it (the backend lends it), else copied.
+  void QueueOutbound(std::string_view data);
+  // Drops n sent bytes from the front of what waits to be sent.
+  void DiscardSent(size_t n);
+  // Copies what is left of lent_ into the front of the outbound ring and
+  // gives the lent buffer back. No send may be in flight.
+  void UnlendRest();
+  size_t OutboundSize() const { return lent_.size() + outbound_.size(); }
+  bool OutboundEmpty() const { return lent_.empty() && outbound_.empty(); }
   void ArmIdleTimer();
   void ArmDrainTimer();
   void OnIdleTimer();
@@ -260,6 +272,9 @@ class Conn final : private internal::Stream {
   std::string_view fresh_;  // this read's bytes, still in the loop buffer
   RingBuffer inbound_;
   RingBuffer outbound_;
+  // io_uring: bytes to send that still lie in a receive buffer the backend
+  // lent to this connection; they go before outbound_'s.
+  std::string_view lent_;
   void* context_ = nullptr;
   int64_t last_active_ns_ = 0;
   TimerId timer_;  // idle timeout, connect timeout or close drain, one at a time

@@ -12,13 +12,28 @@
 
 namespace {
 
-// ReadView hands out the loop's shared read buffer (no copy, no per-connection
-// buffer: an idle connection costs its fiber's touched stack page and little
-// else); WriteAll keeps its own copy only if it must wait.
-void Echo(netloop::fiber::FiberConn& conn) {
+// Read into a buffer of the fiber's own: on io_uring the kernel receives
+// straight into it and the send goes from it, with no copy and no syscall of
+// the fiber's own; on epoll it is one read and one write, as in the floor
+// server. The buffer is on the fiber's stack: an idle connection touches none
+// of it, so idle memory stays one stack page.
+void EchoRead(netloop::fiber::FiberConn& conn) {
+  char buf[16 * 1024];
+  for (;;) {
+    absl::StatusOr<size_t> n = conn.Read(buf);
+    if (!n.ok()) return;  // EOF, reset, closed by Stop
+    if (!conn.WriteAll(std::string_view(buf, *n)).ok()) return;
+  }
+}
+
+// ReadView hands out the loop's shared read buffer (no per-connection
+// buffer). On epoll that is zero-copy; on io_uring the provided buffer is
+// copied into the shared one, and WriteAll then sends with a syscall of its
+// own (see fiber_conn.h): --read-view measures that path.
+void EchoReadView(netloop::fiber::FiberConn& conn) {
   for (;;) {
     absl::StatusOr<std::string_view> bytes = conn.ReadView();
-    if (!bytes.ok()) return;  // EOF, reset, closed by Stop
+    if (!bytes.ok()) return;
     if (!conn.WriteAll(*bytes).ok()) return;
   }
 }
@@ -31,6 +46,8 @@ int main(int argc, char** argv) {
   netloop::examples::AddEchoFlags(app, flags);
   int stack_kib = 64;
   app.add_option("--stack-kib", stack_kib, "fiber stack size in KiB")->capture_default_str();
+  bool read_view = false;
+  app.add_flag("--read-view", read_view, "echo with ReadView instead of Read into a fiber-owned buffer");
   CLI11_PARSE(app, argc, argv);
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "echo_fiber");
@@ -38,7 +55,7 @@ int main(int argc, char** argv) {
   netloop::fiber::FiberServer server;
   netloop::fiber::SchedulerOptions sched;
   sched.stack_size = static_cast<size_t>(stack_kib) * 1024;
-  absl::Status s = server.Start(flags.addresses, *options, Echo, sched);
+  absl::Status s = server.Start(flags.addresses, *options, read_view ? EchoReadView : EchoRead, sched);
   if (!s.ok()) {
     std::fprintf(stderr, "echo_fiber: %s\n", s.ToString().c_str());
     return 1;

@@ -23,10 +23,14 @@ out=$(cd "$1" && pwd)
 cd "$(dirname "$0")"
 
 export GOPROXY=off GOSUMDB=off GOFLAGS=-mod=mod CGO_ENABLED=0
-# bazel run keeps HOME, so the build cache persists between runs; without
-# HOME, Go refuses to build unless told where its cache goes.
-if [[ -z "${HOME:-}" ]]; then
-  export GOCACHE="${GOCACHE:-$out/.gocache}" GOPATH="${GOPATH:-$out/.gopath}"
+# bazel run keeps HOME, so the build cache persists between runs. Without
+# HOME, or where HOME's cache cannot be made (a test's sandbox mounts it read
+# only, and on a new machine ~/.cache/go-build does not exist yet), the cache
+# goes to OUT_DIR.
+cache=""
+if [[ -n "${HOME:-}" ]]; then cache=$(go env GOCACHE 2>/dev/null || true); fi
+if [[ -z "$cache" ]] || ! mkdir -p "$cache" 2>/dev/null || [[ ! -w "$cache" ]]; then
+  export GOCACHE="$out/.gocache" GOPATH="${GOPATH:-$out/.gopath}"
 fi
 # -buildvcs=false: the runfiles tree is no checkout, and a checkout's VCS
 # state is of no use to a benchmark peer.

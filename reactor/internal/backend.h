@@ -82,9 +82,11 @@ class Stream {
   // The socket reported an error or hang-up outside any operation.
   virtual void OnHangup(int err) = 0;
   // Completion backends, right before they submit a send: the bytes to send
-  // (the front of the outbound ring) as up to two pieces; returns the count.
-  // They stay in place until OnSendReady.
-  virtual int PendingOutput(struct iovec iov[2]) = 0;
+  // as up to kMaxPendingPieces pieces (a lent receive buffer's bytes, then
+  // the outbound ring's two); returns the count. They stay in place until
+  // OnSendReady.
+  static constexpr int kMaxPendingPieces = 3;
+  virtual int PendingOutput(struct iovec iov[kMaxPendingPieces]) = 0;
 
  protected:
   Stream() = default;
@@ -103,7 +105,9 @@ class Stream {
   // operations are in flight.
   uint8_t io_interest_ = 0;
   uint8_t io_flags_ = 0;
+  uint8_t io_lent_ = 0;  // io_uring: whether a receive buffer is lent to it
   uint32_t io_send_size_ = 0;  // io_uring: bytes the send in flight asked for
+  uint16_t io_lent_buffer_ = 0;  // io_uring: the receive buffer lent to it
 };
 
 // A listening socket's owner (Listener).
@@ -225,6 +229,24 @@ class Backend {
   // ring, moved or released while a send pointed into it) once the send in
   // flight has completed. Readiness backends free it now.
   virtual void RetainUntilSent(Stream* stream, void* block) = 0;
+  // Zero-copy output from a completion backend's receive buffer. Called from
+  // inside `stream`'s OnReceived, with bytes its handler writes: when they
+  // lie in the buffer being delivered, the backend keeps that buffer out of
+  // the receive pool (it is "lent" to the stream) and returns true, and the
+  // stream may send straight from it until it calls ReturnLentBuffer. A
+  // stream holds at most one lent buffer; a stream that is behind (a short
+  // send), bytes of another delivery or another stream, and a loop whose
+  // lent buffers reach a quarter of its pool all get false: the bytes are
+  // then copied. Readiness backends always say false.
+  virtual bool LendDeliveredBuffer(Stream* stream, std::string_view bytes) {
+    (void)stream;
+    (void)bytes;
+    return false;
+  }
+  // The stream no longer needs its lent buffer: it goes back to the pool
+  // now, or, while a send that points into it is in flight, when that send
+  // completes.
+  virtual void ReturnLentBuffer(Stream* stream) { (void)stream; }
   // shutdown(SHUT_WR).
   virtual void ShutdownWrite(Stream* stream) = 0;
   // Waits for a non-blocking connect on the stream's fd: OnConnected.

@@ -6,6 +6,10 @@
 //   handler left unread). An idle stream owns no buffer.
 // - Sends are IORING_OP_SEND from the stream's outbound ring, one in flight
 //   per stream; the owner keeps those bytes in place until the completion.
+//   A handler that writes bytes of the buffer it is being shown (an echo, a
+//   proxy's pass-through) sends them from that buffer: it is lent to the
+//   stream rather than recycled, and comes back once the send is done
+//   (LendDeliveredBuffer), so the common echo copies nothing.
 // - Fibers (FiberConn) submit one-shot Operations: a receive straight into
 //   the fiber's buffer (or a provided one, for ReadView) and a send of the
 //   fiber's bytes, each completing to the parked fiber.
@@ -68,6 +72,10 @@ constexpr uint8_t kConnectArmed = 8;
 constexpr uint8_t kDead = 16;        // closed or detached: deliver nothing more
 constexpr uint8_t kRecvOneShot = 32;  // the armed recv is single-shot
 constexpr uint8_t kWantOneShot = 64;  // output is waiting: receive a buffer at a time
+
+// Stream::io_lent_ values.
+constexpr uint8_t kLent = 1;               // io_lent_buffer_ is out of the pool for it
+constexpr uint8_t kReturnAfterSend = 2;    // ... and goes back when its send completes
 
 constexpr unsigned kSqEntries = 1024;
 constexpr unsigned kCqEntries = 8192;
@@ -346,16 +354,17 @@ class IoUringBackend final : public Backend {
   void FlushSends() {
     if (pending_sends_.empty()) return;
     send_headers_.resize(pending_sends_.size());
-    send_iovs_.resize(pending_sends_.size() * 2);
+    constexpr int kPieces = Stream::kMaxPendingPieces;
+    send_iovs_.resize(pending_sends_.size() * kPieces);
     size_t used = 0;
     for (Stream* s : pending_sends_) {
       if (s->io_flags_ & kDead) {
         s->io_flags_ &= ~kSendBusy;
-        if (!retained_.empty()) FreeRetained(s);
+        ReleaseAfterSend(s);
         UnholdOp(s);
         continue;
       }
-      iovec* iov = &send_iovs_[used * 2];
+      iovec* iov = &send_iovs_[used * kPieces];
       int count = s->PendingOutput(iov);
       size_t total = 0;
       for (int i = 0; i < count; ++i) total += iov[i].iov_len;
@@ -364,7 +373,7 @@ class IoUringBackend final : public Backend {
         // Nothing to send after all, or an injected failure: complete it
         // now, through the same path as a kernel completion.
         s->io_flags_ &= ~kSendBusy;
-        if (!retained_.empty()) FreeRetained(s);
+        ReleaseAfterSend(s);
         if (allowed < 0) s->OnSendReady(static_cast<int>(allowed));
         UnholdOp(s);
         continue;
@@ -379,7 +388,7 @@ class IoUringBackend final : public Backend {
       }
       s->io_send_size_ = static_cast<uint32_t>(std::min<size_t>(total, UINT32_MAX));
       io_uring_sqe* sqe = Sqe();
-      if (count == 1 || iov[1].iov_len == 0) {
+      if (count == 1) {
         io_uring_prep_send(sqe, s->fd_, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
       } else {
         msghdr& msg = send_headers_[used];
@@ -402,6 +411,47 @@ class IoUringBackend final : public Backend {
     }
     retained_.emplace_back(s, block);
   }
+
+  bool LendDeliveredBuffer(Stream* s, std::string_view bytes) override {
+    if (s != delivering_ || bytes.empty()) return false;
+    const char* begin = BufferAt(delivering_buffer_);
+    if (bytes.data() < begin || bytes.data() + bytes.size() > begin + delivering_size_) {
+      return false;
+    }
+    if (s->io_lent_ & kLent) {
+      // Already lent (a second write from the same delivery), or still lent
+      // from an earlier one: only the former may share it.
+      return !(s->io_lent_ & kReturnAfterSend) && s->io_lent_buffer_ == delivering_buffer_;
+    }
+    // A peer that stops reading must not keep a pool buffer: a short send
+    // gives the lent buffer back (the owner copies the rest), a stream that
+    // is behind copies from the start, and no more than a quarter of the
+    // pool is ever lent, so a send that waits for room from a lent buffer
+    // (a socket that filled up exactly) cannot starve this loop's receives.
+    if ((s->io_flags_ & (kWantOneShot | kDead)) || lent_count_ >= buf_count_ / 4) return false;
+    s->io_lent_ = kLent;
+    s->io_lent_buffer_ = static_cast<uint16_t>(delivering_buffer_);
+    delivering_lent_ = true;
+    ++lent_count_;
+    return true;
+  }
+
+  void ReturnLentBuffer(Stream* s) override {
+    if (!(s->io_lent_ & kLent)) return;
+    if (s == delivering_ && delivering_lent_) {
+      // Given back within its own delivery: recycled with it as usual.
+      delivering_lent_ = false;
+      s->io_lent_ = 0;
+      --lent_count_;
+      return;
+    }
+    if (s->io_flags_ & kSendBusy) {
+      s->io_lent_ |= kReturnAfterSend;
+      return;
+    }
+    RecycleLent(s);
+  }
+
   void ShutdownWrite(Stream* s) override { ::shutdown(s->fd_, SHUT_WR); }
 
   absl::Status AwaitConnect(Stream* s) override {
@@ -446,7 +496,7 @@ class IoUringBackend final : public Backend {
       if (pending_sends_[i] != s) continue;
       pending_sends_.erase(pending_sends_.begin() + static_cast<long>(i));
       s->io_flags_ &= ~kSendBusy;
-      if (!retained_.empty()) FreeRetained(s);
+      ReleaseAfterSend(s);
       UnholdOp(s);  // the caller holds the stream too
       break;
     }
@@ -493,7 +543,7 @@ class IoUringBackend final : public Backend {
           cqe.user_data = kOpIgnore;
           if (cqe.res > 0) *sent += static_cast<size_t>(cqe.res);
           s->io_flags_ &= ~kSendBusy;
-          FreeRetained(s);
+          ReleaseAfterSend(s);
           UnholdOp(s);  // the caller holds the stream too
           continue;
         }
@@ -791,6 +841,19 @@ class IoUringBackend final : public Backend {
     recycled_ = 0;
   }
 
+  // What waited for the stream's send to end: outbound storage that moved
+  // while the send pointed into it, and a lent buffer already given back.
+  void ReleaseAfterSend(Stream* s) {
+    if (!retained_.empty()) FreeRetained(s);
+    if (s->io_lent_ & kReturnAfterSend) RecycleLent(s);
+  }
+  void RecycleLent(Stream* s) {
+    s->io_lent_ = 0;
+    --lent_count_;
+    Recycle(s->io_lent_buffer_);
+    FlushRecycled();
+  }
+
   void FreeRetained(Stream* s) {
     size_t kept = 0;
     for (auto& [owner, block] : retained_) {
@@ -827,7 +890,7 @@ class IoUringBackend final : public Backend {
         auto* s = reinterpret_cast<Stream*>(data & ~kTagMask);
         s->Hold();  // as for receives
         s->io_flags_ &= ~kSendBusy;
-        if (!retained_.empty()) FreeRetained(s);
+        ReleaseAfterSend(s);
         if (cqe.res >= 0 && static_cast<uint32_t>(cqe.res) < s->io_send_size_) {
           // A short send: the socket is full, the peer reads slower than
           // we write. A multishot recv would go on filling buffers, dozens
@@ -902,16 +965,23 @@ class IoUringBackend final : public Backend {
         }
         return;
       }
+      bool lent = false;
       if (!(s->io_flags_ & kDead)) {
         // A short "read" from the injector: the same bytes in two pieces.
         const size_t first = static_cast<size_t>(fault);
         const std::string_view all(BufferAt(bid), static_cast<size_t>(cqe.res));
+        delivering_ = s;
+        delivering_buffer_ = bid;
+        delivering_size_ = all.size();
+        delivering_lent_ = false;
         s->OnReceived(all.substr(0, first));
         if (first < all.size() && !(s->io_flags_ & kDead)) s->OnReceived(all.substr(first));
+        delivering_ = nullptr;
+        lent = delivering_lent_;
       } else if (!s->released()) {
         NETLOOP_LOG(kWarning) << "io_uring: bytes for a detached stream dropped";
       }
-      if (has_buffer) Recycle(bid);
+      if (has_buffer && !lent) Recycle(bid);
     } else {
       if (has_buffer) Recycle(bid);
       if (cqe.res == 0) {
@@ -994,6 +1064,12 @@ class IoUringBackend final : public Backend {
   absl::flat_hash_map<IoWatcher*, uint32_t> by_watcher_;
   std::vector<std::unique_ptr<AcceptReg>> accepts_;
   std::vector<std::pair<Stream*, void*>> retained_;
+  // The receive being delivered (OnRecv), for LendDeliveredBuffer.
+  Stream* delivering_ = nullptr;
+  unsigned delivering_buffer_ = 0;
+  size_t delivering_size_ = 0;
+  bool delivering_lent_ = false;  // lent during this delivery: not recycled after it
+  unsigned lent_count_ = 0;       // buffers lent to streams now
   struct PendingCancel {
     uint64_t target;
     bool poll;
