@@ -53,33 +53,35 @@ class FiberServer::Bridge final : public EventHandler,
   Action OnOpen(Conn& conn) override {
     absl::StatusOr<DetachedConn> detached = conn.Detach();
     if (!detached.ok()) return Action::kClose;
-    FiberServer* server = server_;
-    server->live_.fetch_add(1, std::memory_order_relaxed);
-    Scheduler::For(conn.loop()).Spawn([server, fd = PendingFd(detached->fd)]() mutable {
-      absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
-      if (!s.ok()) NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
-      server->live_.fetch_sub(1, std::memory_order_relaxed);
-    });
+    SpawnServe(conn.loop_index(), detached->fd, /*taken=*/false);
     return Action::kNone;
   }
 
   void TakeAccepted(int loop_index, int fd, const SocketAddress&) override {
-    // The closure is three words: it fits AnyInvocable's inline storage, so a
-    // parked connection pays no heap block for it.
-    FiberServer* server = server_;
-    server->live_.fetch_add(1, std::memory_order_relaxed);
-    Scheduler::For(server->engine_.loop(loop_index))
-        .Spawn([server, loop_index, fd = PendingFd(fd)]() mutable {
-          absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
-          if (!s.ok()) {
-            NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
-          }
-          server->live_.fetch_sub(1, std::memory_order_relaxed);
-          netloop::internal::ReleaseTakenSocket(server->engine_, loop_index);
-        });
+    SpawnServe(loop_index, fd, /*taken=*/true);
   }
 
  private:
+  // Starts the handler's fiber for `fd` on loop `loop_index`. A `taken`
+  // socket (accepted, never a Conn) is counted by the engine until
+  // ReleaseTakenSocket.
+  void SpawnServe(int loop_index, int fd, bool taken) {
+    // The closure is three words: it fits AnyInvocable's inline storage, so
+    // a parked connection pays no heap block for it.
+    FiberServer* server = server_;
+    const int released_index = taken ? loop_index : -1;
+    server->live_.fetch_add(1, std::memory_order_relaxed);
+    Scheduler::For(server->engine_.loop(loop_index))
+        .Spawn([server, released_index, fd = PendingFd(fd)]() mutable {
+          absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
+          if (!s.ok()) NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+          server->live_.fetch_sub(1, std::memory_order_relaxed);
+          if (released_index >= 0) {
+            netloop::internal::ReleaseTakenSocket(server->engine_, released_index);
+          }
+        });
+  }
+
   FiberServer* server_;
 };
 

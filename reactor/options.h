@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace netloop {
@@ -41,10 +43,11 @@ struct SocketTuning {
 
 // The kernel interface each loop uses (see reactor/internal/backend.h).
 enum class BackendKind : uint8_t {
-  // io_uring when this process can use it (probed once: seccomp filters,
-  // kernel.io_uring_disabled and old kernels block it), else epoll, with one
-  // log line saying why. The environment variable NETLOOP_BACKEND
-  // (epoll | io_uring) overrides kAuto, and only kAuto.
+  // The environment variable NETLOOP_BACKEND (epoll | io_uring) if set, else
+  // epoll (the default measured best overall here: bench/RESULTS.md). When
+  // NETLOOP_BACKEND asks for io_uring and this process cannot use it (probed
+  // once: seccomp filters, kernel.io_uring_disabled and old kernels block
+  // it), epoll, with one log line saying why.
   kAuto,
   kEpoll,
   // Completion-based: multishot accept, multishot receive into a provided
@@ -52,6 +55,11 @@ enum class BackendKind : uint8_t {
   // error when io_uring is unavailable.
   kIoUring,
 };
+
+// "auto", "epoll" or "io_uring", as the examples' and tools' --backend and
+// NETLOOP_BACKEND spell them. Any thread.
+absl::StatusOr<BackendKind> ParseBackendKind(std::string_view name);
+const char* BackendKindName(BackendKind kind);
 
 struct Options {
   // Number of event loops (threads). 0 means one per online CPU.

@@ -26,14 +26,6 @@ struct EchoFlags {
   size_t uring_buffers = Options{}.uring_buffer_count;
 };
 
-// "auto" | "epoll" | "io_uring" -> BackendKind.
-inline absl::StatusOr<BackendKind> ParseBackend(const std::string& name) {
-  if (name == "auto") return BackendKind::kAuto;
-  if (name == "epoll") return BackendKind::kEpoll;
-  if (name == "io_uring") return BackendKind::kIoUring;
-  return absl::InvalidArgumentError("--backend must be auto, epoll or io_uring");
-}
-
 inline void AddEchoFlags(CLI::App& app, EchoFlags& f) {
   app.add_option("-a,--address", f.addresses,
                  "listen address(es): tcp://host:port, tcp6://[::1]:port, unix:///path")
@@ -63,7 +55,7 @@ inline absl::StatusOr<Options> ToOptions(const EchoFlags& f) {
   Options o;
   o.loops = f.loops;
   o.edge_triggered = f.edge_triggered;
-  absl::StatusOr<BackendKind> backend = ParseBackend(f.backend);
+  absl::StatusOr<BackendKind> backend = ParseBackendKind(f.backend);
   if (!backend.ok()) return backend.status();
   o.backend = *backend;
   o.uring_buffer_size = f.uring_buffer_size;

@@ -299,7 +299,6 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& option
 absl::Status IoUringAvailable();
 // The kind kAuto resolves to in this process.
 BackendKind ResolveAutoBackend();
-const char* BackendKindName(BackendKind kind);
 
 absl::StatusOr<std::unique_ptr<Backend>> NewEpollBackend(const BackendOptions& options);
 absl::StatusOr<std::unique_ptr<Backend>> NewIoUringBackend(const BackendOptions& options);

@@ -5,24 +5,13 @@
 
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "reactor/internal/backend.h"
 #include "reactor/logging.h"
 
 namespace netloop::internal {
-
-const char* BackendKindName(BackendKind kind) {
-  switch (kind) {
-    case BackendKind::kAuto:
-      return "auto";
-    case BackendKind::kEpoll:
-      return "epoll";
-    case BackendKind::kIoUring:
-      return "io_uring";
-  }
-  return "?";
-}
 
 absl::Status IoUringAvailable() {
   // The probe sets up a ring with every flag and feature the real one uses (a seccomp filter, kernel.io_uring_disabled, an old kernel or a
@@ -35,10 +24,12 @@ BackendKind ResolveAutoBackend() {
   static const BackendKind kind = [] {
     const char* env = getenv("NETLOOP_BACKEND");
     if (env != nullptr && *env != '\0') {
-      if (strcmp(env, "epoll") == 0) return BackendKind::kEpoll;
-      if (strcmp(env, "io_uring") == 0) return BackendKind::kIoUring;
-      NETLOOP_LOG(kWarning) << "NETLOOP_BACKEND=" << env
-                            << " is not epoll or io_uring; ignored";
+      absl::StatusOr<BackendKind> kind = ParseBackendKind(env);
+      if (kind.ok() && *kind != BackendKind::kAuto) return *kind;
+      if (!kind.ok()) {
+        NETLOOP_LOG(kWarning) << "NETLOOP_BACKEND=" << env
+                              << " is not epoll or io_uring; ignored";
+      }
     }
     // epoll measured faster here on the workloads bench/RESULTS.md records;
     // io_uring is chosen explicitly (Options::backend, --backend).
@@ -70,3 +61,27 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& option
 }
 
 }  // namespace netloop::internal
+
+namespace netloop {
+
+absl::StatusOr<BackendKind> ParseBackendKind(std::string_view name) {
+  for (BackendKind kind : {BackendKind::kAuto, BackendKind::kEpoll, BackendKind::kIoUring}) {
+    if (name == BackendKindName(kind)) return kind;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("backend must be auto, epoll or io_uring, not \"", std::string(name), "\""));
+}
+
+const char* BackendKindName(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::kAuto:
+      return "auto";
+    case BackendKind::kEpoll:
+      return "epoll";
+    case BackendKind::kIoUring:
+      return "io_uring";
+  }
+  return "?";
+}
+
+}  // namespace netloop

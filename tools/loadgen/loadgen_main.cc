@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "reactor/options.h"
 #include "tools/loadgen/load_client.h"
 
 int main(int argc, char** argv) {
@@ -43,14 +44,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--json", json, "print the result as JSON");
   CLI11_PARSE(app, argc, argv);
-  if (backend == "auto") {
-    spec.backend = netloop::BackendKind::kAuto;
-  } else if (backend == "epoll") {
-    spec.backend = netloop::BackendKind::kEpoll;
-  } else if (backend == "io_uring") {
-    spec.backend = netloop::BackendKind::kIoUring;
+  if (absl::StatusOr<netloop::BackendKind> kind = netloop::ParseBackendKind(backend); kind.ok()) {
+    spec.backend = *kind;
   } else {
-    std::fprintf(stderr, "--backend must be auto, epoll or io_uring\n");
+    std::fprintf(stderr, "--%s\n", std::string(kind.status().message()).c_str());
     return 2;
   }
   if (workload == "echo") {
