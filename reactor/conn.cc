@@ -669,7 +669,11 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
     // Bytes a completion backend received but has not delivered are the new
     // owner's too.
     size_t sent = 0;
-    if (absl::Status s = backend().DetachStream(this, &out.unread, &sent); !s.ok()) return s;
+    if (absl::Status s = backend().DetachStream(this, &out.unread, &sent); !s.ok()) {
+      // Still ours: the send the backend dropped from its queue goes again.
+      (void)SendBuffered();
+      return s;
+    }
     DiscardSent(sent);
   }
   out.unsent.append(lent_);

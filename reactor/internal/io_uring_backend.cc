@@ -353,11 +353,15 @@ class IoUringBackend final : public Backend {
   // The msghdrs live in send_headers_ until the submission has copied them.
   void FlushSends() {
     if (pending_sends_.empty()) return;
-    send_headers_.resize(pending_sends_.size());
+    // Taken out of pending_sends_ first: an injected failure below runs
+    // OnClose, whose handler may write to another stream and so queue a
+    // send (prepared in the next round) while this loop runs.
+    flushing_.swap(pending_sends_);
+    send_headers_.resize(flushing_.size());
     constexpr int kPieces = Stream::kMaxPendingPieces;
-    send_iovs_.resize(pending_sends_.size() * kPieces);
+    send_iovs_.resize(flushing_.size() * kPieces);
     size_t used = 0;
-    for (Stream* s : pending_sends_) {
+    for (Stream* s : flushing_) {
       if (s->io_flags_ & kDead) {
         s->io_flags_ &= ~kSendBusy;
         ReleaseAfterSend(s);
@@ -400,7 +404,7 @@ class IoUringBackend final : public Backend {
       io_uring_sqe_set_data64(sqe, Tag(s, kOpSend));
       ++used;
     }
-    pending_sends_.clear();
+    flushing_.clear();
   }
 
   bool SendInFlight(const Stream* s) const override { return s->io_flags_ & kSendBusy; }
@@ -891,7 +895,8 @@ class IoUringBackend final : public Backend {
         s->Hold();  // as for receives
         s->io_flags_ &= ~kSendBusy;
         ReleaseAfterSend(s);
-        if (cqe.res >= 0 && static_cast<uint32_t>(cqe.res) < s->io_send_size_) {
+        if ((cqe.res >= 0 && static_cast<uint32_t>(cqe.res) < s->io_send_size_) ||
+            cqe.res == -EAGAIN) {
           // A short send: the socket is full, the peer reads slower than
           // we write. A multishot recv would go on filling buffers, dozens
           // per round, until a cancellation reached it, and each may turn
@@ -1057,6 +1062,7 @@ class IoUringBackend final : public Backend {
   int recycled_ = 0;
   size_t in_flight_ = 0;
   std::vector<Stream*> pending_sends_;  // sends to prepare before the next submission
+  std::vector<Stream*> flushing_;       // FlushSends' batch (kept for its capacity)
   std::vector<msghdr> send_headers_;
   std::vector<iovec> send_iovs_;
   std::vector<PollSlot> slots_;
