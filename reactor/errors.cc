@@ -70,6 +70,12 @@ absl::Status LimitExceededError(std::string_view detail) {
       CloseReason::kLimitExceeded);
 }
 
+absl::Status TlsError(std::string_view detail) {
+  return WithReason(absl::UnavailableError(absl::StrCat("tls: ", absl::string_view(
+                                                                     detail.data(), detail.size()))),
+                    CloseReason::kTls);
+}
+
 CloseReason GetCloseReason(const absl::Status& status) {
   if (status.ok()) return CloseReason::kNone;
   auto payload = status.GetPayload(kReasonUrl);

@@ -19,6 +19,7 @@ enum class CloseReason {
   kConnectFailed,   // Dial could not connect                    kUnavailable
   kEngineStopping,  // forced by Engine::Stop after its deadline kCancelled
   kLimitExceeded,   // a memory bound (Options) was reached  kResourceExhausted
+  kTls,             // a TLS handshake or record failed           kUnavailable
 };
 
 absl::Status PeerClosedError();
@@ -30,12 +31,16 @@ absl::Status ConnectFailedError(int err);
 absl::Status ConnectFailedError(const absl::Status& cause);
 absl::Status EngineStoppingError();
 absl::Status LimitExceededError(std::string_view detail);
+// The peer's certificate did not verify, the handshake failed, a record was
+// malformed, or the peer asked for something refused (renegotiation).
+absl::Status TlsError(std::string_view detail);
 
 // The reason attached by one of the constructors above, or kNone.
 CloseReason GetCloseReason(const absl::Status& status);
 inline bool IsPeerClosed(const absl::Status& s) {
   return GetCloseReason(s) == CloseReason::kPeerClosed;
 }
+inline bool IsTlsError(const absl::Status& s) { return GetCloseReason(s) == CloseReason::kTls; }
 // For deadlines use absl::IsDeadlineExceeded (the code says it all).
 
 }  // namespace netloop

@@ -3,7 +3,7 @@
 Each repository is exposed under the name and labels of its upstream project
 (@com_google_absl//absl/status:statusor, @com_google_googletest//:gtest_main,
 @com_google_benchmark//:benchmark, @cli11//:cli11, @boost//:context,
-@liburing//:liburing), so a consumer that has the network can replace these
+@liburing//:liburing, @openssl//:ssl), so a consumer that has the network can replace these
 definitions with the upstream archives and change nothing else.
 
 Headers: each repository symlinks the package's directories from /usr/include
@@ -301,6 +301,23 @@ cc_library(
 )
 """
 
+_OPENSSL_BUILD = """
+package(default_visibility = ["//visibility:public"])
+
+# The upstream (Bazel Central Registry) openssl module's target names.
+cc_library(
+    name = "crypto",
+    deps = ["//include:headers"],
+    linkopts = ["-lcrypto"],
+)
+
+cc_library(
+    name = "ssl",
+    deps = ["//include:headers"],
+    linkopts = ["-lssl", "-lcrypto"],
+)
+"""
+
 def netloop_system_deps():
     """Declares every external repository netloop needs, from Debian packages."""
     system_absl(name = "com_google_absl")
@@ -328,4 +345,12 @@ def netloop_system_deps():
         name = "liburing",
         build_file_content = _LIBURING_BUILD,
         include_dirs = ["liburing", "liburing.h"],
+    )
+    # OpenSSL 3 (libssl-dev). Debian keeps configuration.h and opensslconf.h
+    # under /usr/include/<multiarch>/openssl, which the compiler searches by
+    # default; only the architecture-independent headers are exported here.
+    _system_library(
+        name = "openssl",
+        build_file_content = _OPENSSL_BUILD,
+        include_dirs = ["openssl"],
     )
