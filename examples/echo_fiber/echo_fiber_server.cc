@@ -15,8 +15,10 @@ namespace {
 // Read into a buffer of the fiber's own: on io_uring the kernel receives
 // straight into it and the send goes from it, with no copy and no syscall of
 // the fiber's own; on epoll it is one read and one write, as in the floor
-// server. The buffer is on the fiber's stack: an idle connection touches none
-// of it, so idle memory stays one stack page.
+// server. The buffer is on the fiber's stack and an idle connection writes
+// none of it, but the parked Read's frames lie below it, on a second stack
+// page: idle, a connection holds two pages (8.5 KB in bench/RESULTS.md)
+// where --read-view holds one.
 void EchoRead(netloop::fiber::FiberConn& conn) {
   char buf[16 * 1024];
   for (;;) {
