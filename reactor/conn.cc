@@ -16,6 +16,7 @@
 #include "reactor/logging.h"
 #include "reactor/internal/socket_ops.h"
 #include "reactor/internal/sys_io.h"
+#include "reactor/internal/tls_session.h"
 #include "reactor/internal/worker.h"
 
 namespace netloop {
@@ -23,6 +24,22 @@ namespace {
 
 // Pieces per sendmsg; the rest waits for the next round (IOV_MAX is 1024).
 constexpr size_t kMaxIov = 64;
+
+// TLS, per loop thread: the plaintext that received ciphertext decrypts to
+// (OnTraffic reads it in place, as it reads the loop's receive buffer), and
+// the ciphertext a write or a handshake step produces. Made on first use,
+// so plaintext engines never allocate them.
+constexpr size_t kTlsPlainBufferSize = 64 * 1024;
+
+char* TlsPlainBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kTlsPlainBufferSize]);
+  return buffer.get();
+}
+
+std::string& TlsCipherScratch() {
+  thread_local std::string scratch;
+  return scratch;
+}
 
 }  // namespace
 
@@ -37,6 +54,10 @@ Conn::Conn(internal::Worker* worker, int fd, uint64_t id, bool is_client,
 }
 
 Conn::~Conn() = default;
+
+tls::SessionInfo Conn::TlsInfo() const {
+  return tls_ != nullptr ? tls_->Info() : tls::SessionInfo();
+}
 
 EventLoop& Conn::loop() const { return worker_->loop(); }
 internal::Backend& Conn::backend() const { return worker_->loop().backend(); }
@@ -93,27 +114,42 @@ void Conn::OnConnected(int err) {
     loop().CancelTimer(timer_);
     timer_ = TimerId();
   }
+  if (tls_ != nullptr) {
+    BeginTls(std::move(tls_));
+    return;
+  }
   HandleConnected();
 }
 
 void Conn::OnHangup(int err) {
+  if (state_ == State::kHandshaking) {
+    FailHandshake(err != 0 ? ResetError(err) : TlsError("the peer left during the handshake"));
+    return;
+  }
   if (state_ != State::kOpen && state_ != State::kClosing) return;
   CloseNow(err != 0 ? ResetError(err) : PeerClosedError());
 }
 
 bool Conn::OnReceived(std::string_view bytes) {
+  if (tls_ != nullptr) return OnCipherReceived(bytes);
   // Bytes a completion backend had in flight when Close stopped reading are
   // dropped, as epoll would never have read them.
   if (state_ != State::kOpen) return false;
+  DeliverInbound(bytes);
+  return state_ == State::kOpen && !read_paused_;
+}
+
+void Conn::DeliverInbound(std::string_view bytes) {
   last_active_ns_ = loop().NowNanos();
   if (read_paused_ || held_while_paused_) {
     // A completion backend's receives that were in flight when
-    // backpressure set in: held for the handler until output drains, so
-    // they cannot grow the output further.
+    // backpressure set in (or, with TLS, what one receive decrypted to):
+    // held for the handler until output drains, so they cannot grow the
+    // output further.
     inbound_.Append(bytes);
     held_while_paused_ = true;
     AccountBuffers();
-    return false;
+    return;
   }
   if (inbound_.empty()) {
     fresh_ = bytes;  // zero-copy: OnTraffic reads the backend's buffer
@@ -121,10 +157,119 @@ bool Conn::OnReceived(std::string_view bytes) {
     inbound_.Append(bytes);
   }
   DispatchTraffic();
-  return state_ == State::kOpen && !read_paused_;
+}
+
+// ---------------------------------------------------------------- TLS
+
+void Conn::BeginTls(std::unique_ptr<internal::TlsSession> session) {
+  tls_ = std::move(session);
+  state_ = State::kHandshaking;
+  last_active_ns_ = loop().NowNanos();
+  const int64_t timeout = DurationToNanosSaturated(worker_->options().tls_handshake_timeout);
+  if (timeout > 0 && timeout < kNeverNanos) {
+    timer_ = loop().RunAtNanos(last_active_ns_ + timeout, [this] {
+      Guard g(this);
+      timer_ = TimerId();
+      if (state_ == State::kHandshaking) {
+        FailHandshake(DeadlineExceededError("tls: the handshake did not finish in time"));
+      }
+    });
+  }
+  UpdateInterest();  // receive the peer's flights
+  if (state_ == State::kHandshaking && is_client_) AdvanceHandshake();  // the ClientHello
+}
+
+bool Conn::OnCipherReceived(std::string_view cipher) {
+  if (state_ != State::kOpen && state_ != State::kHandshaking) return false;
+  tls_->Feed(cipher);
+  if (state_ == State::kHandshaking) AdvanceHandshake();
+  // Records that came with the handshake's last flight (a client's first
+  // request often does) are delivered right after OnOpen.
+  if (state_ == State::kOpen) DecryptAndDeliver();
+  return state_ == State::kHandshaking || (state_ == State::kOpen && !read_paused_);
+}
+
+void Conn::AdvanceHandshake() {
+  absl::StatusOr<bool> done = tls_->Handshake();
+  // The next flight, or the alert that explains a failure to the peer.
+  absl::Status sent = SendCipher();
+  if (state_ != State::kHandshaking) return;  // the send failed and closed it
+  if (!done.ok()) {
+    FailHandshake(done.status());
+    return;
+  }
+  if (!sent.ok()) {
+    FailHandshake(sent);
+    return;
+  }
+  if (!*done) return;
+  if (timer_.valid()) {
+    loop().CancelTimer(timer_);
+    timer_ = TimerId();
+  }
+  HandleConnected();
+}
+
+void Conn::DecryptAndDeliver() {
+  char* const plain = TlsPlainBuffer();
+  for (;;) {
+    size_t len = 0;
+    absl::Status end;
+    while (len < kTlsPlainBufferSize) {
+      absl::StatusOr<size_t> n = tls_->Read(std::span<char>(plain + len, kTlsPlainBufferSize - len));
+      if (!n.ok()) {
+        end = n.status();
+        break;
+      }
+      if (*n == 0) break;
+      len += *n;
+    }
+    // What reading made the session answer: a key update, an alert.
+    if (absl::Status s = SendCipher(); !s.ok() || state_ != State::kOpen) return;
+    if (len > 0) {
+      DeliverInbound(std::string_view(plain, len));
+      if (state_ != State::kOpen) return;
+    }
+    if (!end.ok()) {
+      if (IsPeerClosed(end)) {
+        peer_close_notify_ = true;
+        HandlePeerEof();  // close_notify: the orderly end
+      } else {
+        CloseWithError(std::move(end));
+      }
+      return;
+    }
+    if (len < kTlsPlainBufferSize) return;  // the session has no more
+  }
+}
+
+absl::Status Conn::SendCipher() {
+  // Moved out of the thread's scratch while in use: a handler that writes
+  // to another TLS connection from a callback this write runs (OnClose,
+  // OnBackpressure) gets a scratch of its own.
+  std::string cipher = std::move(TlsCipherScratch());
+  cipher.clear();
+  absl::Status s;
+  if (tls_->TakeCipher(&cipher) > 0) s = WriteBytes(cipher);
+  cipher.clear();
+  TlsCipherScratch() = std::move(cipher);
+  return s;
+}
+
+void Conn::FailHandshake(absl::Status reason) {
+  if (!is_client_) worker_->CountTlsHandshakeFailure();
+  if (in_callback_ > 0) {
+    CloseWithError(std::move(reason));
+  } else {
+    CloseNow(std::move(reason));
+  }
 }
 
 void Conn::OnReceiveEnded(int err) {
+  if (state_ == State::kHandshaking) {
+    FailHandshake(err != 0 ? ResetError(err) : TlsError("the peer left during the handshake"));
+    return;
+  }
   if (err != 0) {
     if (state_ == State::kOpen || state_ == State::kClosing) FailIo(err);
     return;
@@ -143,7 +288,7 @@ void Conn::OnReceiveEnded(int err) {
 }
 
 void Conn::OnSendReady(int result) {
-  if (state_ != State::kOpen && state_ != State::kClosing) return;
+  if (state_ != State::kOpen && state_ != State::kClosing && state_ != State::kHandshaking) return;
   if (backend().completion()) {
     OnSendCompleted(result);
   } else {
@@ -208,13 +353,18 @@ void Conn::AccountBuffers() {
 
 void Conn::HandlePeerEof() {
   peer_eof_ = true;
+  // TLS: a FIN with no close_notify before it may be a truncation (RFC 8446
+  // 6.1); the handler can tell from the reason's text.
+  absl::Status reason = tls_ != nullptr && !peer_close_notify_
+                            ? PeerClosedError("without close_notify")
+                            : PeerClosedError();
   if (OutboundEmpty() || state_ != State::kOpen) {
-    CloseNow(PeerClosedError());
+    CloseNow(std::move(reason));
     return;
   }
   // Half-close from the peer: it may still read. Finish sending, then close.
   state_ = State::kClosing;
-  pending_reason_ = PeerClosedError();
+  pending_reason_ = std::move(reason);
   UpdateInterest();
   // A peer that half-closed and never reads must not hold the connection
   // forever: the same bound as a local Close.
@@ -252,6 +402,17 @@ absl::Status Conn::Write(std::string_view data) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
   if (data.empty()) return absl::OkStatus();
+  if (tls_ != nullptr) {
+    if (absl::Status s = tls_->Write(data); !s.ok()) {
+      CloseWithError(s);
+      return s;
+    }
+    return SendCipher();
+  }
+  return WriteBytes(data);
+}
+
+absl::Status Conn::WriteBytes(std::string_view data) {
   internal::Backend& b = backend();
   if (b.completion()) {
     QueueOutbound(data);
@@ -282,6 +443,20 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
+  if (tls_ != nullptr) {
+    for (std::string_view p : pieces) {
+      if (p.empty()) continue;
+      if (absl::Status s = tls_->Write(p); !s.ok()) {
+        CloseWithError(s);
+        return s;
+      }
+    }
+    return SendCipher();  // the records of every piece in one write
+  }
+  return WritevBytes(pieces);
+}
+
+absl::Status Conn::WritevBytes(std::span<const std::string_view> pieces) {
   size_t first_unsent = 0;
   size_t offset_in_piece = 0;
   if (backend().completion()) {
@@ -522,7 +697,9 @@ void Conn::UpdateInterest() {
   }
   constexpr uint8_t kBacklogged = 1u << 5;
   uint8_t want = 0;
-  if (state_ == State::kOpen && !read_paused_ && !peer_eof_) want |= kIoReadable;
+  if ((state_ == State::kOpen && !read_paused_ && !peer_eof_) || state_ == State::kHandshaking) {
+    want |= kIoReadable;
+  }
   if (!OutboundEmpty()) want |= kIoWritable;
   // Behind: input left unread, or output well past what one send carries.
   if (!inbound_.empty() || OutboundSize() > worker_->options().write_high_water / 4) {
@@ -549,8 +726,17 @@ void Conn::UpdateInterest() {
 void Conn::Close() {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
-    if (state_ == State::kConnecting) CloseWithError(ClosedError());
+    if (state_ == State::kConnecting || state_ == State::kHandshaking) {
+      CloseWithError(ClosedError());
+    }
     return;
+  }
+  if (tls_ != nullptr) {
+    // close_notify goes out after what was written (and drains with it);
+    // the peer's is not waited for (RFC 8446 6.1 allows closing at once).
+    tls_->Shutdown();
+    (void)SendCipher();
+    if (state_ != State::kOpen) return;
   }
   if (OutboundEmpty()) {
     absl::Status reason = std::move(pending_reason_);
@@ -596,6 +782,11 @@ void Conn::CloseWithError(absl::Status reason) {
 void Conn::ShutdownWrite() {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) return;
+  if (tls_ != nullptr) {
+    tls_->Shutdown();  // close_notify, then the FIN
+    (void)SendCipher();
+    if (state_ != State::kOpen) return;
+  }
   if (OutboundEmpty()) {
     backend().ShutdownWrite(this);
   } else {
@@ -641,10 +832,14 @@ void Conn::CloseNow(absl::Status reason) {
   worker_->Forget(this);
   MarkReleased();
   // OnClose still sees a working fd (LocalAddress, SO_ options); the socket
-  // closes right after it.
-  ++in_callback_;
-  worker_->handler().OnClose(*this, reason);
-  --in_callback_;
+  // closes right after it. An accepted connection that never opened (its
+  // TLS handshake failed) is owed none; a Dial always is.
+  if (opened_ || is_client_) {
+    ++in_callback_;
+    worker_->handler().OnClose(*this, reason);
+    --in_callback_;
+  }
+  tls_.reset();
   // Stops what is in flight and closes the fd (a Dial that failed before
   // its socket has none).
   if (registered_ || fd_ >= 0) backend().CloseStream(this);
@@ -658,6 +853,9 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("detach: connection is not open");
+  }
+  if (tls_ != nullptr) {
+    return absl::FailedPreconditionError("detach: a TLS session cannot be handed over");
   }
   DetachedConn out;
   out.fd = fd_;

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,6 +32,7 @@
 #include "reactor/internal/backend.h"
 #include "reactor/ring_buffer.h"
 #include "reactor/timer_queue.h"
+#include "reactor/tls.h"
 
 namespace netloop {
 
@@ -38,6 +40,7 @@ class Conn;
 class EventLoop;
 namespace internal {
 class Worker;
+class TlsSession;
 }
 
 inline constexpr size_t kAll = std::numeric_limits<size_t>::max();
@@ -170,7 +173,7 @@ class Conn final : private internal::Stream {
   // serving it and will not call OnClose for it. Outbound bytes not sent yet
   // travel in DetachedConn::unsent (on io_uring, a send in flight is
   // cancelled first and what it sent is subtracted). Fails if the
-  // connection is not open.
+  // connection is not open, or is TLS (its session state cannot travel).
   absl::StatusOr<DetachedConn> Detach();
 
   // ---- Identity and user data. ----
@@ -181,6 +184,10 @@ class Conn final : private internal::Stream {
   uint64_t id() const { return id_; }
   bool is_client() const { return is_client_; }
   bool is_open() const { return state_ == State::kOpen; }
+  // TLS (Options::tls, DialOptions::tls): what the handshake agreed on;
+  // empty for a plaintext connection. Loop thread, from OnOpen on.
+  bool is_tls() const { return tls_ != nullptr; }
+  tls::SessionInfo TlsInfo() const;
   // For unix sockets: the peer's bound path, usually empty (getpeername).
   SocketAddress RemoteAddress() const;
   SocketAddress LocalAddress() const;  // getsockname
@@ -191,7 +198,8 @@ class Conn final : private internal::Stream {
  private:
   friend class internal::Worker;
   friend class ConnRef;
-  enum class State : uint8_t { kConnecting, kOpen, kClosing, kClosed, kDetached };
+  // kHandshaking: TLS, after connecting and before OnOpen.
+  enum class State : uint8_t { kConnecting, kHandshaking, kOpen, kClosing, kClosed, kDetached };
 
   // Keeps the Conn alive while code that may close it is on the stack; the
   // last guard out frees a closed Conn.
@@ -220,6 +228,24 @@ class Conn final : private internal::Stream {
   void Free() override { delete this; }
 
   internal::Backend& backend() const;
+  // Bytes the handler will see: zero-copy in fresh_ or appended to the
+  // inbound ring (held while backpressure pauses reading), then OnTraffic.
+  void DeliverInbound(std::string_view bytes);
+  // Write's and Writev's second half: plaintext, or ciphertext with TLS.
+  absl::Status WriteBytes(std::string_view data);
+  absl::Status WritevBytes(std::span<const std::string_view> pieces);
+
+  // TLS. BeginTls takes the session and starts the handshake (a client
+  // sends its hello at once); OnCipherReceived feeds what arrived and moves
+  // the handshake or the records along; SendCipher writes what the session
+  // has to send.
+  void BeginTls(std::unique_ptr<internal::TlsSession> session);
+  bool OnCipherReceived(std::string_view cipher);
+  void AdvanceHandshake();
+  void DecryptAndDeliver();
+  absl::Status SendCipher();
+  // Ends a connection that never opened with `reason`.
+  void FailHandshake(absl::Status reason);
   void HandleConnected();
   void HandlePeerEof();
   void DispatchTraffic();
@@ -268,6 +294,7 @@ class Conn final : private internal::Stream {
   bool budget_doomed_ : 1 = false;      // to be closed for the buffer budget
   bool held_while_paused_ : 1 = false;  // inbound bytes not yet shown to OnTraffic
   bool eof_after_held_ : 1 = false;     // the peer's FIN came after them
+  bool peer_close_notify_ : 1 = false;  // TLS: the peer ended with close_notify
   uint16_t in_callback_ = 0;
   std::string_view fresh_;  // this read's bytes, still in the loop buffer
   RingBuffer inbound_;
@@ -279,6 +306,8 @@ class Conn final : private internal::Stream {
   int64_t last_active_ns_ = 0;
   TimerId timer_;  // idle timeout, connect timeout or close drain, one at a time
   absl::Status pending_reason_;
+  // TLS only (nullptr for plaintext, so that costs one pointer).
+  std::unique_ptr<internal::TlsSession> tls_;
   // IP peers only (28 bytes instead of sockaddr_un's 110: idle memory counts).
   union {
     sockaddr_in v4;

@@ -20,6 +20,15 @@
 namespace netloop {
 namespace {
 
+// An IP address as text, without the port: what a TLS Dial to an address
+// verifies the certificate against when no server_name is given.
+std::string HostText(const SocketAddress& address) {
+  std::string text = address.ToString();
+  if (address.family() == AF_INET6) return text.substr(1, text.find(']') - 1);
+  if (address.family() == AF_INET) return text.substr(0, text.rfind(':'));
+  return "";
+}
+
 std::atomic<Engine*> signal_engine{nullptr};
 
 void StopSignalHandler(int) {
@@ -233,7 +242,21 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
   if (stop_requested_.load(std::memory_order_seq_cst)) {
     return back_out(absl::FailedPreconditionError("engine is stopping"));
   }
-  if (!parsed->unresolved_host.empty()) return DialByName(w, *std::move(parsed), dial);
+  std::shared_ptr<std::unique_ptr<internal::TlsSession>> tls;
+  if (dial.tls != nullptr) {
+    // Made here so a bad context or name fails the Dial itself. Shared
+    // (not unique) only to ride through the resolver's copyable callback.
+    std::string name = !dial.server_name.empty()      ? dial.server_name
+                       : !parsed->unresolved_host.empty() ? parsed->unresolved_host
+                                                          : HostText(parsed->address);
+    absl::StatusOr<std::unique_ptr<internal::TlsSession>> session =
+        internal::NewTlsSession(*dial.tls, name);
+    if (!session.ok()) return back_out(session.status());
+    tls = std::make_shared<std::unique_ptr<internal::TlsSession>>(*std::move(session));
+  }
+  if (!parsed->unresolved_host.empty()) {
+    return DialByName(w, *std::move(parsed), dial, std::move(tls));
+  }
   bool in_progress = false;
   absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
   if (!fd.ok()) return back_out(fd.status());
@@ -244,22 +267,24 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
   SocketAddress peer = parsed->address;
   int cfd = *fd;
   void* context = dial.context;
-  w->loop().RunInLoop([w, cfd, peer, id, in_progress, context, deadline] {
-    w->AddConnection(cfd, peer, id, true, in_progress, context, deadline);
+  w->loop().RunInLoop([w, cfd, peer, id, in_progress, context, deadline, tls] {
+    w->AddConnection(cfd, peer, id, true, in_progress, context, deadline,
+                     tls != nullptr ? std::move(*tls) : nullptr);
   });
   return ConnRef(w, id);
 }
 
-absl::StatusOr<ConnRef> Engine::DialByName(internal::Worker* w, NetAddress address,
-                                           const DialOptions& dial) {
+absl::StatusOr<ConnRef> Engine::DialByName(
+    internal::Worker* w, NetAddress address, const DialOptions& dial,
+    std::shared_ptr<std::unique_ptr<internal::TlsSession>> tls) {
   dialled_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t id = NextConnId();
   const int64_t timeout = DurationToNanosSaturated(dial.timeout);
   const int64_t deadline = timeout == kNeverNanos ? kNeverNanos : MonotonicNanos() + timeout;
   void* context = dial.context;
   // Runs on the resolver's thread (or in Stop, cancelled), then moves to w.
-  const uint64_t job = resolver_->Resolve(std::move(address), [w, id, context,
-                                          deadline](absl::StatusOr<NetAddress> resolved) {
+  const uint64_t job = resolver_->Resolve(std::move(address), [w, id, context, deadline,
+                                          tls](absl::StatusOr<NetAddress> resolved) {
     if (!resolved.ok()) {
       absl::Status reason = absl::IsCancelled(resolved.status())
                                 ? ConnectFailedError(ECANCELED)
@@ -278,8 +303,9 @@ absl::StatusOr<ConnRef> Engine::DialByName(internal::Worker* w, NetAddress addre
       return;
     }
     SocketAddress peer = resolved->address;
-    w->loop().RunInLoop([w, cfd = *fd, peer, id, in_progress, context, deadline] {
-      w->AddConnection(cfd, peer, id, true, in_progress, context, deadline);
+    w->loop().RunInLoop([w, cfd = *fd, peer, id, in_progress, context, deadline, tls] {
+      w->AddConnection(cfd, peer, id, true, in_progress, context, deadline,
+                       tls != nullptr ? std::move(*tls) : nullptr);
     });
   });
   // The Dial's timeout covers its lookup too: a name server that does not
@@ -403,6 +429,7 @@ EngineStats Engine::stats() const {
   s.dialled = dialled_.load(std::memory_order_relaxed);
   for (auto& w : workers_) {
     s.budget_closes += w->budget_closes();
+    s.tls_handshake_failures += w->tls_handshake_failures();
     s.buffered_bytes += w->buffered_bytes();
   }
   return s;

@@ -37,6 +37,7 @@ namespace internal {
 class Worker;
 class DialResolver;
 class Listener;
+class TlsSession;
 class AcceptedSocketTaker;
 void SetAcceptedSocketTaker(Engine& engine, AcceptedSocketTaker* taker);
 void ReleaseTakenSocket(Engine& engine, int loop_index);
@@ -50,6 +51,15 @@ struct DialOptions {
   void* context = nullptr;
   // Loop to run the connection on; -1 picks round-robin.
   int loop = -1;
+  // TLS over the connection: a client tls::Context (reactor/tls.h). OnOpen
+  // runs once the handshake is complete and the server verified (unless the
+  // context turned verification off); a failed handshake reaches OnClose as
+  // a TlsError (IsTlsError) saying why, a slow one as DeadlineExceeded after
+  // Options::tls_handshake_timeout.
+  std::shared_ptr<const tls::Context> tls;
+  // The host the server's certificate must be issued for, and the SNI sent.
+  // Empty: the dialled address's host (its name, or its IP address).
+  std::string server_name;
 };
 
 // Something else living on a loop that must wind down before the engine stops
@@ -77,6 +87,9 @@ struct EngineStats {
   // hold now (capacity, inbound and outbound).
   uint64_t budget_closes = 0;
   uint64_t buffered_bytes = 0;
+  // Accepted TLS connections closed before OnOpen: the handshake failed
+  // (garbage, an alert, no shared version), timed out, or the peer left.
+  uint64_t tls_handshake_failures = 0;
 };
 
 class Engine {
@@ -154,7 +167,8 @@ class Engine {
   absl::Status AbandonStart(absl::Status error);
   // The rest of Dial for a host name; `w` is chosen and counted.
   absl::StatusOr<ConnRef> DialByName(internal::Worker* w, NetAddress address,
-                                     const DialOptions& dial);
+                                     const DialOptions& dial,
+                                     std::shared_ptr<std::unique_ptr<internal::TlsSession>> tls);
 
   EventHandler* handler_ = nullptr;
   // Takes accepted sockets instead of Conns (internal/accepted_socket_taker.h).

@@ -32,6 +32,13 @@ absl::Status PeerClosedError() {
                     CloseReason::kPeerClosed);
 }
 
+absl::Status PeerClosedError(std::string_view detail) {
+  return WithReason(absl::UnavailableError(absl::StrCat("connection closed by peer (EOF): ",
+                                                        absl::string_view(detail.data(),
+                                                                          detail.size()))),
+                    CloseReason::kPeerClosed);
+}
+
 absl::Status ResetError(int err) {
   return WithReason(absl::UnavailableError(ErrnoText(err)), CloseReason::kReset);
 }

@@ -23,6 +23,8 @@ enum class CloseReason {
 };
 
 absl::Status PeerClosedError();
+// The same reason with a detail: how the peer closed ("without close_notify").
+absl::Status PeerClosedError(std::string_view detail);
 absl::Status ResetError(int err);  // errno from the failing syscall
 absl::Status ClosedError(std::string_view detail = "connection closed");
 absl::Status DeadlineExceededError(std::string_view detail = "i/o deadline exceeded");

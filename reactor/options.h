@@ -5,12 +5,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 namespace netloop {
+
+namespace tls {
+class Context;  // reactor/tls.h
+}  // namespace tls
 
 // How accepted connections reach the loops.
 enum class AcceptMode {
@@ -120,6 +125,17 @@ struct Options {
   absl::Duration close_drain_timeout = absl::Seconds(10);
   // Pin loop i to CPU i % ncpu.
   bool pin_loops_to_cpus = false;
+
+  // TLS on every tcp and unix listener: a server tls::Context (reactor/tls.h;
+  // link //reactor:tls to make one). OnOpen runs once the handshake is
+  // complete; OnTraffic sees plaintext and Write encrypts. A connection whose
+  // handshake fails or does not finish within `tls_handshake_timeout` is
+  // closed without OnOpen or OnClose (EngineStats::tls_handshake_failures
+  // counts them): a client that never finishes costs one socket until then,
+  // and holds up nobody else.
+  std::shared_ptr<const tls::Context> tls;
+  // Also bounds the handshake of a TLS Dial (OnClose then gets the reason).
+  absl::Duration tls_handshake_timeout = absl::Seconds(10);
 };
 
 }  // namespace netloop

@@ -8,7 +8,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "reactor/internal/tls_context.h"
+#include "reactor/internal/openssl_context.h"
+#include "reactor/internal/openssl_session.h"
 
 namespace netloop::tls {
 namespace {
@@ -42,7 +43,7 @@ absl::StatusOr<std::string> AlpnWire(const std::vector<std::string>& ids) {
 // ALPN on the server: the first of the server's ids that the client offers.
 int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                unsigned int inlen, void* arg) {
-  const auto* impl = static_cast<const Context::Impl*>(arg);
+  const auto* impl = static_cast<const OpenSslContext*>(arg);
   const auto* wire = reinterpret_cast<const unsigned char*>(impl->alpn_wire.data());
   unsigned char* selected = nullptr;
   if (SSL_select_next_proto(&selected, outlen, wire,
@@ -56,10 +57,10 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
 
 // SNI on the server: switches to the certificate issued for the name asked.
 int SelectCertificate(SSL* ssl, int*, void* arg) {
-  const auto* impl = static_cast<const Context::Impl*>(arg);
+  const auto* impl = static_cast<const OpenSslContext*>(arg);
   const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   if (name == nullptr) return SSL_TLSEXT_ERR_OK;
-  for (const Context::Impl::SniEntry& entry : impl->sni) {
+  for (const OpenSslContext::SniEntry& entry : impl->sni) {
     if (X509_check_host(entry.leaf, name, 0, 0, nullptr) == 1) {
       SSL_set_SSL_CTX(ssl, entry.ctx);
       break;
@@ -80,7 +81,7 @@ SSL_CTX* NewBaseContext(bool server) {
 }
 
 absl::StatusOr<SSL_CTX*> NewServerContext(const CertificateFiles& files, const ServerConfig& config,
-                                          Context::Impl* impl) {
+                                          OpenSslContext* impl) {
   SSL_CTX* ctx = NewBaseContext(/*server=*/true);
   if (ctx == nullptr) return absl::InternalError("tls: " + LastOpenSslError());
   absl::Status status;
@@ -115,7 +116,7 @@ absl::StatusOr<SSL_CTX*> NewServerContext(const CertificateFiles& files, const S
 
 // Client: keeps each new session for the name it was dialled by.
 int KeepSession(SSL* ssl, SSL_SESSION* session) {
-  auto* impl = static_cast<Context::Impl*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  auto* impl = static_cast<OpenSslContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
   const char* name = static_cast<const char*>(SSL_get_ex_data(ssl, DialledNameIndex()));
   if (impl == nullptr || name == nullptr) return 0;
   // A copy: OpenSSL marks the connection's own session not resumable when
@@ -137,20 +138,21 @@ int DialledNameIndex() {
   return index;
 }
 
-Context::Impl::~Impl() {
+OpenSslContext::~OpenSslContext() {
   for (auto& [name, session] : sessions) SSL_SESSION_free(session);
   for (SniEntry& entry : sni) SSL_CTX_free(entry.ctx);
   if (ctx != nullptr) SSL_CTX_free(ctx);
 }
 
-Context::Context(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Context::~Context() = default;
-
-bool Context::is_server() const { return impl_->server; }
+absl::StatusOr<std::unique_ptr<internal::TlsSession>> OpenSslContext::NewSession(
+    std::string_view server_name) const {
+  auto self = std::static_pointer_cast<const OpenSslContext>(shared_from_this());
+  if (is_server()) return internal::OpenSslSession::NewServer(std::move(self));
+  return internal::OpenSslSession::NewClient(std::move(self), server_name);
+}
 
 absl::StatusOr<std::shared_ptr<const Context>> Context::NewServer(const ServerConfig& config) {
-  auto impl = std::make_unique<Impl>();
-  impl->server = true;
+  auto impl = std::make_shared<OpenSslContext>(/*server=*/true);
   absl::StatusOr<std::string> alpn = AlpnWire(config.alpn);
   if (!alpn.ok()) return alpn.status();
   impl->alpn_wire = *std::move(alpn);
@@ -162,11 +164,11 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::NewServer(const ServerCo
     if (!sni.ok()) return sni.status();
     impl->sni.push_back({*sni, SSL_CTX_get0_certificate(*sni)});
   }
-  return std::shared_ptr<const Context>(new Context(std::move(impl)));
+  return std::shared_ptr<const Context>(std::move(impl));
 }
 
 absl::StatusOr<std::shared_ptr<const Context>> Context::NewClient(const ClientConfig& config) {
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_shared<OpenSslContext>(/*server=*/false);
   impl->verify_peer = config.verify_peer;
   impl->resume_sessions = config.resume_sessions;
   absl::StatusOr<std::string> alpn = AlpnWire(config.alpn);
@@ -194,7 +196,7 @@ absl::StatusOr<std::shared_ptr<const Context>> Context::NewClient(const ClientCo
     SSL_CTX_sess_set_new_cb(ctx, KeepSession);
   }
   SSL_CTX_set_app_data(ctx, impl.get());
-  return std::shared_ptr<const Context>(new Context(std::move(impl)));
+  return std::shared_ptr<const Context>(std::move(impl));
 }
 
 }  // namespace netloop::tls

@@ -14,12 +14,19 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 
+namespace netloop::tls {
+class Context;
+}  // namespace netloop::tls
+
 namespace netloop::internal {
 class TlsSession;
+absl::StatusOr<std::unique_ptr<TlsSession>> NewTlsSession(const tls::Context& context,
+                                                         std::string_view server_name);
 }  // namespace netloop::internal
 
 namespace netloop::tls {
@@ -69,26 +76,34 @@ struct SessionInfo {
   bool resumed = false;     // an abbreviated handshake from a ticket
 };
 
-class Context {
+// Shared by every connection made with it (Options::tls on a server,
+// DialOptions::tls on a client). Immutable; any thread.
+class Context : public std::enable_shared_from_this<Context> {
  public:
   // Loads the certificates and keys (and checks each key matches its
-  // certificate). Errors name the file and what is wrong with it.
+  // certificate). Errors name the file and what is wrong with it. Defined in
+  // //reactor:tls (the only target that links OpenSSL): depend on it to make
+  // a Context.
   static absl::StatusOr<std::shared_ptr<const Context>> NewServer(const ServerConfig& config);
   static absl::StatusOr<std::shared_ptr<const Context>> NewClient(const ClientConfig& config);
 
-  ~Context();
+  virtual ~Context() = default;
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
-  bool is_server() const;
+  bool is_server() const { return server_; }
 
-  // Internal: what the context holds (reactor/internal/tls_context.h).
-  struct Impl;
+ protected:
+  explicit Context(bool server) : server_(server) {}
 
  private:
-  friend class netloop::internal::TlsSession;
-  explicit Context(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  friend absl::StatusOr<std::unique_ptr<internal::TlsSession>> internal::NewTlsSession(
+      const Context& context, std::string_view server_name);
+  // One connection's session. `server_name`: a client's host dialled.
+  virtual absl::StatusOr<std::unique_ptr<internal::TlsSession>> NewSession(
+      std::string_view server_name) const = 0;
+
+  const bool server_;
 };
 
 }  // namespace netloop::tls

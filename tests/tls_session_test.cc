@@ -21,6 +21,15 @@ namespace {
 
 using internal::TlsSession;
 
+absl::StatusOr<std::unique_ptr<TlsSession>> NewServerSession(
+    const std::shared_ptr<const tls::Context>& ctx) {
+  return internal::NewTlsSession(*ctx, "");
+}
+absl::StatusOr<std::unique_ptr<TlsSession>> NewClientSession(
+    const std::shared_ptr<const tls::Context>& ctx, std::string_view name) {
+  return internal::NewTlsSession(*ctx, name);
+}
+
 // Moves ciphertext both ways until neither side has any to send, running
 // each side's handshake until it completes or fails. Returns each side's
 // first failure (OK when it completed).
@@ -112,8 +121,8 @@ class TlsSessionTest : public ::testing::Test {
 TEST_F(TlsSessionTest, HandshakeVerifiesTheServerAndCarriesDataBothWays) {
   auto server_ctx = Server();
   auto client_ctx = Client();
-  auto server = TlsSession::NewServer(server_ctx);
-  auto client = TlsSession::NewClient(client_ctx, "localhost");
+  auto server = NewServerSession(server_ctx);
+  auto client = NewClientSession(client_ctx, "localhost");
   ASSERT_TRUE(server.ok() && client.ok());
   PumpResult r = Pump(**client, **server);
   ASSERT_TRUE(r.client.ok()) << r.client;
@@ -126,8 +135,8 @@ TEST_F(TlsSessionTest, HandshakeVerifiesTheServerAndCarriesDataBothWays) {
 }
 
 TEST_F(TlsSessionTest, AnIpAddressIsCheckedAgainstTheCertificatesAddresses) {
-  auto server = TlsSession::NewServer(Server());
-  auto client = TlsSession::NewClient(Client(), "127.0.0.1");
+  auto server = NewServerSession(Server());
+  auto client = NewClientSession(Client(), "127.0.0.1");
   ASSERT_TRUE(server.ok() && client.ok());
   PumpResult r = Pump(**client, **server);
   EXPECT_TRUE(r.client.ok()) << r.client;
@@ -135,8 +144,8 @@ TEST_F(TlsSessionTest, AnIpAddressIsCheckedAgainstTheCertificatesAddresses) {
 }
 
 TEST_F(TlsSessionTest, AWrongHostNameIsRejected) {
-  auto server = TlsSession::NewServer(Server());
-  auto client = TlsSession::NewClient(Client(), "example.com");
+  auto server = NewServerSession(Server());
+  auto client = NewClientSession(Client(), "example.com");
   ASSERT_TRUE(server.ok() && client.ok());
   PumpResult r = Pump(**client, **server);
   ASSERT_FALSE(r.client.ok());
@@ -151,8 +160,8 @@ TEST_F(TlsSessionTest, AnUntrustedChainIsRejected) {
   config.certificate = {certs_.rogue_leaf, certs_.rogue_leaf_key};
   auto rogue = tls::Context::NewServer(config);
   ASSERT_TRUE(rogue.ok()) << rogue.status();
-  auto server = TlsSession::NewServer(*rogue);
-  auto client = TlsSession::NewClient(Client(), "localhost");
+  auto server = NewServerSession(*rogue);
+  auto client = NewClientSession(Client(), "localhost");
   ASSERT_TRUE(server.ok() && client.ok());
   PumpResult r = Pump(**client, **server);
   ASSERT_FALSE(r.client.ok());
@@ -160,12 +169,12 @@ TEST_F(TlsSessionTest, AnUntrustedChainIsRejected) {
 }
 
 TEST_F(TlsSessionTest, VerifyingNeedsTheNameDialled) {
-  auto client = TlsSession::NewClient(Client(), "");
+  auto client = NewClientSession(Client(), "");
   EXPECT_FALSE(client.ok());
 }
 
 TEST_F(TlsSessionTest, GarbageInsteadOfAClientHelloFailsTheHandshake) {
-  auto server = TlsSession::NewServer(Server());
+  auto server = NewServerSession(Server());
   ASSERT_TRUE(server.ok());
   (*server)->Feed("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
   absl::StatusOr<bool> done = (*server)->Handshake();
@@ -174,8 +183,8 @@ TEST_F(TlsSessionTest, GarbageInsteadOfAClientHelloFailsTheHandshake) {
 }
 
 TEST_F(TlsSessionTest, AHandshakeFedOneByteAtATimeCompletes) {
-  auto server = TlsSession::NewServer(Server());
-  auto client = TlsSession::NewClient(Client(), "localhost");
+  auto server = NewServerSession(Server());
+  auto client = NewClientSession(Client(), "localhost");
   ASSERT_TRUE(server.ok() && client.ok());
   for (int round = 0; round < 20 && !(*server)->handshake_complete(); ++round) {
     ASSERT_TRUE((*client)->Handshake().ok());
@@ -197,16 +206,16 @@ TEST_F(TlsSessionTest, AHandshakeFedOneByteAtATimeCompletes) {
 }
 
 TEST_F(TlsSessionTest, AlpnPicksTheServersPreferenceAmongTheClientsOffers) {
-  auto server = TlsSession::NewServer(Server({"h2", "http/1.1"}));
-  auto client = TlsSession::NewClient(Client({"http/1.1", "h2"}), "localhost");
+  auto server = NewServerSession(Server({"h2", "http/1.1"}));
+  auto client = NewClientSession(Client({"http/1.1", "h2"}), "localhost");
   ASSERT_TRUE(server.ok() && client.ok());
   ASSERT_TRUE(Pump(**client, **server).client.ok());
   EXPECT_EQ((*client)->Info().alpn, "h2");
   EXPECT_EQ((*server)->Info().alpn, "h2");
 
   // No overlap: no protocol, and still a connection.
-  auto server2 = TlsSession::NewServer(Server({"h2"}));
-  auto client2 = TlsSession::NewClient(Client({"spdy/3"}), "localhost");
+  auto server2 = NewServerSession(Server({"h2"}));
+  auto client2 = NewClientSession(Client({"spdy/3"}), "localhost");
   ASSERT_TRUE(server2.ok() && client2.ok());
   ASSERT_TRUE(Pump(**client2, **server2).client.ok());
   EXPECT_EQ((*client2)->Info().alpn, "");
@@ -214,8 +223,8 @@ TEST_F(TlsSessionTest, AlpnPicksTheServersPreferenceAmongTheClientsOffers) {
 
 TEST_F(TlsSessionTest, SniPicksTheCertificateIssuedForTheNameAsked) {
   auto server_ctx = Server();
-  auto server = TlsSession::NewServer(server_ctx);
-  auto client = TlsSession::NewClient(Client(), "other.test");
+  auto server = NewServerSession(server_ctx);
+  auto client = NewClientSession(Client(), "other.test");
   ASSERT_TRUE(server.ok() && client.ok());
   PumpResult r = Pump(**client, **server);
   EXPECT_TRUE(r.client.ok()) << r.client;  // verified as other.test
@@ -226,8 +235,8 @@ TEST_F(TlsSessionTest, ASecondConnectionResumesWithTheFirstOnesTicket) {
   auto server_ctx = Server();
   auto client_ctx = Client();
   {
-    auto server = TlsSession::NewServer(server_ctx);
-    auto client = TlsSession::NewClient(client_ctx, "localhost");
+    auto server = NewServerSession(server_ctx);
+    auto client = NewClientSession(client_ctx, "localhost");
     ASSERT_TRUE(server.ok() && client.ok());
     ASSERT_TRUE(Pump(**client, **server).client.ok());
     EXPECT_FALSE((*client)->Info().resumed);
@@ -235,8 +244,8 @@ TEST_F(TlsSessionTest, ASecondConnectionResumesWithTheFirstOnesTicket) {
     // with its first read.
     EXPECT_EQ(Transfer(**server, **client, "ticket?"), "ticket?");
   }
-  auto server = TlsSession::NewServer(server_ctx);
-  auto client = TlsSession::NewClient(client_ctx, "localhost");
+  auto server = NewServerSession(server_ctx);
+  auto client = NewClientSession(client_ctx, "localhost");
   ASSERT_TRUE(server.ok() && client.ok());
   ASSERT_TRUE(Pump(**client, **server).client.ok());
   EXPECT_TRUE((*client)->Info().resumed);
@@ -244,8 +253,8 @@ TEST_F(TlsSessionTest, ASecondConnectionResumesWithTheFirstOnesTicket) {
 }
 
 TEST_F(TlsSessionTest, CloseNotifyReadsAsThePeerClosing) {
-  auto server = TlsSession::NewServer(Server());
-  auto client = TlsSession::NewClient(Client(), "localhost");
+  auto server = NewServerSession(Server());
+  auto client = NewClientSession(Client(), "localhost");
   ASSERT_TRUE(server.ok() && client.ok());
   ASSERT_TRUE(Pump(**client, **server).client.ok());
   (*server)->Shutdown();
@@ -262,7 +271,7 @@ TEST_F(TlsSessionTest, CloseNotifyReadsAsThePeerClosing) {
 TEST_F(TlsSessionTest, RenegotiationIsRefused) {
   // Renegotiation exists up to TLS 1.2 only: a client held to 1.2 asks for
   // it, the server refuses, and no second handshake happens.
-  auto server = TlsSession::NewServer(Server());
+  auto server = NewServerSession(Server());
   ASSERT_TRUE(server.ok());
   SSL_CTX* raw_ctx = SSL_CTX_new(TLS_client_method());
   ASSERT_NE(raw_ctx, nullptr);

@@ -31,7 +31,7 @@ Worker::~Worker() {
 
 void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
                            bool is_client, bool connecting, void* context,
-                           int64_t connect_deadline_ns) {
+                           int64_t connect_deadline_ns, std::unique_ptr<TlsSession> tls) {
   if (stopping_ && !is_client) {
     ::close(fd);
     AddLoad(-1);
@@ -53,7 +53,17 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
     conn->CloseNow(ConnectFailedError(ECANCELED));
     return;
   }
+  if (!is_client && options().tls != nullptr) {
+    absl::StatusOr<std::unique_ptr<TlsSession>> session = NewTlsSession(*options().tls, "");
+    if (!session.ok()) {
+      NETLOOP_LOG(kError) << "tls session: " << session.status().message();
+      conn->FailHandshake(session.status());
+      return;
+    }
+    tls = *std::move(session);
+  }
   if (connecting) {
+    conn->tls_ = std::move(tls);  // the handshake starts once connected
     conn->state_ = Conn::State::kConnecting;
     absl::Status s = loop_->backend().AwaitConnect(conn);
     if (!s.ok()) {
@@ -67,6 +77,10 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
         conn->CloseNow(ConnectFailedError(ETIMEDOUT));
       });
     }
+    return;
+  }
+  if (tls != nullptr) {
+    conn->BeginTls(std::move(tls));
     return;
   }
   conn->HandleConnected();
@@ -151,7 +165,7 @@ void Worker::BeginStop(int64_t deadline_ns) {
     Conn* conn = Find(id);
     if (conn == nullptr) continue;
     Conn::Guard guard(conn);
-    if (conn->state_ == Conn::State::kConnecting) {
+    if (conn->state_ == Conn::State::kConnecting || conn->state_ == Conn::State::kHandshaking) {
       conn->CloseNow(ClosedError("engine stopped"));
     } else if (conn->state_ == Conn::State::kOpen) {
       conn->pending_reason_ = ClosedError("engine stopped");

@@ -13,6 +13,7 @@
 #include "reactor/engine.h"
 #include "reactor/event_loop.h"
 #include "reactor/internal/listener.h"
+#include "reactor/internal/tls_session.h"
 
 namespace netloop::internal {
 
@@ -29,8 +30,11 @@ class Worker final : public IterationHook {
 
   // Takes ownership of `fd` (accepted, or connecting when `connecting`) and
   // opens a Conn for it. Counted in load() by whoever chose this worker.
+  // An accepted socket gets a TLS session when Options::tls is set; a
+  // dialled one brings its own (`tls`, made by Dial).
   void AddConnection(int fd, const SocketAddress& peer, uint64_t id, bool is_client,
-                     bool connecting, void* context, int64_t connect_deadline_ns);
+                     bool connecting, void* context, int64_t connect_deadline_ns,
+                     std::unique_ptr<TlsSession> tls = nullptr);
   // A Dial that failed before it had a socket (its name did not resolve, or
   // the engine stopped first): reports `reason` through OnClose on a Conn
   // that never opened. Counted in load() like AddConnection.
@@ -72,6 +76,12 @@ class Worker final : public IterationHook {
   // share, marks its heaviest connections and closes them from a task.
   void EnforceBufferBudget();
   uint64_t budget_closes() const { return budget_closes_.load(std::memory_order_relaxed); }
+  void CountTlsHandshakeFailure() {
+    tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+  uint64_t tls_handshake_failures() const {
+    return tls_handshake_failures_.load(std::memory_order_relaxed);
+  }
   uint64_t buffered_bytes() const {
     int64_t kib = buffered_kib_.load(std::memory_order_relaxed);
     return kib > 0 ? static_cast<uint64_t>(kib) * 1024 : 0;
@@ -99,6 +109,7 @@ class Worker final : public IterationHook {
   std::atomic<int64_t> taken_{0};
   std::atomic<int64_t> buffered_kib_{0};
   std::atomic<uint64_t> budget_closes_{0};
+  std::atomic<uint64_t> tls_handshake_failures_{0};
   bool stopping_ = false;
   bool stop_reported_ = false;
   int64_t stop_deadline_ns_ = 0;

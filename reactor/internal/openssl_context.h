@@ -1,7 +1,7 @@
-// What a tls::Context holds (engine internal): the OpenSSL contexts, made
-// once by tls.cc and read by every TlsSession.
-#ifndef NETLOOP_REACTOR_INTERNAL_TLS_CONTEXT_H_
-#define NETLOOP_REACTOR_INTERNAL_TLS_CONTEXT_H_
+// The OpenSSL tls::Context (engine internal): the SSL_CTXs, made once by
+// tls.cc and read by every OpenSslSession.
+#ifndef NETLOOP_REACTOR_INTERNAL_OPENSSL_CONTEXT_H_
+#define NETLOOP_REACTOR_INTERNAL_OPENSSL_CONTEXT_H_
 
 #include <openssl/ssl.h>
 
@@ -10,14 +10,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "reactor/internal/tls_session.h"
 #include "reactor/tls.h"
 
 namespace netloop::tls {
 
-struct Context::Impl {
-  ~Impl();
+class OpenSslContext final : public Context {
+ public:
+  explicit OpenSslContext(bool server) : Context(server) {}
+  ~OpenSslContext() override;
 
-  bool server = false;
   // Server: the default certificate's; client: the only one.
   SSL_CTX* ctx = nullptr;
   // Server: one per SNI certificate, with the leaf to match names against.
@@ -33,8 +35,12 @@ struct Context::Impl {
   // Client: the last session per server name, offered on the next
   // connection to it. Sessions are made on any loop, so a mutex guards it
   // (taken once per handshake, never per record).
-  std::mutex sessions_mu;
-  std::unordered_map<std::string, SSL_SESSION*> sessions;
+  mutable std::mutex sessions_mu;
+  mutable std::unordered_map<std::string, SSL_SESSION*> sessions;
+
+ private:
+  absl::StatusOr<std::unique_ptr<internal::TlsSession>> NewSession(
+      std::string_view server_name) const override;
 };
 
 // The SSL ex_data slot where a client session keeps the name it dialled (a
@@ -43,4 +49,4 @@ int DialledNameIndex();
 
 }  // namespace netloop::tls
 
-#endif  // NETLOOP_REACTOR_INTERNAL_TLS_CONTEXT_H_
+#endif  // NETLOOP_REACTOR_INTERNAL_OPENSSL_CONTEXT_H_

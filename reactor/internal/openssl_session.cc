@@ -1,4 +1,4 @@
-#include "reactor/internal/tls_session.h"
+#include "reactor/internal/openssl_session.h"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -11,7 +11,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "reactor/errors.h"
-#include "reactor/internal/tls_context.h"
 
 namespace netloop::internal {
 namespace {
@@ -47,36 +46,36 @@ absl::Status NewSsl(SSL_CTX* ctx, SSL** ssl, BIO** in, BIO** out) {
 
 }  // namespace
 
-TlsSession::TlsSession(std::shared_ptr<const tls::Context> context, ssl_st* ssl, bio_st* in,
-                       bio_st* out)
+OpenSslSession::OpenSslSession(std::shared_ptr<const tls::OpenSslContext> context, ssl_st* ssl,
+                               bio_st* in, bio_st* out)
     : context_(std::move(context)), ssl_(ssl), in_(in), out_(out) {}
 
-TlsSession::~TlsSession() { SSL_free(ssl_); }
+OpenSslSession::~OpenSslSession() { SSL_free(ssl_); }
 
-absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::NewServer(
-    std::shared_ptr<const tls::Context> context) {
+absl::StatusOr<std::unique_ptr<TlsSession>> OpenSslSession::NewServer(
+    std::shared_ptr<const tls::OpenSslContext> context) {
   if (context == nullptr || !context->is_server()) {
     return absl::InvalidArgumentError("tls: a server session needs a server context");
   }
   SSL* ssl;
   BIO* in;
   BIO* out;
-  if (absl::Status s = NewSsl(context->impl_->ctx, &ssl, &in, &out); !s.ok()) return s;
+  if (absl::Status s = NewSsl(context->ctx, &ssl, &in, &out); !s.ok()) return s;
   SSL_set_accept_state(ssl);
-  return std::unique_ptr<TlsSession>(new TlsSession(std::move(context), ssl, in, out));
+  return std::unique_ptr<TlsSession>(new OpenSslSession(std::move(context), ssl, in, out));
 }
 
-absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::NewClient(
-    std::shared_ptr<const tls::Context> context, std::string_view server_name) {
+absl::StatusOr<std::unique_ptr<TlsSession>> OpenSslSession::NewClient(
+    std::shared_ptr<const tls::OpenSslContext> context, std::string_view server_name) {
   if (context == nullptr || context->is_server()) {
     return absl::InvalidArgumentError("tls: a client session needs a client context");
   }
-  tls::Context::Impl& impl = *context->impl_;
+  const tls::OpenSslContext& impl = *context;
   SSL* ssl;
   BIO* in;
   BIO* out;
   if (absl::Status s = NewSsl(impl.ctx, &ssl, &in, &out); !s.ok()) return s;
-  std::unique_ptr<TlsSession> session(new TlsSession(std::move(context), ssl, in, out));
+  std::unique_ptr<OpenSslSession> session(new OpenSslSession(std::move(context), ssl, in, out));
   session->server_name_ = std::string(server_name);
   const std::string& name = session->server_name_;
   SSL_set_connect_state(ssl);
@@ -106,7 +105,7 @@ absl::StatusOr<std::unique_ptr<TlsSession>> TlsSession::NewClient(
   return session;
 }
 
-void TlsSession::Feed(std::string_view cipher) {
+void OpenSslSession::Feed(std::string_view cipher) {
   while (!cipher.empty()) {
     const int n = BIO_write(in_, cipher.data(), static_cast<int>(std::min<size_t>(
                                                      cipher.size(), 1 << 30)));
@@ -115,7 +114,7 @@ void TlsSession::Feed(std::string_view cipher) {
   }
 }
 
-absl::StatusOr<bool> TlsSession::Handshake() {
+absl::StatusOr<bool> OpenSslSession::Handshake() {
   if (handshake_complete_) return true;
   ERR_clear_error();
   const int r = SSL_do_handshake(ssl_);
@@ -128,7 +127,7 @@ absl::StatusOr<bool> TlsSession::Handshake() {
   return Failure(r);
 }
 
-absl::StatusOr<size_t> TlsSession::Read(std::span<char> buf) {
+absl::StatusOr<size_t> OpenSslSession::Read(std::span<char> buf) {
   if (buf.empty()) return 0;
   ERR_clear_error();
   const int n = SSL_read(ssl_, buf.data(), static_cast<int>(std::min<size_t>(buf.size(), 1 << 30)));
@@ -139,7 +138,7 @@ absl::StatusOr<size_t> TlsSession::Read(std::span<char> buf) {
   return Failure(n);
 }
 
-absl::Status TlsSession::Write(std::string_view plain) {
+absl::Status OpenSslSession::Write(std::string_view plain) {
   if (shut_down_) return ClosedError("tls: write after close_notify");
   if (!handshake_complete_) return absl::FailedPreconditionError("tls: write before the handshake");
   while (!plain.empty()) {
@@ -152,7 +151,7 @@ absl::Status TlsSession::Write(std::string_view plain) {
   return absl::OkStatus();
 }
 
-void TlsSession::Shutdown() {
+void OpenSslSession::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   ERR_clear_error();
@@ -163,7 +162,7 @@ void TlsSession::Shutdown() {
   ERR_clear_error();
 }
 
-size_t TlsSession::TakeCipher(std::string* out) {
+size_t OpenSslSession::TakeCipher(std::string* out) {
   char* data = nullptr;
   const long n = BIO_get_mem_data(out_, &data);
   if (n <= 0) return 0;
@@ -172,9 +171,7 @@ size_t TlsSession::TakeCipher(std::string* out) {
   return static_cast<size_t>(n);
 }
 
-bool TlsSession::has_cipher() const { return BIO_ctrl_pending(out_) > 0; }
-
-tls::SessionInfo TlsSession::Info() const {
+tls::SessionInfo OpenSslSession::Info() const {
   tls::SessionInfo info;
   info.version = SSL_get_version(ssl_);
   if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_); cipher != nullptr) {
@@ -191,7 +188,7 @@ tls::SessionInfo TlsSession::Info() const {
   return info;
 }
 
-absl::Status TlsSession::Failure(int result) {
+absl::Status OpenSslSession::Failure(int result) {
   const int err = SSL_get_error(ssl_, result);
   std::string why;
   const long verify = SSL_get_verify_result(ssl_);
