@@ -1,7 +1,8 @@
-// HTTP/1.1 plaintext server, callback model. The protocol work is the shared
-// HttpSession; this file only moves bytes: OnTraffic hands the unconsumed
-// inbound bytes to the session, writes all responses of a pipelined batch with
-// one Write, and closes when the session says so.
+// HTTP/1.1 server, callback model; HTTPS with --tls-cert and --tls-key (the
+// engine does TLS: OnTraffic sees plaintext either way). The protocol work is
+// the shared HttpSession; this file only moves bytes: OnTraffic hands the
+// unconsumed inbound bytes to the session, writes all responses of a
+// pipelined batch with one Write, and closes when the session says so.
 //
 // Two bounds on what a client can make a connection hold:
 //   - Unsent responses: at most about kMaxUnsentBytes. The session answers
@@ -27,6 +28,7 @@
 #include "examples/echo/echo_flags.h"
 #include "examples/http/http_date.h"
 #include "examples/http/http_session.h"
+#include "examples/http/tls_flags.h"
 #include "reactor/clock.h"
 #include "reactor/netloop.h"
 
@@ -167,10 +169,19 @@ int main(int argc, char** argv) {
                  "answer 408 and close when a request head has not completed this many "
                  "seconds after it started (0 = never)")
       ->capture_default_str();
+  netloop::examples::TlsFlags tls_flags;
+  netloop::examples::AddTlsFlags(app, tls_flags);
   CLI11_PARSE(app, argc, argv);
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_server");
   if (!options) return 2;
+  absl::StatusOr<std::shared_ptr<const netloop::tls::Context>> tls =
+      netloop::examples::TlsContextFromFlags(tls_flags);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "http_server: %s\n", tls.status().ToString().c_str());
+    return 2;
+  }
+  options->tls = *std::move(tls);
   // Stop reading a connection whose unsent responses pass the session's
   // output budget (see the top of this file); resume at half of it.
   options->write_high_water = kMaxUnsentBytes;
