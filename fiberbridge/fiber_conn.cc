@@ -21,6 +21,7 @@
 #include "reactor/errors.h"
 #include "reactor/internal/socket_ops.h"
 #include "reactor/internal/sys_io.h"
+#include "reactor/internal/tls_session.h"
 
 namespace netloop::fiber {
 
@@ -275,6 +276,15 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   // bytes for them, not 64.
   std::unique_ptr<std::string> unread_;   // bytes read before adoption
   std::unique_ptr<std::string> pending_;  // bytes Write must keep while it waits
+  // TLS (StartTls), allocated only then.
+  struct TlsState {
+    std::unique_ptr<netloop::internal::TlsSession> session;
+    // The records of the write being sent: they must outlive its parks, and
+    // the buffer is reused, so a TLS write allocates only while it grows.
+    std::string cipher;
+    bool writing = false;  // a fiber is sending `cipher`
+  };
+  std::unique_ptr<TlsState> tls_;
   Slot read_;
   Slot write_;
 };
@@ -324,9 +334,123 @@ absl::Status FiberConn::Serve(int fd, std::string unread,
   return absl::OkStatus();
 }
 
-FiberConn::~FiberConn() { core_->Close(); }
+FiberConn::~FiberConn() { Close(); }
 
 absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
+  if (core_->tls_ != nullptr) return ReadTls(buf);
+  return ReadSocket(buf);
+}
+
+absl::StatusOr<std::string_view> FiberConn::ReadView() {
+  if (core_->tls_ == nullptr) return ReadSocketView();
+  // Decrypted into the loop's shared buffer, once the ciphertext that
+  // arrived there has been fed to the session: the same view lifetime.
+  EventLoop& loop = core_->sched_->loop();
+  absl::StatusOr<size_t> n = ReadTls(std::span<char>(loop.read_buffer(), loop.read_buffer_size()));
+  if (!n.ok()) return n.status();
+  return std::string_view(loop.read_buffer(), *n);
+}
+
+absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
+  if (core_->tls_ != nullptr) return WriteTls(data);
+  return WriteSocket(data);
+}
+
+// ---------------------------------------------------------------- TLS
+
+absl::Status FiberConn::StartTls(const std::shared_ptr<const tls::Context>& context,
+                                 std::string_view server_name) {
+  FiberConnCore& c = *core_;
+  if (context == nullptr) return absl::InvalidArgumentError("StartTls: no context");
+  if (c.tls_ != nullptr) return absl::FailedPreconditionError("StartTls: TLS already started");
+  if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
+  absl::StatusOr<std::unique_ptr<netloop::internal::TlsSession>> session =
+      netloop::internal::NewTlsSession(*context, server_name);
+  if (!session.ok()) return session.status();
+  c.tls_ = std::make_unique<FiberConnCore::TlsState>();
+  FiberConnCore::TlsState& t = *c.tls_;
+  t.session = *std::move(session);
+  for (;;) {
+    absl::StatusOr<bool> done = t.session->Handshake();
+    // The next flight, or the alert that tells the peer why it failed.
+    t.cipher.clear();
+    if (t.session->TakeCipher(&t.cipher) > 0) {
+      t.writing = true;
+      absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
+      t.writing = false;
+      if (!done.ok()) return done.status();
+      if (!sent.ok()) return sent.status();
+    }
+    if (!done.ok()) return done.status();
+    if (*done) break;
+    absl::StatusOr<std::string_view> cipher = ReadSocketView();
+    if (!cipher.ok()) {
+      if (IsPeerClosed(cipher.status())) return TlsError("the peer left during the handshake");
+      return cipher.status();
+    }
+    t.session->Feed(*cipher);
+  }
+  // Handshake buffers are not kept for an idle connection.
+  t.cipher = std::string();
+  return absl::OkStatus();
+}
+
+tls::SessionInfo FiberConn::TlsInfo() const {
+  return core_->tls_ != nullptr ? core_->tls_->session->Info() : tls::SessionInfo();
+}
+
+absl::StatusOr<size_t> FiberConn::ReadTls(std::span<char> buf) {
+  FiberConnCore::TlsState& t = *core_->tls_;
+  if (buf.empty()) return 0;
+  for (;;) {
+    // Records already fed come first; a session's own answers (a key
+    // update) leave with the next Write, so the reader never interleaves
+    // its bytes with a writer's records.
+    absl::StatusOr<size_t> n = t.session->Read(buf);
+    if (!n.ok() || *n > 0) return n;
+    absl::StatusOr<std::string_view> cipher = ReadSocketView();
+    if (!cipher.ok()) {
+      // A FIN with no close_notify before it may be a truncation (RFC 8446
+      // 6.1): still the end, but the message says so.
+      if (IsPeerClosed(cipher.status())) return PeerClosedError("without close_notify");
+      return cipher.status();
+    }
+    t.session->Feed(*cipher);
+  }
+}
+
+absl::StatusOr<size_t> FiberConn::WriteTls(std::string_view data) {
+  FiberConnCore& c = *core_;
+  FiberConnCore::TlsState& t = *c.tls_;
+  if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
+  if (t.writing) {
+    return absl::FailedPreconditionError("another fiber is already writing to this connection");
+  }
+  if (data.empty()) return 0;
+  if (absl::Status st = t.session->Write(data); !st.ok()) return st;
+  t.cipher.clear();
+  t.session->TakeCipher(&t.cipher);
+  t.writing = true;
+  absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
+  t.writing = false;
+  if (!sent.ok()) return sent.status();
+  return data.size();
+}
+
+void FiberConn::SendCloseNotify() {
+  FiberConnCore& c = *core_;
+  if (c.tls_ == nullptr || c.closed_ || c.tls_->writing ||
+      !c.tls_->session->handshake_complete()) {
+    return;
+  }
+  c.tls_->session->Shutdown();
+  std::string alert;
+  if (c.tls_->session->TakeCipher(&alert) == 0) return;
+  (void)netloop::internal::SysSend(c.fd_, alert.data(), alert.size(),
+                                   MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+absl::StatusOr<size_t> FiberConn::ReadSocket(std::span<char> buf) {
   FiberConnCore& c = *core_;
   if (buf.empty()) return 0;
   if (c.unread_ != nullptr) {
@@ -367,7 +491,7 @@ absl::StatusOr<size_t> FiberConn::Read(std::span<char> buf) {
   }
 }
 
-absl::StatusOr<std::string_view> FiberConn::ReadView() {
+absl::StatusOr<std::string_view> FiberConn::ReadSocketView() {
   FiberConnCore& c = *core_;
   EventLoop& loop = c.sched_->loop();
   if (c.unread_ != nullptr) {
@@ -425,7 +549,7 @@ absl::Status FiberConn::ReadFull(std::span<char> buf) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
+absl::StatusOr<size_t> FiberConn::WriteSocket(std::string_view data) {
   FiberConnCore& c = *core_;
   const size_t total = data.size();
   const char* shared_begin = c.sched_->loop().read_buffer();
@@ -501,10 +625,27 @@ absl::StatusOr<size_t> FiberConn::Write(std::string_view data) {
 
 absl::Status FiberConn::WriteAll(std::string_view data) { return Write(data).status(); }
 
-void FiberConn::Close() { core_->Close(); }
+void FiberConn::Close() {
+  SendCloseNotify();
+  core_->Close();
+}
 
 absl::Status FiberConn::CloseWrite() {
   if (core_->closed_) return ClosedError();
+  if (core_->tls_ != nullptr && core_->tls_->session->handshake_complete()) {
+    FiberConnCore::TlsState& t = *core_->tls_;
+    if (t.writing) {
+      return absl::FailedPreconditionError("another fiber is already writing to this connection");
+    }
+    t.session->Shutdown();  // close_notify, then the FIN
+    t.cipher.clear();
+    if (t.session->TakeCipher(&t.cipher) > 0) {
+      t.writing = true;
+      absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
+      t.writing = false;
+      if (!sent.ok()) return sent.status();
+    }
+  }
   if (::shutdown(core_->fd_, SHUT_WR) != 0) return ResetError(errno);
   return absl::OkStatus();
 }
@@ -606,6 +747,28 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
     c.write_.deadline_ns = kNeverNanos;
     c.CancelTimer(c.write_);
   }
+  return conn;
+}
+
+absl::StatusOr<std::unique_ptr<FiberConn>> DialTls(std::string_view address,
+                                                   std::shared_ptr<const tls::Context> context,
+                                                   absl::Time deadline,
+                                                   std::string_view server_name) {
+  if (context == nullptr || context->is_server()) {
+    return absl::InvalidArgumentError("DialTls needs a client tls::Context");
+  }
+  std::string name(server_name);
+  if (name.empty()) {
+    absl::StatusOr<NetAddress> parsed = ParseAddressNoLookup(address);
+    if (!parsed.ok()) return parsed.status();
+    name = !parsed->unresolved_host.empty() ? parsed->unresolved_host
+                                            : parsed->address.IpToString();
+  }
+  absl::StatusOr<std::unique_ptr<FiberConn>> conn = Dial(address, deadline);
+  if (!conn.ok()) return conn.status();
+  (*conn)->SetDeadline(deadline);
+  if (absl::Status st = (*conn)->StartTls(context, name); !st.ok()) return st;
+  (*conn)->SetDeadline(absl::InfiniteFuture());
   return conn;
 }
 

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "reactor/address.h"
 #include "reactor/event_loop.h"
+#include "reactor/tls.h"
 
 namespace netloop::fiber {
 
@@ -51,6 +52,16 @@ class FiberConn;
 // pool and is dropped).
 absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
                                                 absl::Time deadline = absl::InfiniteFuture());
+
+// Dial, then StartTls as a client (Go's tls.Dial), all within `deadline`.
+// `server_name` is what the server's certificate must be issued for and the
+// SNI sent; empty: the address's host (its name, or its IP address).
+// Errors: Dial's, and TlsError (IsTlsError) when the handshake failed or
+// the server did not verify.
+absl::StatusOr<std::unique_ptr<FiberConn>> DialTls(std::string_view address,
+                                                   std::shared_ptr<const tls::Context> context,
+                                                   absl::Time deadline = absl::InfiniteFuture(),
+                                                   std::string_view server_name = {});
 
 namespace internal {
 // Resolves a Dial address that names a host, on an offload pool thread.
@@ -98,8 +109,25 @@ class FiberConn {
   FiberConn(const FiberConn&) = delete;
   FiberConn& operator=(const FiberConn&) = delete;
 
+  // TLS over this connection from here on (Go's tls.Server / tls.Client):
+  // runs the handshake, parking as Read and Write do and bounded by the
+  // read and write deadlines (set them first: a peer that never answers
+  // otherwise holds the fiber). A server context makes this the server side;
+  // a client context the client, verifying the server for `server_name`
+  // (sent as SNI when it is a name). Afterwards Read, ReadView and Write
+  // carry plaintext; Close and the end of Serve send close_notify first;
+  // CloseWrite sends close_notify and then the FIN. Errors: TlsError
+  // (IsTlsError) for a failed handshake or a server that did not verify,
+  // and Read's and Write's. Inside a fiber, before any Read or Write; once.
+  absl::Status StartTls(const std::shared_ptr<const tls::Context>& context,
+                        std::string_view server_name = {});
+  // What the handshake agreed on; empty without TLS.
+  tls::SessionInfo TlsInfo() const;
+
   // Reads what is available (at least 1 byte), parking until some is.
-  // Errors: IsPeerClosed (EOF), a reset error, Closed, DeadlineExceeded.
+  // Errors: IsPeerClosed (EOF; with TLS, the peer's close_notify, or a FIN
+  // without it, whose message then says so), a reset error, Closed,
+  // DeadlineExceeded, and with TLS a TlsError for a bad record.
   absl::StatusOr<size_t> Read(std::span<char> buf);
   // Read into the loop's shared buffer (zero-copy on epoll; on io_uring the
   // kernel fills one of the loop's provided buffers, copied here so that no
@@ -112,7 +140,7 @@ class FiberConn {
   absl::Status ReadFull(std::span<char> buf);
 
   // Writes all of `data`, parking while the socket buffer is full. On error
-  // some prefix may have been sent.
+  // some prefix may have been sent. With TLS, one writing fiber at a time.
   absl::Status WriteAll(std::string_view data);
   // Go's Write: returns bytes written, == data.size() unless an error.
   absl::StatusOr<size_t> Write(std::string_view data);
@@ -136,6 +164,17 @@ class FiberConn {
  private:
   friend absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view, absl::Time);
   explicit FiberConn(std::shared_ptr<FiberConnCore> core) : core_(std::move(core)) {}
+  // The socket itself: what Read, ReadView and Write do without TLS, and
+  // how the TLS session's records travel with it.
+  absl::StatusOr<size_t> ReadSocket(std::span<char> buf);
+  absl::StatusOr<std::string_view> ReadSocketView();
+  absl::StatusOr<size_t> WriteSocket(std::string_view data);
+  // The plaintext side of a TLS connection.
+  absl::StatusOr<size_t> ReadTls(std::span<char> buf);
+  absl::StatusOr<size_t> WriteTls(std::string_view data);
+  // Queues close_notify and sends it if the socket takes it at once (a
+  // close never waits for a peer).
+  void SendCloseNotify();
   std::shared_ptr<FiberConnCore> core_;
 };
 

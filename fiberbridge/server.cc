@@ -73,7 +73,8 @@ class FiberServer::Bridge final : public EventHandler,
     server->live_.fetch_add(1, std::memory_order_relaxed);
     Scheduler::For(server->engine_.loop(loop_index))
         .Spawn([server, released_index, fd = PendingFd(fd)]() mutable {
-          absl::Status s = FiberConn::Serve(fd.Release(), {}, server->handler_);
+          absl::Status s = FiberConn::Serve(fd.Release(), {},
+                                            [server](FiberConn& conn) { server->ServeConn(conn); });
           if (!s.ok()) NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
           server->live_.fetch_sub(1, std::memory_order_relaxed);
           if (released_index >= 0) {
@@ -94,9 +95,26 @@ FiberServer::~FiberServer() {
   }
 }
 
+void FiberServer::ServeConn(FiberConn& conn) {
+  if (tls_ != nullptr) {
+    conn.SetDeadline(absl::Now() + tls_handshake_timeout_);
+    if (!conn.StartTls(tls_).ok()) {
+      tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    conn.SetDeadline(absl::InfiniteFuture());
+  }
+  handler_(conn);
+}
+
 absl::Status FiberServer::Start(std::vector<std::string> addresses, Options options,
                                 ConnHandler handler, SchedulerOptions scheduler_options) {
+  if (options.tls != nullptr && !options.tls->is_server()) {
+    return absl::InvalidArgumentError("Options::tls must be a server tls::Context");
+  }
   handler_ = std::move(handler);
+  tls_ = options.tls;
+  tls_handshake_timeout_ = options.tls_handshake_timeout;
   scheduler_options_ = scheduler_options;
   bridge_ = std::make_unique<Bridge>(this);
   netloop::internal::SetAcceptedSocketTaker(engine_, bridge_.get());

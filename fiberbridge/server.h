@@ -39,7 +39,11 @@ class FiberServer {
   FiberServer();
   ~FiberServer();  // stops and waits if still running
 
-  // Binds, starts the loops, returns once serving. Same Options as Engine.
+  // Binds, starts the loops, returns once serving. Same Options as Engine;
+  // with Options::tls each connection's fiber runs the TLS handshake
+  // (bounded by Options::tls_handshake_timeout) before the handler, which
+  // then reads and writes plaintext. A connection whose handshake fails is
+  // closed without reaching the handler (tls_handshake_failures counts it).
   absl::Status Start(std::vector<std::string> addresses, Options options,
                      ConnHandler handler, SchedulerOptions scheduler_options = {});
   // Any thread. Stops accepting, wakes every parked fiber's connection with a
@@ -56,16 +60,28 @@ class FiberServer {
 
   // Handler fibers running now. Any thread.
   size_t CountConnections() const { return live_.load(std::memory_order_relaxed); }
+  // Connections closed because their TLS handshake failed or timed out.
+  // Any thread.
+  uint64_t tls_handshake_failures() const {
+    return tls_handshake_failures_.load(std::memory_order_relaxed);
+  }
   Engine& engine() { return engine_; }
   std::vector<std::string> ListenAddresses() const { return engine_.ListenAddresses(); }
 
  private:
   class Bridge;
+  // Runs in the connection's fiber: the handshake with Options::tls, then
+  // the handler.
+  void ServeConn(FiberConn& conn);
+
   Engine engine_;
   std::unique_ptr<Bridge> bridge_;
   ConnHandler handler_;
   SchedulerOptions scheduler_options_;
   std::atomic<size_t> live_{0};
+  std::shared_ptr<const tls::Context> tls_;
+  absl::Duration tls_handshake_timeout_;
+  std::atomic<uint64_t> tls_handshake_failures_{0};
 };
 
 // Callback-to-fiber bridge: from a callback handler (OnOpen or OnTraffic, on

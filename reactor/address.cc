@@ -116,6 +116,18 @@ std::string SocketAddress::ToString() const {
   }
 }
 
+std::string SocketAddress::IpToString() const {
+  char buf[INET6_ADDRSTRLEN];
+  switch (family()) {
+    case AF_INET:
+      return inet_ntop(AF_INET, &storage_.v4.sin_addr, buf, sizeof(buf)) != nullptr ? buf : "";
+    case AF_INET6:
+      return inet_ntop(AF_INET6, &storage_.v6.sin6_addr, buf, sizeof(buf)) != nullptr ? buf : "";
+    default:
+      return "";
+  }
+}
+
 std::string SocketAddress::ToUri() const {
   if (family() == AF_UNIX) return absl::StrCat("unix://", ToString());
   if (family() == AF_UNSPEC) return "<unspecified>";

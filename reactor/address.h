@@ -49,6 +49,8 @@ class SocketAddress {
   std::string_view HostBytes() const;
   // "127.0.0.1:80", "[::1]:80", "/tmp/x.sock" (or "@abstract").
   std::string ToString() const;
+  // The IP address alone ("127.0.0.1", "::1"); empty for other families.
+  std::string IpToString() const;
   // "tcp://127.0.0.1:80", "unix:///tmp/x.sock".
   std::string ToUri() const;
 

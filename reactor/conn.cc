@@ -181,6 +181,7 @@ void Conn::BeginTls(std::unique_ptr<internal::TlsSession> session) {
 
 bool Conn::OnCipherReceived(std::string_view cipher) {
   if (state_ != State::kOpen && state_ != State::kHandshaking) return false;
+  last_active_ns_ = loop().NowNanos();  // a record arriving slowly is activity too
   tls_->Feed(cipher);
   if (state_ == State::kHandshaking) AdvanceHandshake();
   // Records that came with the handshake's last flight (a client's first
@@ -232,8 +233,14 @@ void Conn::DecryptAndDeliver() {
     }
     if (!end.ok()) {
       if (IsPeerClosed(end)) {
+        // close_notify: the orderly end (ours answers it in HandlePeerEof,
+        // after what the handler still writes).
         peer_close_notify_ = true;
-        HandlePeerEof();  // close_notify: the orderly end
+        if (held_while_paused_) {
+          eof_after_held_ = true;  // after the bytes the handler has not seen
+          return;
+        }
+        HandlePeerEof();
       } else {
         CloseWithError(std::move(end));
       }
@@ -358,6 +365,11 @@ void Conn::HandlePeerEof() {
   absl::Status reason = tls_ != nullptr && !peer_close_notify_
                             ? PeerClosedError("without close_notify")
                             : PeerClosedError();
+  if (tls_ != nullptr && peer_close_notify_ && state_ == State::kOpen) {
+    // Answered with ours (RFC 8446 6.1), after everything written so far.
+    tls_->Shutdown();
+    if (absl::Status s = SendCipher(); !s.ok() || state_ != State::kOpen) return;
+  }
   if (OutboundEmpty() || state_ != State::kOpen) {
     CloseNow(std::move(reason));
     return;
@@ -375,6 +387,10 @@ void Conn::AfterCallback() {
   if (in_callback_ > 0) return;
   if (close_requested_) {
     close_requested_ = false;
+    if (tls_ != nullptr && pending_reason_.ok() && state_ == State::kOpen) {
+      Close();  // an orderly TLS close: close_notify first
+      return;
+    }
     absl::Status reason = std::move(pending_reason_);
     pending_reason_ = absl::OkStatus();
     CloseNow(std::move(reason));
@@ -642,6 +658,7 @@ void Conn::AfterOutboundGrew() {
   if (o.write_high_water > 0 && !read_paused_ && OutboundSize() > o.write_high_water) {
     read_paused_ = true;
     UpdateInterest();
+    if (!opened_) return;  // a TLS handshake's flight: the handler has no Conn yet
     ++in_callback_;
     worker_->handler().OnBackpressure(*this, true);
     --in_callback_;
@@ -672,6 +689,7 @@ void Conn::AfterOutboundShrank() {
     if (OutboundSize() <= low) {
       read_paused_ = false;
       UpdateInterest();
+      if (!opened_) return;
       ++in_callback_;
       worker_->handler().OnBackpressure(*this, false);
       --in_callback_;
@@ -732,6 +750,13 @@ void Conn::Close() {
     return;
   }
   if (tls_ != nullptr) {
+    if (in_callback_ > 0 && OutboundEmpty()) {
+      // Deferred like a plaintext close: the handler may still Write in
+      // this callback, and those bytes go before close_notify.
+      // AfterCallback comes back here.
+      close_requested_ = true;
+      return;
+    }
     // close_notify goes out after what was written (and drains with it);
     // the peer's is not waited for (RFC 8446 6.1 allows closing at once).
     tls_->Shutdown();

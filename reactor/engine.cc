@@ -20,15 +20,6 @@
 namespace netloop {
 namespace {
 
-// An IP address as text, without the port: what a TLS Dial to an address
-// verifies the certificate against when no server_name is given.
-std::string HostText(const SocketAddress& address) {
-  std::string text = address.ToString();
-  if (address.family() == AF_INET6) return text.substr(1, text.find(']') - 1);
-  if (address.family() == AF_INET) return text.substr(0, text.rfind(':'));
-  return "";
-}
-
 std::atomic<Engine*> signal_engine{nullptr};
 
 void StopSignalHandler(int) {
@@ -67,6 +58,9 @@ EventLoop& Engine::loop(int index) { return workers_[index]->loop(); }
 
 absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addresses,
                            Options options) {
+  if (options.tls != nullptr && !options.tls->is_server()) {
+    return absl::InvalidArgumentError("Options::tls must be a server tls::Context");
+  }
   if (started_.exchange(true)) {
     return absl::FailedPreconditionError("Engine::Start called twice");
   }
@@ -248,7 +242,7 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
     // (not unique) only to ride through the resolver's copyable callback.
     std::string name = !dial.server_name.empty()      ? dial.server_name
                        : !parsed->unresolved_host.empty() ? parsed->unresolved_host
-                                                          : HostText(parsed->address);
+                                                          : parsed->address.IpToString();
     absl::StatusOr<std::unique_ptr<internal::TlsSession>> session =
         internal::NewTlsSession(*dial.tls, name);
     if (!session.ok()) return back_out(session.status());

@@ -108,8 +108,9 @@ TEST_P(HttpsTest, PlaintextOnTheTlsPortIsClosedAndHttpsGoesOn) {
   EXPECT_NE(r.output.find("Hello, World!"), std::string::npos) << r.output;
 }
 
-INSTANTIATE_TEST_SUITE_P(CallbackServer, HttpsTest,
-                         ::testing::Values("examples/http/http_server"));
+INSTANTIATE_TEST_SUITE_P(BothModels, HttpsTest,
+                         ::testing::Values("examples/http/http_server",
+                                           "examples/http/http_fiber_server"));
 
 }  // namespace
 }  // namespace netloop

@@ -285,5 +285,82 @@ TEST_F(TlsServerTest, SClientsRenegotiationIsRefused) {
   EXPECT_EQ(out.find("bye\n"), std::string::npos) << out;
 }
 
+// A client that sends 2 MiB and then close_notify (ShutdownWrite) to a
+// server whose write high-water mark is small: the server keeps pausing,
+// holds what it decrypted meanwhile, and still echoes every byte before it
+// answers the close_notify with its own.
+class HalfClosingClient : public EventHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    if (!conn.is_client()) return Action::kNone;
+    EXPECT_TRUE(conn.Write(data).ok());
+    conn.ShutdownWrite();
+    return Action::kNone;
+  }
+  Action OnTraffic(Conn& conn) override {
+    std::string bytes;
+    conn.Next().AppendTo(&bytes);
+    if (!conn.is_client()) {
+      EXPECT_TRUE(conn.Write(bytes).ok());
+      return Action::kNone;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    received += bytes;
+    return Action::kNone;
+  }
+  void OnClose(Conn& conn, const absl::Status& reason) override {
+    std::lock_guard<std::mutex> lock(mu);
+    (conn.is_client() ? client_reason : server_reason) = reason;
+    ++closes;
+  }
+  std::string data;
+  std::mutex mu;
+  std::string received;
+  absl::Status client_reason, server_reason;
+  int closes = 0;
+};
+
+TEST(TlsBackpressureTest, HeldBytesAreEchoedBeforeTheCloseNotifyIsAnswered) {
+  const auto& certs = testing::MakeTestCertificates();
+  ASSERT_TRUE(certs.has_value());
+  tls::ServerConfig server_config;
+  server_config.certificate = {certs->leaf, certs->leaf_key};
+  auto server_ctx = tls::Context::NewServer(server_config);
+  ASSERT_TRUE(server_ctx.ok());
+  tls::ClientConfig client_config;
+  client_config.ca_file = certs->ca;
+  auto client_ctx = tls::Context::NewClient(client_config);
+  ASSERT_TRUE(client_ctx.ok());
+  HalfClosingClient handler;
+  handler.data = Pattern(2 << 20, 11);
+  Options o;
+  o.loops = 2;
+  o.tls = *server_ctx;
+  o.write_high_water = 16 * 1024;
+  Engine engine;
+  ASSERT_TRUE(engine.Start(handler, {"tcp://127.0.0.1:0"}, o).ok());
+  DialOptions dial;
+  dial.tls = *client_ctx;
+  dial.server_name = "localhost";
+  dial.loop = 0;
+  ASSERT_TRUE(engine.Dial(engine.ListenAddresses()[0], dial).ok());
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(handler.mu);
+    return handler.closes == 2;
+  }, 30000));
+  engine.Stop(absl::Now() + absl::Seconds(5));
+  EXPECT_TRUE(engine.Wait().ok());
+  std::lock_guard<std::mutex> lock(handler.mu);
+  EXPECT_TRUE(handler.received == handler.data)
+      << "got " << handler.received.size() << " of " << handler.data.size() << " bytes";
+  // Both ends saw the other's close_notify: no truncation either way.
+  EXPECT_TRUE(IsPeerClosed(handler.server_reason)) << handler.server_reason;
+  EXPECT_EQ(handler.server_reason.message().find("without"), absl::string_view::npos)
+      << handler.server_reason;
+  EXPECT_TRUE(IsPeerClosed(handler.client_reason)) << handler.client_reason;
+  EXPECT_EQ(handler.client_reason.message().find("without"), absl::string_view::npos)
+      << handler.client_reason;
+}
+
 }  // namespace
 }  // namespace netloop

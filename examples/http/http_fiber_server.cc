@@ -1,5 +1,7 @@
-// HTTP/1.1 plaintext server, fiber model: the same HttpSession driven by a
-// linear handler per connection. Reads land in the loop's shared buffer
+// HTTP/1.1 server, fiber model; HTTPS with --tls-cert and --tls-key (the
+// FiberServer runs the handshake before the handler, which then reads and
+// writes plaintext). The same HttpSession driven by a linear handler per
+// connection. Reads land in the loop's shared buffer
 // (ReadView); only bytes left unconsumed at the end of a read (a partial
 // request, or requests waiting while output is full) are copied into the
 // connection's own buffer.
@@ -24,6 +26,7 @@
 #include "examples/echo/echo_flags.h"
 #include "examples/http/http_date.h"
 #include "examples/http/http_session.h"
+#include "examples/http/tls_flags.h"
 #include "fiberbridge/scheduler.h"
 #include "fiberbridge/server.h"
 
@@ -110,7 +113,7 @@ void ServeHttp(netloop::fiber::FiberConn& conn, const Timeouts& timeouts) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"netloop HTTP/1.1 plaintext server (fiber model)"};
+  CLI::App app{"netloop HTTP/1.1 server (fiber model)"};
   netloop::examples::EchoFlags flags;
   flags.addresses = {"tcp://127.0.0.1:8081"};
   flags.idle_timeout_seconds = 60;
@@ -120,10 +123,19 @@ int main(int argc, char** argv) {
                  "answer 408 and close when a request head has not completed this many "
                  "seconds after it started (0 = never)")
       ->capture_default_str();
+  netloop::examples::TlsFlags tls_flags;
+  netloop::examples::AddTlsFlags(app, tls_flags);
   CLI11_PARSE(app, argc, argv);
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_fiber_server");
   if (!options) return 2;
+  absl::StatusOr<std::shared_ptr<const netloop::tls::Context>> tls =
+      netloop::examples::TlsContextFromFlags(tls_flags);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "http_fiber_server: %s\n", tls.status().ToString().c_str());
+    return 2;
+  }
+  options->tls = *std::move(tls);
   // The fiber applies the idle timeout itself, as read and write deadlines.
   Timeouts timeouts{options->idle_timeout, absl::Seconds(header_timeout_seconds)};
   options->idle_timeout = absl::ZeroDuration();

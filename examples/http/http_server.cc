@@ -159,7 +159,7 @@ class HttpHandler : public netloop::EventHandler {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"netloop HTTP/1.1 plaintext server (callback model)"};
+  CLI::App app{"netloop HTTP/1.1 server (callback model)"};
   netloop::examples::EchoFlags flags;
   flags.addresses = {"tcp://127.0.0.1:8080"};
   flags.idle_timeout_seconds = 60;

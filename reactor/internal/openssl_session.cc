@@ -1,6 +1,7 @@
 #include "reactor/internal/openssl_session.h"
 
 #include <arpa/inet.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -133,7 +134,10 @@ absl::StatusOr<size_t> OpenSslSession::Read(std::span<char> buf) {
   const int n = SSL_read(ssl_, buf.data(), static_cast<int>(std::min<size_t>(buf.size(), 1 << 30)));
   if (n > 0) return static_cast<size_t>(n);
   const int err = SSL_get_error(ssl_, n);
-  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return 0;
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+    TrimBio(in_, /*write_side=*/false);  // all fed ciphertext is consumed
+    return 0;
+  }
   if (err == SSL_ERROR_ZERO_RETURN) return PeerClosedError();
   return Failure(n);
 }
@@ -163,12 +167,33 @@ void OpenSslSession::Shutdown() {
 }
 
 size_t OpenSslSession::TakeCipher(std::string* out) {
-  char* data = nullptr;
-  const long n = BIO_get_mem_data(out_, &data);
-  if (n <= 0) return 0;
-  out->append(data, static_cast<size_t>(n));
-  (void)BIO_reset(out_);
-  return static_cast<size_t>(n);
+  const size_t n = BIO_ctrl_pending(out_);
+  if (n == 0) return 0;
+  // BIO_read, not BIO_reset: a reset zeroes the BIO's whole capacity.
+  const size_t old = out->size();
+  out->resize(old + n);
+  const int got = BIO_read(out_, out->data() + old, static_cast<int>(n));
+  out->resize(old + static_cast<size_t>(std::max(got, 0)));
+  TrimBio(out_, /*write_side=*/true);
+  return out->size() - old;
+}
+
+void OpenSslSession::TrimBio(bio_st* bio, bool write_side) {
+  // A memory BIO keeps the capacity of the most it ever held: one large
+  // write or read would stay with the connection for its life.
+  if (BIO_ctrl_pending(bio) != 0) return;
+  BUF_MEM* mem = nullptr;
+  BIO_get_mem_ptr(bio, &mem);
+  if (mem == nullptr || mem->max <= kKeepBioBytes) return;
+  BIO* fresh = NewMemoryBio();
+  if (fresh == nullptr) return;
+  if (write_side) {
+    SSL_set0_wbio(ssl_, fresh);  // frees the old one
+    out_ = fresh;
+  } else {
+    SSL_set0_rbio(ssl_, fresh);
+    in_ = fresh;
+  }
 }
 
 tls::SessionInfo OpenSslSession::Info() const {
@@ -191,7 +216,10 @@ tls::SessionInfo OpenSslSession::Info() const {
 absl::Status OpenSslSession::Failure(int result) {
   const int err = SSL_get_error(ssl_, result);
   std::string why;
-  const long verify = SSL_get_verify_result(ssl_);
+  // Only a verifying session's result means anything (it is filled in
+  // under SSL_VERIFY_NONE too).
+  const long verify = SSL_get_verify_mode(ssl_) != SSL_VERIFY_NONE ? SSL_get_verify_result(ssl_)
+                                                                  : X509_V_OK;
   if (verify != X509_V_OK) {
     why = absl::StrCat("certificate verify failed: ", X509_verify_cert_error_string(verify));
   } else if (unsigned long e = ERR_peek_last_error(); e != 0) {

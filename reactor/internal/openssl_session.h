@@ -40,6 +40,10 @@ class OpenSslSession final : public TlsSession {
                  bio_st* out);
   // The failure of the last SSL call, as a TlsError naming the cause.
   absl::Status Failure(int result);
+  // Replaces an empty memory BIO that grew past kKeepBioBytes, so an idle
+  // connection does not keep its largest read or write.
+  static constexpr size_t kKeepBioBytes = 16 * 1024;
+  void TrimBio(bio_st* bio, bool write_side);
 
   std::shared_ptr<const tls::OpenSslContext> context_;
   ssl_st* ssl_;
