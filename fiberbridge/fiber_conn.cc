@@ -283,6 +283,11 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     // the buffer is reused, so a TLS write allocates only while it grows.
     std::string cipher;
     bool writing = false;  // a fiber is sending `cipher`
+    // Sticky, as in Go: a handshake that failed fails every later call; a
+    // write that failed mid-record (a deadline, a reset) fails every later
+    // write and suppresses close_notify, since the record stream is broken.
+    absl::Status handshake_error;
+    absl::Status write_error;
   };
   std::unique_ptr<TlsState> tls_;
   Slot read_;
@@ -370,6 +375,11 @@ absl::Status FiberConn::StartTls(const std::shared_ptr<const tls::Context>& cont
   c.tls_ = std::make_unique<FiberConnCore::TlsState>();
   FiberConnCore::TlsState& t = *c.tls_;
   t.session = *std::move(session);
+  auto fail = [&t](absl::Status why) {
+    t.handshake_error = why;
+    t.cipher = std::string();
+    return why;
+  };
   for (;;) {
     absl::StatusOr<bool> done = t.session->Handshake();
     // The next flight, or the alert that tells the peer why it failed.
@@ -378,15 +388,17 @@ absl::Status FiberConn::StartTls(const std::shared_ptr<const tls::Context>& cont
       t.writing = true;
       absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
       t.writing = false;
-      if (!done.ok()) return done.status();
-      if (!sent.ok()) return sent.status();
+      if (!done.ok()) return fail(done.status());
+      if (!sent.ok()) return fail(sent.status());
     }
-    if (!done.ok()) return done.status();
+    if (!done.ok()) return fail(done.status());
     if (*done) break;
     absl::StatusOr<std::string_view> cipher = ReadSocketView();
     if (!cipher.ok()) {
-      if (IsPeerClosed(cipher.status())) return TlsError("the peer left during the handshake");
-      return cipher.status();
+      if (IsPeerClosed(cipher.status())) {
+        return fail(TlsError("the peer left during the handshake"));
+      }
+      return fail(cipher.status());
     }
     t.session->Feed(*cipher);
   }
@@ -401,6 +413,7 @@ tls::SessionInfo FiberConn::TlsInfo() const {
 
 absl::StatusOr<size_t> FiberConn::ReadTls(std::span<char> buf) {
   FiberConnCore::TlsState& t = *core_->tls_;
+  if (!t.handshake_error.ok()) return t.handshake_error;
   if (buf.empty()) return 0;
   for (;;) {
     // Records already fed come first; a session's own answers (a key
@@ -426,20 +439,37 @@ absl::StatusOr<size_t> FiberConn::WriteTls(std::string_view data) {
   if (t.writing) {
     return absl::FailedPreconditionError("another fiber is already writing to this connection");
   }
-  if (data.empty()) return 0;
-  if (absl::Status st = t.session->Write(data); !st.ok()) return st;
-  t.cipher.clear();
-  t.session->TakeCipher(&t.cipher);
-  t.writing = true;
-  absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
-  t.writing = false;
-  if (!sent.ok()) return sent.status();
-  return data.size();
+  if (!t.handshake_error.ok()) return t.handshake_error;
+  if (!t.write_error.ok()) return t.write_error;
+  const size_t total = data.size();
+  // Encrypted and sent a chunk at a time: memory stays near one chunk's
+  // records however large the write.
+  constexpr size_t kChunk = 64 * 1024;
+  while (!data.empty()) {
+    const std::string_view chunk = data.substr(0, kChunk);
+    if (absl::Status st = t.session->Write(chunk); !st.ok()) {
+      t.write_error = st;
+      return st;
+    }
+    t.cipher.clear();
+    t.session->TakeCipher(&t.cipher);
+    t.writing = true;
+    absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
+    t.writing = false;
+    if (!sent.ok()) {
+      t.write_error = sent.status();
+      return sent.status();
+    }
+    data.remove_prefix(chunk.size());
+  }
+  // Small writes again after a large one: give its records' room back.
+  if (total <= 4 * 1024 && t.cipher.capacity() > 16 * 1024) t.cipher = std::string();
+  return total;
 }
 
 void FiberConn::SendCloseNotify() {
   FiberConnCore& c = *core_;
-  if (c.tls_ == nullptr || c.closed_ || c.tls_->writing ||
+  if (c.tls_ == nullptr || c.closed_ || c.tls_->writing || !c.tls_->write_error.ok() ||
       !c.tls_->session->handshake_complete()) {
     return;
   }
@@ -637,14 +667,21 @@ absl::Status FiberConn::CloseWrite() {
     if (t.writing) {
       return absl::FailedPreconditionError("another fiber is already writing to this connection");
     }
+    if (!t.write_error.ok()) return t.write_error;
     t.session->Shutdown();  // close_notify, then the FIN
     t.cipher.clear();
     if (t.session->TakeCipher(&t.cipher) > 0) {
       t.writing = true;
       absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
       t.writing = false;
-      if (!sent.ok()) return sent.status();
+      if (!sent.ok()) {
+        t.write_error = sent.status();
+        return sent.status();
+      }
     }
+    // Closed while the fiber was parked in that send: the fd may be
+    // someone else's by now.
+    if (core_->closed_) return ClosedError("use of closed connection");
   }
   if (::shutdown(core_->fd_, SHUT_WR) != 0) return ResetError(errno);
   return absl::OkStatus();

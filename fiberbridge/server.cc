@@ -97,12 +97,15 @@ FiberServer::~FiberServer() {
 
 void FiberServer::ServeConn(FiberConn& conn) {
   if (tls_ != nullptr) {
-    conn.SetDeadline(absl::Now() + tls_handshake_timeout_);
+    // As in the callback model, a zero or infinite timeout is no bound.
+    const bool bounded = tls_handshake_timeout_ > absl::ZeroDuration() &&
+                         tls_handshake_timeout_ != absl::InfiniteDuration();
+    if (bounded) conn.SetDeadline(absl::Now() + tls_handshake_timeout_);
     if (!conn.StartTls(tls_).ok()) {
       tls_handshake_failures_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    conn.SetDeadline(absl::InfiniteFuture());
+    if (bounded) conn.SetDeadline(absl::InfiniteFuture());
   }
   handler_(conn);
 }

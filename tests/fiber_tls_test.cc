@@ -211,5 +211,57 @@ TEST_F(FiberTlsTest, ADialTlsDeadlineBoundsASilentServer) {
   EXPECT_TRUE(silent.Wait().ok());
 }
 
+TEST_F(FiberTlsTest, AWriteThatFailsMidRecordFailsEveryLaterWrite) {
+  // A second server whose handler writes 16 MiB under a short deadline to a
+  // client that never reads: the deadline cuts a record in half, so the
+  // stream is broken and later writes must not pretend otherwise.
+  tls::ServerConfig config;
+  config.certificate = {certs_.leaf, certs_.leaf_key};
+  auto ctx = tls::Context::NewServer(config);
+  ASSERT_TRUE(ctx.ok());
+  Options o;
+  o.loops = 1;
+  o.tls = *ctx;
+  std::mutex mu;
+  absl::Status first, second;
+  bool done = false;
+  FiberServer writer;
+  ASSERT_TRUE(writer
+                  .Start({"tcp://127.0.0.1:0"}, o,
+                         [&](FiberConn& conn) {
+                           const std::string data = Pattern(16 << 20, 5);  // beyond both socket buffers
+                           conn.SetWriteDeadline(absl::Now() + absl::Milliseconds(200));
+                           absl::Status a = conn.WriteAll(data);
+                           conn.SetWriteDeadline(absl::InfiniteFuture());
+                           absl::Status b = conn.WriteAll("more");
+                           std::lock_guard<std::mutex> lock(mu);
+                           first = a;
+                           second = b;
+                           done = true;
+                         })
+                  .ok());
+  testing::Loops loops;
+  ASSERT_TRUE(loops.status().ok());
+  std::unique_ptr<FiberConn> client;
+  ASSERT_TRUE(loops.Run([&] {
+    auto conn = DialTls(writer.ListenAddresses()[0], Client(certs_.ca),
+                        absl::Now() + absl::Seconds(10), "localhost");
+    if (conn.ok()) client = *std::move(conn);  // kept open, never read
+  }));
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return done;
+  }));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_TRUE(absl::IsDeadlineExceeded(first)) << first;
+    EXPECT_TRUE(absl::IsDeadlineExceeded(second)) << second;  // sticky, nothing sent
+  }
+  ASSERT_TRUE(loops.Run([&] { client.reset(); }));
+  writer.Stop(absl::Now() + absl::Seconds(5));
+  EXPECT_TRUE(writer.Wait().ok());
+}
+
 }  // namespace
 }  // namespace netloop::fiber

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -733,6 +734,66 @@ TEST(ConnTest, ShutdownWriteSendsFinAfterPendingBytesAndKeepsReading) {
     return h.received == "qafter-fin";
   }));
   close(fd);
+}
+
+// Half-closes on open, then (the loop held up until the test says so)
+// counts what the peer sends before its FIN.
+class HalfCloseThenCount : public EventHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    conn.ShutdownWrite();
+    // Keeps this loop from looking at the socket until the peer has sent
+    // everything and closed: the next event then carries EPOLLHUP along
+    // with several read buffers' worth of bytes.
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return peer_done; });
+    return Action::kNone;
+  }
+  Action OnTraffic(Conn& conn) override {
+    std::lock_guard<std::mutex> lock(mu);
+    received += conn.Discard();
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status& reason) override {
+    std::lock_guard<std::mutex> lock(mu);
+    close_reason = reason;
+    closed = true;
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  bool peer_done = false;
+  size_t received = 0;
+  bool closed = false;
+  absl::Status close_reason;
+};
+
+TEST(ConnTest, BytesQueuedBeforeAHangUpAreAllDelivered) {
+  HalfCloseThenCount h;
+  Options o;
+  o.loops = 1;
+  o.socket.receive_buffer_bytes = 4 << 20;  // room for it all while unread
+  EngineFixture f(h, o);
+  ASSERT_TRUE(f.ok());
+  int fd = Connect(f.uri());
+  ASSERT_GE(fd, 0);
+  int sndbuf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+  constexpr size_t kBytes = 512 * 1024;  // eight of the loop's read buffers
+  ASSERT_TRUE(WriteAll(fd, std::string(kBytes, 'x')));
+  ASSERT_TRUE(ReadToEof(fd).has_value());  // the server's FIN: it is open
+  close(fd);
+  {
+    std::lock_guard<std::mutex> lock(h.mu);
+    h.peer_done = true;
+  }
+  h.cv.notify_all();
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(h.mu);
+    return h.closed;
+  }));
+  std::lock_guard<std::mutex> lock(h.mu);
+  EXPECT_EQ(h.received, kBytes);
+  EXPECT_TRUE(IsPeerClosed(h.close_reason)) << h.close_reason;
 }
 
 // Detaches on the first bytes and hands the socket to the test.

@@ -296,7 +296,11 @@ class EpollBackend final : public Backend {
     }
     if ((ev & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) &&
         (s->io_interest_ & kWantRead)) {
-      Receive(s);
+      // EPOLLHUP alone (we shut our side, then the peer's FIN came) says
+      // nothing about the bytes still queued before that FIN: read them all
+      // now, to the EOF, since the hang-up below ends the stream. One read
+      // per event would drop all but the first read buffer's worth.
+      Receive(s, /*to_eof=*/(ev & EPOLLHUP) && !(ev & EPOLLERR));
     }
     if ((ev & EPOLLOUT) && (s->io_interest_ & kWantWrite) && !s->released()) {
       s->OnSendReady(0);
@@ -307,7 +311,7 @@ class EpollBackend final : public Backend {
     s->Unhold();
   }
 
-  void Receive(Stream* s) {
+  void Receive(Stream* s, bool to_eof = false) {
     char* buf = read_buffer_;
     const size_t cap = read_buffer_size_;
     size_t budget = read_budget_;
@@ -316,6 +320,7 @@ class EpollBackend final : public Backend {
       if (n > 0) {
         if (!s->OnReceived(std::string_view(buf, static_cast<size_t>(n)))) return;
         if (s->released() || !(s->io_interest_ & kWantRead)) return;
+        if (to_eof) continue;
         // Level-triggered: one read per event keeps loops fair and epoll
         // reports the rest. Edge-triggered: drain to EAGAIN, within a budget.
         if (!edge_triggered_) return;

@@ -107,6 +107,7 @@ absl::StatusOr<std::unique_ptr<TlsSession>> OpenSslSession::NewClient(
 }
 
 void OpenSslSession::Feed(std::string_view cipher) {
+  last_fed_ = cipher.size();
   while (!cipher.empty()) {
     const int n = BIO_write(in_, cipher.data(), static_cast<int>(std::min<size_t>(
                                                      cipher.size(), 1 << 30)));
@@ -135,7 +136,7 @@ absl::StatusOr<size_t> OpenSslSession::Read(std::span<char> buf) {
   if (n > 0) return static_cast<size_t>(n);
   const int err = SSL_get_error(ssl_, n);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-    TrimBio(in_, /*write_side=*/false);  // all fed ciphertext is consumed
+    TrimBio(in_, /*write_side=*/false, last_fed_);  // all fed ciphertext is consumed
     return 0;
   }
   if (err == SSL_ERROR_ZERO_RETURN) return PeerClosedError();
@@ -174,14 +175,14 @@ size_t OpenSslSession::TakeCipher(std::string* out) {
   out->resize(old + n);
   const int got = BIO_read(out_, out->data() + old, static_cast<int>(n));
   out->resize(old + static_cast<size_t>(std::max(got, 0)));
-  TrimBio(out_, /*write_side=*/true);
+  TrimBio(out_, /*write_side=*/true, n);
   return out->size() - old;
 }
 
-void OpenSslSession::TrimBio(bio_st* bio, bool write_side) {
+void OpenSslSession::TrimBio(bio_st* bio, bool write_side, size_t last_bytes) {
   // A memory BIO keeps the capacity of the most it ever held: one large
   // write or read would stay with the connection for its life.
-  if (BIO_ctrl_pending(bio) != 0) return;
+  if (last_bytes > kKeepBioBytes / 4 || BIO_ctrl_pending(bio) != 0) return;
   BUF_MEM* mem = nullptr;
   BIO_get_mem_ptr(bio, &mem);
   if (mem == nullptr || mem->max <= kKeepBioBytes) return;

@@ -42,6 +42,7 @@ struct ServerSpec {
   // The server of the other model this one is weighed against ("×
   // counterpart"); empty for none.
   std::string counterpart;
+  bool tls = false;  // nginx: listen with ssl (netloop servers take flags)
 };
 
 struct WorkloadSpec {
@@ -50,6 +51,7 @@ struct WorkloadSpec {
   int connections;
   int pipeline;
   bool http;
+  bool tls = false;  // HTTPS: the servers of https_servers, the load verifying them
 };
 
 std::string FindBinary(const std::string& rel, const char* argv0) {
@@ -96,7 +98,11 @@ absl::StatusOr<ServerProcess> StartServer(const ServerSpec& s, int cpu, const st
   if (!s.nginx) return ServerProcess::Start(s.argv, cpu);
   int port = FreePort();
   std::string conf = tmp + "/nginx.conf";
-  std::ofstream(conf) << "worker_processes 1;\ndaemon off;\nmaster_process off;\n"
+  // As root, nginx hands its temp directories to its worker user
+  // ("nobody"), which a user namespace (a test sandbox) may not map: keep
+  // them root's.
+  std::ofstream(conf) << (geteuid() == 0 ? "user root;\n" : "")
+                      << "worker_processes 1;\ndaemon off;\nmaster_process off;\n"
                       << "error_log " << tmp << "/error.log;\npid " << tmp << "/nginx.pid;\n"
                       << "events { worker_connections 20000; }\n"
                       << "http {\n  access_log off;\n  keepalive_requests 1000000000;\n"
@@ -104,6 +110,10 @@ absl::StatusOr<ServerProcess> StartServer(const ServerSpec& s, int cpu, const st
                       << ";\n  proxy_temp_path " << tmp << ";\n  fastcgi_temp_path " << tmp
                       << ";\n  uwsgi_temp_path " << tmp << ";\n  scgi_temp_path " << tmp
                       << ";\n  server {\n    listen 127.0.0.1:" << port
+                      << (s.tls ? " ssl;\n    ssl_certificate " + tmp + "/tls.crt;\n    "
+                                  "ssl_certificate_key " + tmp + "/tls.key;\n    "
+                                  "ssl_session_tickets on"
+                                : std::string())
                       << ";\n    location / { default_type text/plain; return 200 \"Hello, "
                          "World!\"; }\n  }\n}\n";
   return ServerProcess::StartOnPort({s.argv[0], "-p", tmp, "-c", conf}, cpu, port);
@@ -123,6 +133,17 @@ std::string BuildPeers(const std::string& what, const std::string& script,
                         what == "go" ? "golang-go" : "libuv1-dev", ")");
   }
   return "";
+}
+
+// A self-signed certificate for localhost and 127.0.0.1 (its own trust
+// anchor for the load's verification), shared by every HTTPS server so they
+// all do the same handshake and cipher work. False when openssl failed.
+bool MakeCertificate(const std::string& tmp) {
+  const std::string cmd = absl::StrCat(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+      "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout '",
+      tmp, "/tls.key' -out '", tmp, "/tls.crt' 1>&2 2>/dev/null");
+  return std::system(cmd.c_str()) == 0;
 }
 
 double Median(std::vector<double> v) {
@@ -234,6 +255,29 @@ int main(int argc, char** argv) {
   }
   std::string nginx = Which("nginx");
   if (!nginx.empty()) http_servers.push_back({"nginx 1 worker", {nginx}, false, true});
+  // HTTPS: netloop's HTTP servers with the same certificate as nginx, which
+  // is the reference here (there is no raw floor for TLS): "× floor" in
+  // these rows is over nginx's.
+  const bool have_tls = MakeCertificate(tmp);
+  std::vector<ServerSpec> https_servers;
+  if (have_tls) {
+    auto tls_args = [&](std::vector<std::string> a) {
+      a.insert(a.end(), {"--tls-cert", tmp + "/tls.crt", "--tls-key", tmp + "/tls.key"});
+      return a;
+    };
+    for (const ServerSpec& h : http_servers) {
+      if (h.floor || h.nginx || h.argv[0].find("examples/http/") == std::string::npos) continue;
+      ServerSpec t = h;
+      t.argv = tls_args(h.argv);
+      https_servers.push_back(std::move(t));
+    }
+    if (!nginx.empty()) {
+      https_servers.insert(https_servers.begin(),
+                           {"nginx 1 worker", {nginx}, /*floor=*/true, true, "", /*tls=*/true});
+    }
+  } else {
+    std::fprintf(stderr, "duel: no https rows: openssl could not make a certificate\n");
+  }
   // The peers, each on one thread and started like netloop's servers. One
   // that is not there is left out, and the run says why; whatever runs is
   // verified like every other server. Goroutines are weighed against
@@ -277,6 +321,7 @@ int main(int argc, char** argv) {
       {"echo 1KiB ×50 pipelined 16", Workload::kEcho, 50, 16, false},
       {"http plaintext ×50", Workload::kHttp, 50, 1, true},
       {"http plaintext ×50 pipelined 16", Workload::kHttp, 50, 16, true},
+      {"https keep-alive ×50", Workload::kHttp, 50, 1, true, /*tls=*/true},
       {absl::StrCat("idle ", idle_conns, " conns"), Workload::kIdle, idle_conns, 1, false},
   };
 
@@ -284,7 +329,9 @@ int main(int argc, char** argv) {
   bool failed = false;
   for (const WorkloadSpec& w : workloads) {
     if (!only.empty() && w.name.find(only) == std::string::npos) continue;
-    const std::vector<ServerSpec>& servers = w.http ? http_servers : echo_servers;
+    if (w.tls && https_servers.empty()) continue;
+    const std::vector<ServerSpec>& servers =
+        w.tls ? https_servers : w.http ? http_servers : echo_servers;
     std::map<std::string, std::vector<LoadResult>> results;
     std::map<std::string, std::string> notes;
     for (int rep = 0; rep < repeats; ++rep) {
@@ -315,6 +362,7 @@ int main(int argc, char** argv) {
         spec.warmup = absl::Seconds(warmup_seconds);
         spec.duration = absl::Seconds(cell_seconds);
         spec.server_pids = {server->pid()};
+        if (w.tls) spec.tls_ca_file = tmp + "/tls.crt";
         absl::StatusOr<LoadResult> r = netloop::loadgen::RunLoad(spec);
         bool alive = server->Alive();
         std::string how = server->Stop();
@@ -395,7 +443,7 @@ int main(int argc, char** argv) {
   std::string preamble = absl::StrFormat(
       "netloop duel: %d repeat(s), %.1f s cells after %.1f s warm-up; %s; loads verify every "
       "byte; idle workload%s. Ratio = server CPU µs/msg over the raw epoll floor's in the "
-      "same run; × counterpart = that figure over the named server's, the same library's "
+      "same run (https rows: over nginx's, same certificate and cipher suite); × counterpart = that figure over the named server's, the same library's "
       "(or, for Go, netloop's) other model (RSS for idle rows).\n\n",
       repeats, cell_seconds, warmup_seconds,
       pin ? "servers pinned to CPU 1, load on CPU 0" : "not pinned", idle_note);

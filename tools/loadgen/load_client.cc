@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "reactor/clock.h"
 #include "reactor/netloop.h"
+#include "reactor/tls.h"
 #include "tools/loadgen/proc_stats.h"
 
 namespace netloop::loadgen {
@@ -385,6 +386,17 @@ absl::StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
   o.loops = loops;
   o.backend = spec.backend;
   o.write_high_water = 0;
+  DialOptions dial;
+  dial.timeout = absl::Seconds(10);
+  if (!spec.tls_ca_file.empty()) {
+    tls::ClientConfig config;
+    config.ca_file = spec.tls_ca_file;
+    config.resume_sessions = false;
+    absl::StatusOr<std::shared_ptr<const tls::Context>> ctx = tls::Context::NewClient(config);
+    if (!ctx.ok()) return ctx.status();
+    dial.tls = *std::move(ctx);
+    dial.server_name = spec.tls_server_name;
+  }
   if (absl::Status s = engine.Start(handler, {}, o); !s.ok()) return s;
   LoadResult result;
   const int64_t rss_before = ServerRss(spec.server_pids);
@@ -393,9 +405,8 @@ absl::StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
   // into SYN retries (a second each) rather than load.
   constexpr int kBatch = 512;
   for (int i = 0; i < spec.connections; ++i) {
-    DialOptions d;
+    DialOptions d = dial;
     d.loop = i % loops;
-    d.timeout = absl::Seconds(10);
     auto ref = engine.Dial(spec.address, d);
     if (!ref.ok()) {
       engine.Stop(absl::Now());

@@ -34,6 +34,12 @@ struct LoadSpec {
   BackendKind backend = BackendKind::kAuto;  // the client loops' backend
   std::vector<pid_t> server_pids;  // CPU and RSS are read for these
   std::string http_path = "/plaintext";
+  // TLS: non-empty makes every connection TLS, trusting this PEM file (a
+  // self-signed certificate can be its own trust anchor) and verifying the
+  // server as `tls_server_name`. Connections resume no sessions: each one's
+  // handshake is a full one.
+  std::string tls_ca_file;
+  std::string tls_server_name = "localhost";
   bool progress = false;  // a progress line on stderr each second
 };
 
