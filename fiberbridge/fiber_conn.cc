@@ -467,6 +467,62 @@ absl::StatusOr<size_t> FiberConn::WriteTls(std::string_view data) {
   return total;
 }
 
+absl::StatusOr<uint64_t> FiberConn::SendFile(int file_fd, uint64_t offset, uint64_t length) {
+  FiberConnCore& c = *core_;
+  uint64_t sent = 0;
+  auto ended_early = [] {
+    return absl::DataLossError("SendFile: the file ended before its length");
+  };
+  if (c.tls_ == nullptr) {
+    // Zero-copy: the page cache to the socket. One chunk per call, and a
+    // yield between chunks the socket took whole, so one fiber's large
+    // file does not hold the loop.
+    constexpr size_t kChunk = 1024 * 1024;
+    while (sent < length) {
+      if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
+      off_t off = static_cast<off_t>(offset + sent);
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(length - sent, kChunk));
+      const ssize_t n = netloop::internal::SysSendFile(c.fd_, file_fd, &off, want);
+      if (n > 0) {
+        sent += static_cast<uint64_t>(n);
+        if (static_cast<size_t>(n) == want && sent < length) Yield();
+        continue;
+      }
+      if (n == 0) return ended_early();
+      if (errno == EINTR) continue;
+      if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) break;  // copy below
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+      // The socket is full: park until it takes more.
+      if (c.backend_ != nullptr) {
+        FiberConnCore::PendingOp op;
+        op.kind = netloop::internal::Operation::Kind::kWaitWritable;
+        absl::Status st = c.Run(c.write_, op);
+        if (st.ok() && op.result < 0) st = c.FailedOp(c.write_, op.result);
+        if (!st.ok()) return st;
+      } else {
+        if (absl::Status st = c.Wait(c.write_); !st.ok()) return st;
+      }
+    }
+    if (sent == length) return sent;
+  }
+  // Read and written a chunk at a time (TLS seals each in turn).
+  constexpr size_t kCopyChunk = 64 * 1024;
+  std::string chunk(static_cast<size_t>(std::min<uint64_t>(length - sent, kCopyChunk)), '\0');
+  while (sent < length) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(length - sent, chunk.size()));
+    const ssize_t n = ::pread(file_fd, chunk.data(), want, static_cast<off_t>(offset + sent));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::ErrnoToStatus(errno, "SendFile: reading the file");
+    if (n == 0) return ended_early();
+    if (absl::Status st = WriteAll(std::string_view(chunk.data(), static_cast<size_t>(n)));
+        !st.ok()) {
+      return st;
+    }
+    sent += static_cast<uint64_t>(n);
+  }
+  return sent;
+}
+
 void FiberConn::SendCloseNotify() {
   FiberConnCore& c = *core_;
   if (c.tls_ == nullptr || c.closed_ || c.tls_->writing || !c.tls_->write_error.ok() ||

@@ -145,6 +145,15 @@ class FiberConn {
   // Go's Write: returns bytes written, == data.size() unless an error.
   absl::StatusOr<size_t> Write(std::string_view data);
 
+  // Sends `length` bytes of the file `file_fd` from `offset` (Go's
+  // io.Copy from an *os.File to a TCP connection): with sendfile(2),
+  // parking while the socket is full, bounded by the write deadline; with
+  // TLS, or where sendfile does not apply, read and written 64 KiB at a
+  // time. Returns the bytes sent; DataLoss when the file ends before
+  // `length`, else Write's errors (some prefix may have been sent). The
+  // caller keeps `file_fd`. Inside a fiber; one writer at a time.
+  absl::StatusOr<uint64_t> SendFile(int file_fd, uint64_t offset, uint64_t length);
+
   // Closes the socket; fibers parked on it wake with Closed. Idempotent.
   void Close();
   // Half-close (FIN) of the write side.

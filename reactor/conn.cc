@@ -1,6 +1,7 @@
 #include "reactor/conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -15,6 +16,7 @@
 #include "reactor/event_loop.h"
 #include "reactor/logging.h"
 #include "reactor/internal/socket_ops.h"
+#include "reactor/internal/outbound_files.h"
 #include "reactor/internal/sys_io.h"
 #include "reactor/internal/tls_session.h"
 #include "reactor/internal/worker.h"
@@ -40,6 +42,16 @@ std::string& TlsCipherScratch() {
   thread_local std::string scratch;
   return scratch;
 }
+
+// A file's bytes on their way into the outbound ring when they cannot go
+// with sendfile(2): per loop thread, made on first use.
+constexpr size_t kFileChunk = 64 * 1024;
+char* FileChunkBuffer() {
+  thread_local std::unique_ptr<char[]> buffer(new char[kFileChunk]);
+  return buffer.get();
+}
+// sendfile(2) per call, so one connection's file does not hold the loop.
+constexpr size_t kSendFileChunk = 1024 * 1024;
 
 }  // namespace
 
@@ -250,7 +262,19 @@ void Conn::DecryptAndDeliver() {
   }
 }
 
+absl::Status Conn::QueueCloseNotify() {
+  if (files_ != nullptr) {
+    tls_close_after_files_ = true;  // sealed after the last file (PumpFiles)
+    return absl::OkStatus();
+  }
+  tls_->Shutdown();
+  return SendCipher();
+}
+
 absl::Status Conn::SendCipher() {
+  // While files wait, what the session has to send stays in it: the next
+  // file chunk's records follow it out, in the order they were sealed.
+  if (files_ != nullptr) return absl::OkStatus();
   // Moved out of the thread's scratch while in use: a handler that writes
   // to another TLS connection from a callback this write runs (OnClose,
   // OnBackpressure) gets a scratch of its own.
@@ -367,8 +391,7 @@ void Conn::HandlePeerEof() {
                             : PeerClosedError();
   if (tls_ != nullptr && peer_close_notify_ && state_ == State::kOpen) {
     // Answered with ours (RFC 8446 6.1), after everything written so far.
-    tls_->Shutdown();
-    if (absl::Status s = SendCipher(); !s.ok() || state_ != State::kOpen) return;
+    if (absl::Status s = QueueCloseNotify(); !s.ok() || state_ != State::kOpen) return;
   }
   if (OutboundEmpty() || state_ != State::kOpen) {
     CloseNow(std::move(reason));
@@ -419,6 +442,14 @@ absl::Status Conn::Write(std::string_view data) {
   }
   if (data.empty()) return absl::OkStatus();
   if (tls_ != nullptr) {
+    if (files_ != nullptr) {
+      // Encrypted in its turn, after the file's records (see PumpFiles):
+      // records must leave in the order they were sealed.
+      files_->queue.back().after.append(data);
+      files_->bytes += data.size();
+      AfterOutboundGrew();
+      return absl::OkStatus();
+    }
     if (absl::Status s = tls_->Write(data); !s.ok()) {
       CloseWithError(s);
       return s;
@@ -429,6 +460,13 @@ absl::Status Conn::Write(std::string_view data) {
 }
 
 absl::Status Conn::WriteBytes(std::string_view data) {
+  if (files_ != nullptr) {
+    // Behind a file: waits for it in the queue.
+    files_->queue.back().after.append(data);
+    files_->bytes += data.size();
+    AfterOutboundGrew();
+    return absl::OkStatus();
+  }
   internal::Backend& b = backend();
   if (b.completion()) {
     QueueOutbound(data);
@@ -460,6 +498,7 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
   if (tls_ != nullptr) {
+    if (files_ != nullptr) return WritevBytes(pieces);  // plaintext, sealed in its turn
     for (std::string_view p : pieces) {
       if (p.empty()) continue;
       if (absl::Status s = tls_->Write(p); !s.ok()) {
@@ -473,6 +512,14 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
 }
 
 absl::Status Conn::WritevBytes(std::span<const std::string_view> pieces) {
+  if (files_ != nullptr) {
+    for (std::string_view p : pieces) {
+      files_->queue.back().after.append(p);
+      files_->bytes += p.size();
+    }
+    AfterOutboundGrew();
+    return absl::OkStatus();
+  }
   size_t first_unsent = 0;
   size_t offset_in_piece = 0;
   if (backend().completion()) {
@@ -554,6 +601,15 @@ bool Conn::SendBuffered() {
   if (b.completion()) {
     // One send in flight at a time; its completion sends the rest.
     if (OutboundEmpty() || b.SendInFlight(this)) return true;
+    if (outbound_.empty() && lent_.empty()) {
+      // Only files wait: the next chunk into the ring.
+      (void)PumpFiles();
+      if (state_ != State::kOpen && state_ != State::kClosing) return false;
+      if (outbound_.empty()) {
+        AfterOutboundShrank();  // the last file is done
+        return true;
+      }
+    }
     long n = b.Send(this, nullptr, 0);  // the bytes are taken by PendingOutput
     if (n < 0 && n != internal::kSendPending) {
       FailIo(static_cast<int>(-n));
@@ -562,12 +618,16 @@ bool Conn::SendBuffered() {
     return true;
   }
   const bool edge = b.edge_triggered();
+  bool socket_full = false;
   while (!outbound_.empty()) {
     iovec iov[2];
     int count = outbound_.ReadableIovecs(iov);
     long n = b.Send(this, iov, count);
     if (n < 0) {
-      if (n == internal::kSendAgain) break;
+      if (n == internal::kSendAgain) {
+        socket_full = true;
+        break;
+      }
       FailIo(static_cast<int>(-n));
       return false;
     }
@@ -576,7 +636,126 @@ bool Conn::SendBuffered() {
     // room opens. Edge-triggered must go on until EAGAIN.
     if (!edge) break;
   }
+  if (!socket_full && outbound_.empty() && files_ != nullptr) {
+    // The ring is out: the files' turn (one sendfile chunk per event, or,
+    // edge-triggered, until the socket is full). A chunk copied into the
+    // ring goes at the next writable event.
+    while (PumpFiles() && edge && outbound_.empty()) {
+    }
+    if (state_ != State::kOpen && state_ != State::kClosing) return false;
+  }
   AfterOutboundShrank();
+  return true;
+}
+
+size_t Conn::FileBytes() const { return static_cast<size_t>(files_->bytes); }
+
+absl::Status Conn::SendFile(int file_fd, uint64_t offset, uint64_t length) {
+  Guard guard(this);  // called from a loop timer or task, this may free the Conn
+  if (state_ != State::kOpen) {
+    return absl::FailedPreconditionError("send on a connection that is not open");
+  }
+  if (length == 0) return absl::OkStatus();
+  const int fd = fcntl(file_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "SendFile: dup");
+  if (files_ == nullptr) files_ = std::make_unique<internal::OutboundFiles>();
+  files_->queue.push_back({fd, offset, length, {}});
+  files_->bytes += length;
+  if (files_->queue.size() == 1 && outbound_.empty() && lent_.empty()) {
+    if (!SendBuffered()) return pending_reason_.ok() ? ClosedError() : pending_reason_;
+  }
+  if (state_ == State::kOpen) AfterOutboundGrew();
+  return absl::OkStatus();
+}
+
+bool Conn::PumpFiles() {
+  while (files_ != nullptr && outbound_.empty() && lent_.empty()) {
+    internal::OutboundFile& f = files_->queue.front();
+    if (f.remaining == 0) {
+      // Done: what was written after it joins the ring (sealed now, with
+      // TLS), the next file waits behind that.
+      files_->bytes -= f.after.size();
+      std::string after = std::move(f.after);
+      ::close(f.fd);
+      files_->queue.pop_front();
+      const bool last = files_->queue.empty();
+      if (last) files_.reset();
+      if (tls_ != nullptr) {
+        if (!after.empty() && !SealIntoRing(after)) return false;
+        if (last && tls_close_after_files_) {
+          tls_close_after_files_ = false;
+          tls_->Shutdown();
+          if (!SealIntoRing({})) return false;
+        }
+      } else if (!after.empty()) {
+        AppendOutbound(after);
+      }
+      AccountBuffers();
+      continue;
+    }
+    internal::Backend& b = backend();
+    if (tls_ == nullptr && !files_->copy && !b.completion()) {
+      uint64_t offset = f.offset;
+      long n = b.SendFile(this, f.fd, &offset, std::min<uint64_t>(f.remaining, kSendFileChunk));
+      if (n > 0) {
+        f.offset = offset;
+        f.remaining -= static_cast<uint64_t>(n);
+        files_->bytes -= static_cast<uint64_t>(n);
+        return true;
+      }
+      if (n == internal::kSendAgain) return false;
+      if (n == 0) {
+        CloseWithError(absl::DataLossError("SendFile: the file ended before its length"));
+        return false;
+      }
+      if (n != -EINVAL && n != -ENOSYS && n != -EOPNOTSUPP) {
+        FailIo(static_cast<int>(-n));
+        return false;
+      }
+      files_->copy = true;  // and copy, below
+    }
+    // Copied: one chunk into the ring, only once the ring is empty, so a
+    // slow peer holds at most a chunk of the file in memory.
+    char* buf = FileChunkBuffer();
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(f.remaining, kFileChunk));
+    ssize_t n;
+    do {
+      n = ::pread(f.fd, buf, want, static_cast<off_t>(f.offset));
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      CloseWithError(n == 0 ? absl::DataLossError("SendFile: the file ended before its length")
+                            : absl::ErrnoToStatus(errno, "SendFile: reading the file"));
+      return false;
+    }
+    f.offset += static_cast<uint64_t>(n);
+    f.remaining -= static_cast<uint64_t>(n);
+    files_->bytes -= static_cast<uint64_t>(n);
+    const std::string_view chunk(buf, static_cast<size_t>(n));
+    if (tls_ != nullptr) {
+      if (!SealIntoRing(chunk)) return false;
+    } else {
+      AppendOutbound(chunk);
+    }
+    AccountBuffers();
+    return true;
+  }
+  return files_ != nullptr || !outbound_.empty();
+}
+
+bool Conn::SealIntoRing(std::string_view plain) {
+  if (!plain.empty()) {
+    if (absl::Status st = tls_->Write(plain); !st.ok()) {
+      CloseWithError(st);
+      return false;
+    }
+  }
+  // With whatever the session had waiting ahead of it (see SendCipher).
+  std::string cipher = std::move(TlsCipherScratch());
+  cipher.clear();
+  tls_->TakeCipher(&cipher);
+  AppendOutbound(cipher);
+  cipher.clear();
+  TlsCipherScratch() = std::move(cipher);
   return true;
 }
 
@@ -759,8 +938,7 @@ void Conn::Close() {
     }
     // close_notify goes out after what was written (and drains with it);
     // the peer's is not waited for (RFC 8446 6.1 allows closing at once).
-    tls_->Shutdown();
-    (void)SendCipher();
+    (void)QueueCloseNotify();
     if (state_ != State::kOpen) return;
   }
   if (OutboundEmpty()) {
@@ -808,8 +986,7 @@ void Conn::ShutdownWrite() {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) return;
   if (tls_ != nullptr) {
-    tls_->Shutdown();  // close_notify, then the FIN
-    (void)SendCipher();
+    (void)QueueCloseNotify();  // close_notify, then the FIN
     if (state_ != State::kOpen) return;
   }
   if (OutboundEmpty()) {
@@ -843,6 +1020,7 @@ void Conn::CloseNow(absl::Status reason) {
   }
   fresh_ = {};
   inbound_.Release();
+  files_.reset();  // closes the files' descriptors
   if (!lent_.empty()) {
     lent_ = {};
     backend().ReturnLentBuffer(this);  // when a send in flight is done with it
@@ -881,6 +1059,9 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   }
   if (tls_ != nullptr) {
     return absl::FailedPreconditionError("detach: a TLS session cannot be handed over");
+  }
+  if (files_ != nullptr) {
+    return absl::FailedPreconditionError("detach: a file is still being sent");
   }
   DetachedConn out;
   out.fd = fd_;

@@ -41,6 +41,7 @@ class EventLoop;
 namespace internal {
 class Worker;
 class TlsSession;
+struct OutboundFiles;
 }
 
 inline constexpr size_t kAll = std::numeric_limits<size_t>::max();
@@ -147,7 +148,22 @@ class Conn final : private internal::Stream {
   absl::Status Writev(std::span<const std::string_view> pieces);
   // Tries to push buffered outbound bytes now (normally done by the loop).
   absl::Status Flush();
-  size_t OutboundBuffered() const { return lent_.size() + outbound_.size(); }
+  // Bytes accepted for sending and not sent yet, files included.
+  size_t OutboundBuffered() const { return OutboundSize(); }
+
+  // Sends `length` bytes of the file `file_fd` from `offset`, after
+  // everything written before and before anything written after. The file
+  // is dup()ed: the caller may close its descriptor at once. Its bytes count
+  // in OutboundBuffered (so the write high-water mark pauses reading, and
+  // OnBackpressure fires, as for written bytes), but nothing of the file is
+  // held in memory on epoll: it goes from the page cache to the socket with
+  // sendfile(2) as the socket takes it. On io_uring (which has no sendfile),
+  // with TLS (which must encrypt), and on sockets sendfile refuses, it is
+  // read 64 KiB at a time, each chunk once the previous one is sent. A file
+  // that turns out shorter than `length` closes the connection with
+  // DataLoss. Errors: FailedPrecondition after Close, or the dup's errno.
+  // Loop thread.
+  absl::Status SendFile(int file_fd, uint64_t offset, uint64_t length);
 
   // ---- Any thread (through Ref(), or directly while the Conn is alive). ----
   ConnRef Ref() const;
@@ -244,6 +260,11 @@ class Conn final : private internal::Stream {
   void AdvanceHandshake();
   void DecryptAndDeliver();
   absl::Status SendCipher();
+  // close_notify now, or, while files wait, once the last one is sealed.
+  absl::Status QueueCloseNotify();
+  // TLS: seals `plain` (and what the session had waiting) into the
+  // outbound ring. False when the session failed (the connection closes).
+  bool SealIntoRing(std::string_view plain);
   // Ends a connection that never opened with `reason`.
   void FailHandshake(absl::Status reason);
   void HandleConnected();
@@ -270,8 +291,15 @@ class Conn final : private internal::Stream {
   // Copies what is left of lent_ into the front of the outbound ring and
   // gives the lent buffer back. No send may be in flight.
   void UnlendRest();
-  size_t OutboundSize() const { return lent_.size() + outbound_.size(); }
-  bool OutboundEmpty() const { return lent_.empty() && outbound_.empty(); }
+  size_t OutboundSize() const {
+    return lent_.size() + outbound_.size() + (files_ != nullptr ? FileBytes() : 0);
+  }
+  bool OutboundEmpty() const { return lent_.empty() && outbound_.empty() && files_ == nullptr; }
+  size_t FileBytes() const;
+  // Moves the file queue along once the ring is empty: sendfile(2) on a
+  // readiness backend, else one chunk read into the ring. False when it
+  // must wait (the socket is full) or the connection failed.
+  bool PumpFiles();
   void ArmIdleTimer();
   void ArmDrainTimer();
   void OnIdleTimer();
@@ -295,6 +323,7 @@ class Conn final : private internal::Stream {
   bool held_while_paused_ : 1 = false;  // inbound bytes not yet shown to OnTraffic
   bool eof_after_held_ : 1 = false;     // the peer's FIN came after them
   bool peer_close_notify_ : 1 = false;  // TLS: the peer ended with close_notify
+  bool tls_close_after_files_ : 1 = false;  // TLS: close_notify waits for the files
   uint16_t in_callback_ = 0;
   std::string_view fresh_;  // this read's bytes, still in the loop buffer
   RingBuffer inbound_;
@@ -308,6 +337,8 @@ class Conn final : private internal::Stream {
   absl::Status pending_reason_;
   // TLS only (nullptr for plaintext, so that costs one pointer).
   std::unique_ptr<internal::TlsSession> tls_;
+  // Files waiting to be sent (SendFile); nullptr when none.
+  std::unique_ptr<internal::OutboundFiles> files_;
   // IP peers only (28 bytes instead of sockaddr_un's 110: idle memory counts).
   union {
     sockaddr_in v4;

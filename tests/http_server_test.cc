@@ -511,8 +511,11 @@ TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
   if (!kSanitized) {
     // On io_uring, plus each connection's in-flight receives and the pool of
     // receive buffers of each of the server's loops (two by default here).
+    // The receives are held in the connection's inbound ring, whose
+    // capacity doubles as it grows: up to twice the bytes held (a run
+    // measured 16.2 MiB against 16 MiB when the slop was counted once).
     const long backend_kb = static_cast<long>(
-        (fds.size() * testing::ReceiveSlopBytesPerConnection() +
+        (fds.size() * 2 * testing::ReceiveSlopBytesPerConnection() +
          2 * testing::ReceivePoolBytesPerLoop()) / 1024);
     EXPECT_LT(growth_kb, 4 * 1024 + backend_kb)
         << "server RSS grew " << growth_kb << " KiB while " << total_sent << " bytes were sent";

@@ -22,6 +22,7 @@
 #ifndef NETLOOP_REACTOR_INTERNAL_BACKEND_H_
 #define NETLOOP_REACTOR_INTERNAL_BACKEND_H_
 
+#include <errno.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -223,6 +224,19 @@ class Backend {
   // loop's next submission, of whatever PendingOutput then says (so the
   // writes of one round leave in one send); returns kSendPending or -errno.
   virtual long Send(Stream* stream, const struct iovec* iov, int count) = 0;
+  // Readiness backends: sendfile(2) of up to `count` bytes of `file_fd`
+  // from *offset (advanced) to the stream now: the bytes sent, kSendAgain,
+  // or -errno (-EINVAL: this socket cannot take sendfile; copy instead).
+  // Completion backends have no such operation (io_uring has no sendfile,
+  // and splice needs a pipe per connection): -ENOSYS, and the owner copies
+  // the file through its outbound ring.
+  virtual long SendFile(Stream* stream, int file_fd, uint64_t* offset, size_t count) {
+    (void)stream;
+    (void)file_fd;
+    (void)offset;
+    (void)count;
+    return -ENOSYS;
+  }
   // Whether a send submitted earlier has not completed yet.
   virtual bool SendInFlight(const Stream* stream) const = 0;
   // Completion backends: frees `block` (storage of the stream's outbound

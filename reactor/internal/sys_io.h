@@ -11,6 +11,7 @@
 #define NETLOOP_REACTOR_INTERNAL_SYS_IO_H_
 
 #include <netdb.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -57,6 +58,11 @@ inline ssize_t FaultCompletedReceive(size_t n) { return static_cast<ssize_t>(n);
 inline ssize_t FaultSubmittedSend(size_t n) { return static_cast<ssize_t>(n); }
 inline bool LastReadWasShortened() { return false; }
 #endif
+
+// Not injected (yet): sendfile from a file to a socket.
+inline ssize_t SysSendFile(int socket_fd, int file_fd, off_t* offset, size_t count) {
+  return ::sendfile(socket_fd, file_fd, offset, count);
+}
 
 }  // namespace netloop::internal
 
