@@ -17,6 +17,8 @@
 //     and the idle deadline). Then 408 and close.
 //
 //   bazel run -c opt //examples/http:http_fiber_server -- --address tcp://127.0.0.1:8081
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -25,8 +27,8 @@
 #include "CLI/CLI.hpp"
 #include "examples/echo/echo_flags.h"
 #include "examples/http/http_date.h"
+#include "examples/http/http_flags.h"
 #include "examples/http/http_session.h"
-#include "examples/http/tls_flags.h"
 #include "fiberbridge/scheduler.h"
 #include "fiberbridge/server.h"
 
@@ -45,6 +47,7 @@ thread_local std::string loop_out;
 struct Timeouts {
   absl::Duration idle;    // zero: none
   absl::Duration header;  // zero: none
+  const netloop::http::StaticRoot* root = nullptr;  // --root; outlives the server
 };
 
 void ServeHttp(netloop::fiber::FiberConn& conn, const Timeouts& timeouts) {
@@ -80,7 +83,8 @@ void ServeHttp(netloop::fiber::FiberConn& conn, const Timeouts& timeouts) {
       std::string out;
       out.swap(loop_out);
       out.clear();
-      netloop::http::SessionResult r = session.Process(input, loop_date, &out, kMaxUnsentBytes);
+      netloop::http::SessionResult r =
+          session.Process(input, loop_date, &out, kMaxUnsentBytes, timeouts.root);
       // Keep what is left before writing: the write may park, and other
       // connections' reads then overwrite the loop buffer `input` may be in.
       if (partial.empty()) {
@@ -96,6 +100,13 @@ void ServeHttp(netloop::fiber::FiberConn& conn, const Timeouts& timeouts) {
       // Give the storage back, unless a fiber that ran while this one was
       // parked gave back a larger one.
       if (out.capacity() > loop_out.capacity()) out.swap(loop_out);
+      if (r.file_fd >= 0) {
+        if (written) {
+          if (has_idle) conn.SetWriteDeadline(absl::Now() + timeouts.idle);
+          written = conn.SendFile(r.file_fd, 0, r.file_size).ok();
+        }
+        ::close(r.file_fd);
+      }
       if (!written || r.close_after_write) return;
       if (!r.output_full) {
         if (!r.head_pending) {
@@ -123,21 +134,28 @@ int main(int argc, char** argv) {
                  "answer 408 and close when a request head has not completed this many "
                  "seconds after it started (0 = never)")
       ->capture_default_str();
-  netloop::examples::TlsFlags tls_flags;
-  netloop::examples::AddTlsFlags(app, tls_flags);
+  netloop::examples::HttpServerFlags http_flags;
+  netloop::examples::AddHttpServerFlags(app, http_flags);
   CLI11_PARSE(app, argc, argv);
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_fiber_server");
   if (!options) return 2;
   absl::StatusOr<std::shared_ptr<const netloop::tls::Context>> tls =
-      netloop::examples::TlsContextFromFlags(tls_flags);
+      netloop::examples::TlsContextFromFlags(http_flags);
   if (!tls.ok()) {
     std::fprintf(stderr, "http_fiber_server: %s\n", tls.status().ToString().c_str());
     return 2;
   }
   options->tls = *std::move(tls);
+  std::string root_error;
+  const std::unique_ptr<netloop::http::StaticRoot> root =
+      netloop::examples::RootFromFlags(http_flags, &root_error);
+  if (!http_flags.root.empty() && root == nullptr) {
+    std::fprintf(stderr, "%s: --root %s\n", "http_fiber_server", root_error.c_str());
+    return 2;
+  }
   // The fiber applies the idle timeout itself, as read and write deadlines.
-  Timeouts timeouts{options->idle_timeout, absl::Seconds(header_timeout_seconds)};
+  Timeouts timeouts{options->idle_timeout, absl::Seconds(header_timeout_seconds), root.get()};
   options->idle_timeout = absl::ZeroDuration();
   netloop::fiber::FiberServer server;
   absl::Status s =

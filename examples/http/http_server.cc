@@ -20,6 +20,8 @@
 //     timer work. Idle time between requests is the idle timeout's business.
 //
 //   bazel run -c opt //examples/http:http_server -- --address tcp://127.0.0.1:8080
+#include <unistd.h>
+
 #include <cstdio>
 #include <ctime>
 #include <string>
@@ -27,8 +29,8 @@
 #include "CLI/CLI.hpp"
 #include "examples/echo/echo_flags.h"
 #include "examples/http/http_date.h"
+#include "examples/http/http_flags.h"
 #include "examples/http/http_session.h"
-#include "examples/http/tls_flags.h"
 #include "reactor/clock.h"
 #include "reactor/netloop.h"
 
@@ -56,10 +58,12 @@ struct HttpConn {
 class HttpHandler : public netloop::EventHandler {
  public:
   // `header_timeout` zero or less: no request-head deadline.
-  explicit HttpHandler(absl::Duration header_timeout)
+  // `root` (may be null) outlives the handler.
+  HttpHandler(absl::Duration header_timeout, const netloop::http::StaticRoot* root)
       : header_timeout_ns_(header_timeout > absl::ZeroDuration()
                                ? netloop::DurationToNanosSaturated(header_timeout)
-                               : 0) {}
+                               : 0),
+        root_(root) {}
 
   netloop::Action OnBoot(netloop::Engine& engine) override {
     for (int i = 0; i < engine.num_loops(); ++i) {
@@ -85,9 +89,15 @@ class HttpHandler : public netloop::EventHandler {
       std::string_view input = conn.PeekContiguous();
       loop_out.clear();
       netloop::http::SessionResult r =
-          c->session.Process(input, loop_date, &loop_out, kMaxUnsentBytes);
+          c->session.Process(input, loop_date, &loop_out, kMaxUnsentBytes, root_);
       conn.Discard(r.consumed);
       if (!loop_out.empty()) (void)conn.Write(loop_out);
+      if (r.file_fd >= 0) {
+        // Queued after the head, before anything written later; the file
+        // counts toward the high-water mark like written bytes.
+        (void)conn.SendFile(r.file_fd, 0, r.file_size);
+        ::close(r.file_fd);
+      }
       if (r.close_after_write) return netloop::Action::kClose;
       if (!conn.is_open()) return netloop::Action::kNone;  // the write failed
       if (!r.output_full) {
@@ -154,6 +164,7 @@ class HttpHandler : public netloop::EventHandler {
   }
 
   const int64_t header_timeout_ns_;
+  const netloop::http::StaticRoot* const root_;
 };
 
 }  // namespace
@@ -169,19 +180,26 @@ int main(int argc, char** argv) {
                  "answer 408 and close when a request head has not completed this many "
                  "seconds after it started (0 = never)")
       ->capture_default_str();
-  netloop::examples::TlsFlags tls_flags;
-  netloop::examples::AddTlsFlags(app, tls_flags);
+  netloop::examples::HttpServerFlags http_flags;
+  netloop::examples::AddHttpServerFlags(app, http_flags);
   CLI11_PARSE(app, argc, argv);
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_server");
   if (!options) return 2;
   absl::StatusOr<std::shared_ptr<const netloop::tls::Context>> tls =
-      netloop::examples::TlsContextFromFlags(tls_flags);
+      netloop::examples::TlsContextFromFlags(http_flags);
   if (!tls.ok()) {
     std::fprintf(stderr, "http_server: %s\n", tls.status().ToString().c_str());
     return 2;
   }
   options->tls = *std::move(tls);
+  std::string root_error;
+  const std::unique_ptr<netloop::http::StaticRoot> root =
+      netloop::examples::RootFromFlags(http_flags, &root_error);
+  if (!http_flags.root.empty() && root == nullptr) {
+    std::fprintf(stderr, "%s: --root %s\n", "http_server", root_error.c_str());
+    return 2;
+  }
   // Stop reading a connection whose unsent responses pass the session's
   // output budget (see the top of this file); resume at half of it.
   options->write_high_water = kMaxUnsentBytes;
@@ -193,7 +211,7 @@ int main(int argc, char** argv) {
   const netloop::http::ParserLimits limits;
   options->max_inbound_bytes = limits.max_header_bytes + limits.max_body_bytes +
                                options->read_buffer_size + 32 * options->uring_buffer_size;
-  HttpHandler handler(absl::Seconds(header_timeout_seconds));
+  HttpHandler handler(absl::Seconds(header_timeout_seconds), root.get());
   netloop::Engine engine;
   absl::Status s = engine.Start(handler, flags.addresses, *options);
   if (!s.ok()) {

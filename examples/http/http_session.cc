@@ -1,5 +1,7 @@
 #include "examples/http/http_session.h"
 
+#include <unistd.h>
+
 #include <string>
 
 namespace netloop::http {
@@ -64,7 +66,40 @@ void AppendError(int status, const HttpDate& date, std::string* out) {
   Append({line, "text/plain", line.substr(4), {}}, date, "close", true, out);
 }
 
-void Route(const Request& req, const HttpDate& date, std::string* out) {
+// A file from the root: its head (the body is the server's to send), or
+// the status that says why not.
+void RouteFile(const Request& req, const StaticRoot& root, const HttpDate& date,
+               std::string_view connection, bool get, std::string* out, SessionResult* result) {
+  StaticRoot::File f = root.Find(req.path);
+  switch (f.status) {
+    case 200:
+      break;
+    case 400:
+      Append({"400 Bad Request", "text/plain", "Bad Request", {}}, date, connection, get, out);
+      return;
+    case 403:
+      Append({"403 Forbidden", "text/plain", "Forbidden", {}}, date, connection, get, out);
+      return;
+    default:
+      Append({"404 Not Found", "text/plain", "Not Found", {}}, date, connection, get, out);
+      return;
+  }
+  out->append("HTTP/1.1 200 OK\r\nServer: netloop\r\nDate: ").append(date.Value());
+  out->append("\r\nContent-Type: ").append(StaticRoot::ContentType(req.path));
+  out->append("\r\nContent-Length: ");
+  AppendDecimal(out, static_cast<size_t>(f.size));
+  if (!connection.empty()) out->append("\r\nConnection: ").append(connection);
+  out->append("\r\n\r\n");
+  if (get && f.size > 0) {
+    result->file_fd = f.fd;
+    result->file_size = f.size;
+  } else {
+    ::close(f.fd);  // HEAD, or nothing to send
+  }
+}
+
+void Route(const Request& req, const HttpDate& date, const StaticRoot* root, std::string* out,
+           SessionResult* result) {
   const bool get = req.method == "GET";
   const bool head = req.method == "HEAD";
   // HTTP/1.0 closes by default, so keeping it open must be said; HTTP/1.1
@@ -103,6 +138,10 @@ void Route(const Request& req, const HttpDate& date, std::string* out) {
     }
     return;
   }
+  if (root != nullptr && (get || head)) {
+    RouteFile(req, *root, date, connection, get, out, result);
+    return;
+  }
   Append({"404 Not Found", "text/plain", "Not Found", {}}, date, connection, !head, out);
 }
 
@@ -114,7 +153,7 @@ thread_local Request scratch_request;
 }  // namespace
 
 SessionResult HttpSession::Process(std::string_view input, const HttpDate& date, std::string* out,
-                                   size_t output_budget) {
+                                   size_t output_budget, const StaticRoot* root) {
   SessionResult result;
   if (closed_) {
     result.consumed = input.size();
@@ -155,9 +194,14 @@ SessionResult HttpSession::Process(std::string_view input, const HttpDate& date,
       break;
     }
     result.consumed += used;
-    Route(req, date, out);
+    Route(req, date, root, out, &result);
     if (!req.keep_alive) {
       closed_ = true;
+      break;
+    }
+    if (result.file_fd >= 0) {
+      // The file goes next; the requests after it wait for the next call.
+      result.output_full = true;
       break;
     }
   }

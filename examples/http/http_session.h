@@ -7,6 +7,12 @@
 //   POST /echo                       200, the request body echoed back
 //   any other method on those paths  405 with Allow
 //   OPTIONS *                        200, empty, Allow: GET, HEAD, POST
+//   GET|HEAD other paths, with a     200 and the file under the root
+//   StaticRoot (--root)                (its Content-Length; the body is the
+//                                      server's to send: SessionResult::
+//                                      file_fd), else 404, 403 for what
+//                                      leaves the root or is no regular
+//                                      file, 400 for a NUL byte
 //   any other path                   404
 // Every response carries Server, Date, Content-Type and Content-Length;
 // responses to HEAD carry no body. Request bodies (Content-Length) are read
@@ -29,11 +35,13 @@
 #define NETLOOP_EXAMPLES_HTTP_HTTP_SESSION_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "examples/http/http_date.h"
 #include "examples/http/http_parser.h"
+#include "examples/http/static_files.h"
 
 namespace netloop::http {
 
@@ -56,9 +64,14 @@ struct SessionResult {
   // only a body is awaited, when nothing is left, and when output_full.
   bool head_pending = false;
   // Processing stopped because *out had grown by the output budget, with a
-  // complete request (at least) left in the unconsumed bytes. Call again with
-  // them (no new bytes needed) once *out has been written.
+  // complete request (at least) left in the unconsumed bytes, or because
+  // the last response's body is a file (file_fd). Call again with them (no
+  // new bytes needed) once *out, and the file, have been written.
   bool output_full = false;
+  // A GET answered from the StaticRoot: after *out (which ends with its
+  // head), send file_size bytes of file_fd from offset 0, then close it.
+  int file_fd = -1;
+  uint64_t file_size = 0;
 };
 
 // One per connection; a few dozen bytes (the parser's resume state), so idle
@@ -84,8 +97,12 @@ class HttpSession {
   // costs no allocation. `date` is copied into each response. Uses a
   // thread-local scratch Request (2 KiB of header views kept off fiber
   // stacks); nothing of `input` is referenced after the call returns.
+  //
+  // `root` (the server's --root, shared by its connections; null for none)
+  // answers GETs and HEADs of other paths with files.
   SessionResult Process(std::string_view input, const HttpDate& date, std::string* out,
-                        size_t output_budget = kUnlimitedOutput);
+                        size_t output_budget = kUnlimitedOutput,
+                        const StaticRoot* root = nullptr);
 
   // The request head now pending took longer than the server allows:
   // appends "408 Request Timeout" with "Connection: close" to *out (nothing
