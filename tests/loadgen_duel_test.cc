@@ -147,5 +147,28 @@ TEST(DuelTest, HttpsCellsVerifyTheServersAndTheirResponses) {
   }
 }
 
+TEST(DuelTest, StaticFileCellsVerifyEveryLength) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the duel's servers are benchmarks: run in the default build only";
+#endif
+  std::string dir = std::string(getenv("TEST_TMPDIR"));
+  std::string duel = std::string(getenv("TEST_SRCDIR")) + "/netloop/tools/duel/duel";
+  std::string cmd = duel + " --quick --cell-seconds 0.3 --warmup-seconds 0.1 --only static " +
+                    "--no-pin --out " + dir + "/static.md --svg " + dir + "/static.svg";
+  int status = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::stringstream md;
+  md << std::ifstream(dir + "/static.md").rdbuf();
+  EXPECT_NE(md.str().find("| static 1MiB file ×50 | netloop callback |"), std::string::npos)
+      << md.str();
+  EXPECT_NE(md.str().find("| static 1MiB file ×50 | netloop fiber |"), std::string::npos)
+      << md.str();
+  if (access("/usr/sbin/nginx", X_OK) == 0) {
+    EXPECT_NE(md.str().find("| static 1MiB file ×50 | nginx 1 worker |"), std::string::npos)
+        << md.str();
+  }
+}
+
 }  // namespace
 }  // namespace netloop::loadgen

@@ -107,11 +107,13 @@ class SendFileTest : public ::testing::Test {
 TEST_F(SendFileTest, FilesKeepTheirPlaceAmongWrites) {
   const std::string one = Pattern(1 << 20, 1), two = Pattern(300000, 2);
   TempFile f1(one), f2(two);
-  handler_.plan = [&](Conn& c) {
+  // The plan runs on the loop thread: it captures values, not the test
+  // body's locals.
+  handler_.plan = [fd1 = f1.fd(), fd2 = f2.fd(), size1 = one.size()](Conn& c) {
     EXPECT_TRUE(c.Write("A").ok());
-    EXPECT_TRUE(c.SendFile(f1.fd(), 0, one.size()).ok());
+    EXPECT_TRUE(c.SendFile(fd1, 0, size1).ok());
     EXPECT_TRUE(c.Write("B").ok());
-    EXPECT_TRUE(c.SendFile(f2.fd(), 1000, 5000).ok());  // a range
+    EXPECT_TRUE(c.SendFile(fd2, 1000, 5000).ok());  // a range
     std::string_view tail[] = {"C", "D"};
     EXPECT_TRUE(c.Writev(tail).ok());
     c.Close();
@@ -134,9 +136,9 @@ TEST_F(SendFileTest, AReaderThatStopsHoldsTheFileOutOfMemory) {
   // chunk, and once the peer reads, every byte arrives.
   const std::string content = Pattern(48 << 20, 3);
   TempFile file(content);
-  handler_.plan = [&](Conn& c) {
-    EXPECT_TRUE(c.SendFile(file.fd(), 0, content.size()).ok());
-    EXPECT_GE(c.OutboundBuffered(), content.size() / 2);
+  handler_.plan = [fd = file.fd(), size = content.size()](Conn& c) {
+    EXPECT_TRUE(c.SendFile(fd, 0, size).ok());
+    EXPECT_GE(c.OutboundBuffered(), size / 2);
   };
   Start();
   int fd = Connect(uri_);
@@ -152,8 +154,8 @@ TEST_F(SendFileTest, AReaderThatStopsHoldsTheFileOutOfMemory) {
 TEST_F(SendFileTest, AFileShorterThanPromisedEndsWithDataLoss) {
   const std::string content = Pattern(100000, 4);
   TempFile file(content);
-  handler_.plan = [&](Conn& c) {
-    EXPECT_TRUE(c.SendFile(file.fd(), 0, content.size() + 5000).ok());
+  handler_.plan = [fd = file.fd(), size = content.size()](Conn& c) {
+    EXPECT_TRUE(c.SendFile(fd, 0, size + 5000).ok());
   };
   Start();
   int fd = Connect(uri_);
@@ -172,8 +174,8 @@ TEST_F(SendFileTest, AFileShorterThanPromisedEndsWithDataLoss) {
 TEST_F(SendFileTest, CloseDrainsTheFileFirst) {
   const std::string content = Pattern(8 << 20, 5);
   TempFile file(content);
-  handler_.plan = [&](Conn& c) {
-    EXPECT_TRUE(c.SendFile(file.fd(), 0, content.size()).ok());
+  handler_.plan = [fd = file.fd(), size = content.size()](Conn& c) {
+    EXPECT_TRUE(c.SendFile(fd, 0, size).ok());
     c.Close();
     EXPECT_FALSE(c.Write("late").ok());  // closing: nothing new
   };

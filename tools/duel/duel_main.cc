@@ -43,6 +43,7 @@ struct ServerSpec {
   // counterpart"); empty for none.
   std::string counterpart;
   bool tls = false;  // nginx: listen with ssl (netloop servers take flags)
+  bool files = false;  // nginx: serve <tmp>/www with sendfile on
 };
 
 struct WorkloadSpec {
@@ -52,6 +53,7 @@ struct WorkloadSpec {
   int pipeline;
   bool http;
   bool tls = false;  // HTTPS: the servers of https_servers, the load verifying them
+  bool file = false;  // GET /1MiB.bin from file_servers, the length verified
 };
 
 std::string FindBinary(const std::string& rel, const char* argv0) {
@@ -114,8 +116,10 @@ absl::StatusOr<ServerProcess> StartServer(const ServerSpec& s, int cpu, const st
                                   "ssl_certificate_key " + tmp + "/tls.key;\n    "
                                   "ssl_session_tickets on"
                                 : std::string())
-                      << ";\n    location / { default_type text/plain; return 200 \"Hello, "
-                         "World!\"; }\n  }\n}\n";
+                      << (s.files ? ";\n    sendfile on;\n    location / { root " + tmp + "/www; }"
+                                  "\n  }\n}\n"
+                                : std::string(";\n    location / { default_type text/plain; "
+                                              "return 200 \"Hello, World!\"; }\n  }\n}\n"));
   return ServerProcess::StartOnPort({s.argv[0], "-p", tmp, "-c", conf}, cpu, port);
 }
 
@@ -144,6 +148,25 @@ bool MakeCertificate(const std::string& tmp) {
       "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout '",
       tmp, "/tls.key' -out '", tmp, "/tls.crt' 1>&2 2>/dev/null");
   return std::system(cmd.c_str()) == 0;
+}
+
+// <tmp>/www/1MiB.bin, the file of the static-file cells.
+bool MakeStaticFile(const std::string& tmp) {
+  const std::string dir = tmp + "/www";
+  mkdir(dir.c_str(), 0755);
+  std::ofstream f(dir + "/1MiB.bin", std::ios::binary);
+  std::string block(4096, '\0');
+  uint32_t x = 0x2545f491u;
+  for (int i = 0; i < 256; ++i) {
+    for (char& c : block) {
+      x ^= x << 13;
+      x ^= x >> 17;
+      x ^= x << 5;
+      c = static_cast<char>(x);
+    }
+    f.write(block.data(), static_cast<std::streamsize>(block.size()));
+  }
+  return static_cast<bool>(f);
 }
 
 double Median(std::vector<double> v) {
@@ -278,6 +301,22 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr, "duel: no https rows: openssl could not make a certificate\n");
   }
+  // Static files: netloop's HTTP servers with --root beside nginx with
+  // sendfile on, which is the reference here too.
+  std::vector<ServerSpec> file_servers;
+  if (MakeStaticFile(tmp)) {
+    for (const ServerSpec& h : http_servers) {
+      if (h.floor || h.nginx || h.argv[0].find("examples/http/") == std::string::npos) continue;
+      ServerSpec f = h;
+      f.argv.insert(f.argv.end(), {"--root", tmp + "/www"});
+      file_servers.push_back(std::move(f));
+    }
+    if (!nginx.empty()) {
+      ServerSpec n{"nginx 1 worker", {nginx}, /*floor=*/true, true};
+      n.files = true;
+      file_servers.insert(file_servers.begin(), n);
+    }
+  }
   // The peers, each on one thread and started like netloop's servers. One
   // that is not there is left out, and the run says why; whatever runs is
   // verified like every other server. Goroutines are weighed against
@@ -322,6 +361,7 @@ int main(int argc, char** argv) {
       {"http plaintext ×50", Workload::kHttp, 50, 1, true},
       {"http plaintext ×50 pipelined 16", Workload::kHttp, 50, 16, true},
       {"https keep-alive ×50", Workload::kHttp, 50, 1, true, /*tls=*/true},
+      {"static 1MiB file ×50", Workload::kHttp, 50, 1, true, false, /*file=*/true},
       {absl::StrCat("idle ", idle_conns, " conns"), Workload::kIdle, idle_conns, 1, false},
   };
 
@@ -329,9 +369,11 @@ int main(int argc, char** argv) {
   bool failed = false;
   for (const WorkloadSpec& w : workloads) {
     if (!only.empty() && w.name.find(only) == std::string::npos) continue;
-    if (w.tls && https_servers.empty()) continue;
-    const std::vector<ServerSpec>& servers =
-        w.tls ? https_servers : w.http ? http_servers : echo_servers;
+    if ((w.tls && https_servers.empty()) || (w.file && file_servers.empty())) continue;
+    const std::vector<ServerSpec>& servers = w.tls    ? https_servers
+                                             : w.file ? file_servers
+                                             : w.http ? http_servers
+                                                      : echo_servers;
     std::map<std::string, std::vector<LoadResult>> results;
     std::map<std::string, std::string> notes;
     for (int rep = 0; rep < repeats; ++rep) {
@@ -363,6 +405,10 @@ int main(int argc, char** argv) {
         spec.duration = absl::Seconds(cell_seconds);
         spec.server_pids = {server->pid()};
         if (w.tls) spec.tls_ca_file = tmp + "/tls.crt";
+        if (w.file) {
+          spec.http_path = "/1MiB.bin";
+          spec.http_body_size = 1 << 20;
+        }
         absl::StatusOr<LoadResult> r = netloop::loadgen::RunLoad(spec);
         bool alive = server->Alive();
         std::string how = server->Stop();
@@ -443,7 +489,8 @@ int main(int argc, char** argv) {
   std::string preamble = absl::StrFormat(
       "netloop duel: %d repeat(s), %.1f s cells after %.1f s warm-up; %s; loads verify every "
       "byte; idle workload%s. Ratio = server CPU µs/msg over the raw epoll floor's in the "
-      "same run (https rows: over nginx's, same certificate and cipher suite); × counterpart = that figure over the named server's, the same library's "
+      "same run (https and static-file rows: over nginx's, with the same certificate and cipher "
+      "suite, or sendfile on); × counterpart = that figure over the named server's, the same library's "
       "(or, for Go, netloop's) other model (RSS for idle rows).\n\n",
       repeats, cell_seconds, warmup_seconds,
       pin ? "servers pinned to CPU 1, load on CPU 0" : "not pinned", idle_note);

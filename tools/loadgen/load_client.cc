@@ -44,6 +44,10 @@ struct ConnState {
   std::vector<int64_t> send_times;  // FIFO ring, capacity = pipeline
   size_t head = 0;
   size_t count = 0;
+  // HTTP: a large body being discarded as it arrives (not buffered whole),
+  // and the size of its whole response.
+  uint64_t body_left = 0;
+  uint64_t response_bytes = 0;
   void PushSend(int64_t t) {
     send_times[(head + count) % send_times.size()] = t;
     ++count;
@@ -55,6 +59,9 @@ struct ConnState {
     return t;
   }
 };
+
+// Bodies larger than this are discarded as they arrive.
+constexpr size_t kStreamedBody = 64 * 1024;
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -241,6 +248,12 @@ class LoadHandler final : public EventHandler {
 
   Action OnHttpBytes(Conn& conn, ConnState& st) {
     for (;;) {
+      if (st.body_left > 0) {
+        st.body_left -= conn.Discard(static_cast<size_t>(st.body_left));
+        if (st.body_left > 0) return Action::kNone;
+        Completed(conn, st, st.response_bytes);
+        continue;
+      }
       std::string_view in = conn.PeekContiguous();
       size_t end = in.find("\r\n\r\n");
       if (end == std::string_view::npos) {
@@ -269,7 +282,18 @@ class LoadHandler final : public EventHandler {
           }
         }
       }
+      if (spec_.http_body_size > 0 && (!ok_status || length != spec_.http_body_size)) {
+        conn.CloseWithError(absl::DataLossError(ok_status ? "bad_length" : "http_status"));
+        return Action::kNone;
+      }
       size_t total = end + 4 + length;
+      if (length > kStreamedBody) {
+        // A file: counted as it streams past, never held whole.
+        conn.Discard(end + 4);
+        st.body_left = length;
+        st.response_bytes = total;
+        continue;
+      }
       if (in.size() < total) return Action::kNone;
       std::string_view body = in.substr(end + 4, length);
       if (!ok_status || (spec_.http_path == "/plaintext" && body != kHello)) {

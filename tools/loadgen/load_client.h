@@ -34,6 +34,10 @@ struct LoadSpec {
   BackendKind backend = BackendKind::kAuto;  // the client loops' backend
   std::vector<pid_t> server_pids;  // CPU and RSS are read for these
   std::string http_path = "/plaintext";
+  // When non-zero, every response must be 200 with exactly this
+  // Content-Length (a static file); bodies over 64 KiB are counted as they
+  // stream past rather than held.
+  uint64_t http_body_size = 0;
   // TLS: non-empty makes every connection TLS, trusting this PEM file (a
   // self-signed certificate can be its own trust anchor) and verifying the
   // server as `tls_server_name`. Connections resume no sessions: each one's

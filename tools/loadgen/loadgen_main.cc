@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("-t,--threads", spec.threads, "client event loops")->capture_default_str();
   app.add_option("--server-pid", pids, "server process(es) to read CPU and RSS of");
   app.add_option("--path", spec.http_path, "HTTP request path")->capture_default_str();
+  app.add_option("--body-size", spec.http_body_size,
+                 "HTTP: the Content-Length every response must have (0: any)");
   app.add_option("--tls-ca", spec.tls_ca_file,
                  "TLS: trust this PEM certificate (or chain) and verify the server");
   app.add_option("--tls-server-name", spec.tls_server_name,
