@@ -72,6 +72,7 @@ tls::SessionInfo Conn::TlsInfo() const {
 }
 
 EventLoop& Conn::loop() const { return worker_->loop(); }
+int64_t Conn::loop_now_ns() const { return worker_->loop().NowNanos(); }
 internal::Backend& Conn::backend() const { return worker_->loop().backend(); }
 int Conn::loop_index() const { return worker_->index(); }
 Engine& Conn::engine() const { return worker_->engine(); }
@@ -602,10 +603,20 @@ bool Conn::SendBuffered() {
     // One send in flight at a time; its completion sends the rest.
     if (OutboundEmpty() || b.SendInFlight(this)) return true;
     if (outbound_.empty() && lent_.empty()) {
-      // Only files wait: the next chunk into the ring.
-      (void)PumpFiles();
+      // Only files wait: sendfile(2) straight away, or a chunk into the
+      // ring. A few sendfile chunks per turn; then the rest continues from
+      // a task, so one connection's file does not hold the loop.
+      for (int i = 0; i < 4 && files_ != nullptr && outbound_.empty(); ++i) {
+        if (!PumpFiles()) break;
+      }
       if (state_ != State::kOpen && state_ != State::kClosing) return false;
       if (outbound_.empty()) {
+        if (files_ != nullptr) {
+          Ref().Run([](Conn* c) {
+            if (c != nullptr) (void)c->Flush();
+          });
+          return true;
+        }
         AfterOutboundShrank();  // the last file is done
         return true;
       }
@@ -618,31 +629,34 @@ bool Conn::SendBuffered() {
     return true;
   }
   const bool edge = b.edge_triggered();
-  bool socket_full = false;
-  while (!outbound_.empty()) {
-    iovec iov[2];
-    int count = outbound_.ReadableIovecs(iov);
-    long n = b.Send(this, iov, count);
-    if (n < 0) {
-      if (n == internal::kSendAgain) {
-        socket_full = true;
-        break;
+  for (;;) {
+    bool socket_full = false;
+    while (!outbound_.empty()) {
+      iovec iov[2];
+      int count = outbound_.ReadableIovecs(iov);
+      long n = b.Send(this, iov, count);
+      if (n < 0) {
+        if (n == internal::kSendAgain) {
+          socket_full = true;
+          break;
+        }
+        FailIo(static_cast<int>(-n));
+        return false;
       }
-      FailIo(static_cast<int>(-n));
-      return false;
+      outbound_.Discard(static_cast<size_t>(n));
+      NoteSent();
+      // Level-triggered: one send per writable event, epoll says when more
+      // room opens. Edge-triggered must go on until EAGAIN.
+      if (!edge) break;
     }
-    outbound_.Discard(static_cast<size_t>(n));
-    // Level-triggered: one send per writable event, epoll says when more
-    // room opens. Edge-triggered must go on until EAGAIN.
-    if (!edge) break;
-  }
-  if (!socket_full && outbound_.empty() && files_ != nullptr) {
-    // The ring is out: the files' turn (one sendfile chunk per event, or,
-    // edge-triggered, until the socket is full). A chunk copied into the
-    // ring goes at the next writable event.
-    while (PumpFiles() && edge && outbound_.empty()) {
-    }
+    // The ring is out: the files' turn. Level-triggered: one sendfile
+    // chunk (or one copied chunk, sent at the next event) per writable
+    // event. Edge-triggered: on until the socket is full, copied chunks
+    // included, since no new edge comes for room that is already there.
+    if (socket_full || !outbound_.empty() || files_ == nullptr) break;
+    const bool moved = PumpFiles();
     if (state_ != State::kOpen && state_ != State::kClosing) return false;
+    if (!moved || !edge) break;
   }
   AfterOutboundShrank();
   return true;
@@ -682,9 +696,13 @@ bool Conn::PumpFiles() {
       if (last) files_.reset();
       if (tls_ != nullptr) {
         if (!after.empty() && !SealIntoRing(after)) return false;
-        if (last && tls_close_after_files_) {
-          tls_close_after_files_ = false;
-          tls_->Shutdown();
+        if (last) {
+          // Records the session made on its own while files waited (a key
+          // update's answer), then the close_notify if one was asked for.
+          if (tls_close_after_files_) {
+            tls_close_after_files_ = false;
+            tls_->Shutdown();
+          }
           if (!SealIntoRing({})) return false;
         }
       } else if (!after.empty()) {
@@ -694,25 +712,31 @@ bool Conn::PumpFiles() {
       continue;
     }
     internal::Backend& b = backend();
-    if (tls_ == nullptr && !files_->copy && !b.completion()) {
+    if (tls_ == nullptr && !files_->copy) {
       uint64_t offset = f.offset;
       long n = b.SendFile(this, f.fd, &offset, std::min<uint64_t>(f.remaining, kSendFileChunk));
       if (n > 0) {
         f.offset = offset;
         f.remaining -= static_cast<uint64_t>(n);
         files_->bytes -= static_cast<uint64_t>(n);
+        NoteSent();
         return true;
       }
-      if (n == internal::kSendAgain) return false;
+      if (n == internal::kSendPending) return false;  // that send's completion comes back
+      // Full. Readiness: wait for writability. Completion: no such signal;
+      // the chunk copied below is sent, and its completion is one.
+      if (n == internal::kSendAgain && !b.completion()) return false;
       if (n == 0) {
         CloseWithError(absl::DataLossError("SendFile: the file ended before its length"));
         return false;
       }
-      if (n != -EINVAL && n != -ENOSYS && n != -EOPNOTSUPP) {
-        FailIo(static_cast<int>(-n));
-        return false;
+      if (n != internal::kSendAgain) {
+        if (n != -EINVAL && n != -ENOSYS && n != -EOPNOTSUPP) {
+          FailIo(static_cast<int>(-n));
+          return false;
+        }
+        files_->copy = true;  // and copy, below
       }
-      files_->copy = true;  // and copy, below
     }
     // Copied: one chunk into the ring, only once the ring is empty, so a
     // slow peer holds at most a chunk of the file in memory.
@@ -765,6 +789,7 @@ void Conn::OnSendCompleted(int result) {
     return;
   }
   DiscardSent(static_cast<size_t>(result));
+  if (result > 0) NoteSent();
   if (!lent_.empty()) UnlendRest();  // a short send: the buffer goes back now
   if (!SendBuffered()) return;
   AfterOutboundShrank();
@@ -848,6 +873,7 @@ void Conn::AfterOutboundGrew() {
 }
 
 void Conn::AfterOutboundShrank() {
+  if (state_ == State::kClosed || state_ == State::kDetached) return;
   if (OutboundEmpty()) {
     outbound_.ReleaseIfEmpty();
     AccountBuffers();
@@ -963,12 +989,23 @@ void Conn::ArmDrainTimer() {
   timer_ = TimerId();
   int64_t drain = DurationToNanosSaturated(worker_->options().close_drain_timeout);
   if (drain < kNeverNanos) {
-    timer_ = loop().RunAtNanos(loop().NowNanos() + drain, [this] {
-      Guard g(this);
-      timer_ = TimerId();
-      CloseNow(DeadlineExceededError("close: unsent bytes did not drain in time"));
-    });
+    last_active_ns_ = loop().NowNanos();
+    timer_ = loop().RunAtNanos(last_active_ns_ + drain, [this] { OnDrainTimer(); });
   }
+}
+
+void Conn::OnDrainTimer() {
+  Guard g(this);
+  timer_ = TimerId();
+  // The bound is on a peer that takes nothing, not on a long file it is
+  // still taking: bytes sent since move the deadline (lazily, as the idle
+  // timer does).
+  const int64_t drain = DurationToNanosSaturated(worker_->options().close_drain_timeout);
+  if (loop().NowNanos() - last_active_ns_ < drain) {
+    timer_ = loop().RunAtNanos(last_active_ns_ + drain, [this] { OnDrainTimer(); });
+    return;
+  }
+  CloseNow(DeadlineExceededError("close: unsent bytes made no progress in time"));
 }
 
 void Conn::CloseWithError(absl::Status reason) {

@@ -303,6 +303,10 @@ class Conn final : private internal::Stream {
   void ArmIdleTimer();
   void ArmDrainTimer();
   void OnIdleTimer();
+  void OnDrainTimer();
+  // Bytes went out: traffic for the idle timer, progress for the drain one.
+  void NoteSent() { last_active_ns_ = loop_now_ns(); }
+  int64_t loop_now_ns() const;
   // Brings the worker's buffer accounting up to date with this connection's
   // ring capacities; enforces the budget when they grew. Free when nothing
   // changed (the common case: no ring is allocated).

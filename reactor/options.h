@@ -118,10 +118,12 @@ struct Options {
 
   // Calls EventHandler::OnTick on loop 0, first right after OnBoot.
   bool ticker = false;
-  // Closes connections with no inbound bytes for this long (zero: never).
+  // Closes connections with no bytes received or sent for this long (zero:
+  // never): a long download the peer keeps taking is not idle.
   absl::Duration idle_timeout = absl::ZeroDuration();
-  // How long Conn::Close() waits for unsent bytes to drain before giving up
-  // (the same bound applies after the peer half-closed with bytes unsent).
+  // How long Conn::Close() waits while unsent bytes (files included) make no
+  // progress before giving up (the same bound applies after the peer
+  // half-closed with bytes unsent).
   absl::Duration close_drain_timeout = absl::Seconds(10);
   // Pin loop i to CPU i % ncpu.
   bool pin_loops_to_cpus = false;

@@ -101,9 +101,12 @@ void ServeHttp(netloop::fiber::FiberConn& conn, const Timeouts& timeouts) {
       // parked gave back a larger one.
       if (out.capacity() > loop_out.capacity()) out.swap(loop_out);
       if (r.file_fd >= 0) {
-        if (written) {
+        // A chunk per deadline: the idle timeout bounds a client that takes
+        // nothing, not a long download it keeps taking.
+        constexpr uint64_t kChunk = 4 << 20;
+        for (uint64_t off = 0; written && off < r.file_size; off += kChunk) {
           if (has_idle) conn.SetWriteDeadline(absl::Now() + timeouts.idle);
-          written = conn.SendFile(r.file_fd, 0, r.file_size).ok();
+          written = conn.SendFile(r.file_fd, off, std::min(kChunk, r.file_size - off)).ok();
         }
         ::close(r.file_fd);
       }

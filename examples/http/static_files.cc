@@ -66,7 +66,9 @@ StaticRoot::File StaticRoot::Find(std::string_view path) const {
   // ".." or reached through a symbolic link (absolute or relative), and
   // RESOLVE_NO_MAGICLINKS the /proc kind. glibc 2.36 has no wrapper.
   open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
+  // O_NONBLOCK: a FIFO under the root would otherwise wait for a writer
+  // (and hold the loop) before it can be refused; regular files ignore it.
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   const int fd = static_cast<int>(::syscall(SYS_openat2, dir_fd_, name.c_str(), &how, sizeof(how)));
   if (fd < 0) {

@@ -224,12 +224,14 @@ class Backend {
   // loop's next submission, of whatever PendingOutput then says (so the
   // writes of one round leave in one send); returns kSendPending or -errno.
   virtual long Send(Stream* stream, const struct iovec* iov, int count) = 0;
-  // Readiness backends: sendfile(2) of up to `count` bytes of `file_fd`
-  // from *offset (advanced) to the stream now: the bytes sent, kSendAgain,
-  // or -errno (-EINVAL: this socket cannot take sendfile; copy instead).
-  // Completion backends have no such operation (io_uring has no sendfile,
-  // and splice needs a pipe per connection): -ENOSYS, and the owner copies
-  // the file through its outbound ring.
+  // sendfile(2) of up to `count` bytes of `file_fd` from *offset
+  // (advanced) to the stream now: the bytes sent, kSendAgain, or -errno
+  // (-EINVAL: this socket cannot take sendfile; copy instead). A completion
+  // backend makes the syscall too (io_uring has no sendfile operation), but
+  // only while none of the stream's sends is queued or in flight
+  // (kSendPending otherwise); it gives no readiness, so on kSendAgain the
+  // owner sends a copied chunk, whose completion says when to try again.
+  // -ENOSYS: no sendfile at all; copy.
   virtual long SendFile(Stream* stream, int file_fd, uint64_t* offset, size_t count) {
     (void)stream;
     (void)file_fd;

@@ -407,6 +407,25 @@ class IoUringBackend final : public Backend {
     flushing_.clear();
   }
 
+  long SendFile(Stream* s, int file_fd, uint64_t* offset, size_t count) override {
+    // io_uring has no sendfile operation (and splice needs a pipe per
+    // connection): the syscall itself on the non-blocking socket, only while
+    // none of the stream's sends is queued or in flight, which it would
+    // otherwise overtake.
+    if (s->io_flags_ & (kSendBusy | kDead)) return kSendPending;
+    off_t off = static_cast<off_t>(*offset);
+    ssize_t n;
+    do {
+      n = SysSendFile(s->fd_, file_fd, &off, count);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+      *offset = static_cast<uint64_t>(off);
+      return n;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return kSendAgain;
+    return -errno;
+  }
+
   bool SendInFlight(const Stream* s) const override { return s->io_flags_ & kSendBusy; }
   void RetainUntilSent(Stream* s, void* block) override {
     if (!(s->io_flags_ & kSendBusy)) {
