@@ -122,6 +122,9 @@ absl::StatusOr<bool> OpenSslSession::Handshake() {
   const int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     handshake_complete_ = true;
+    // The handshake's flights are done with: an idle connection keeps no
+    // buffer for them (the write side goes once its last flight is taken).
+    TrimBio(in_, /*write_side=*/false, 0, /*force=*/true);
     return true;
   }
   const int err = SSL_get_error(ssl_, r);
@@ -175,17 +178,19 @@ size_t OpenSslSession::TakeCipher(std::string* out) {
   out->resize(old + n);
   const int got = BIO_read(out_, out->data() + old, static_cast<int>(n));
   out->resize(old + static_cast<size_t>(std::max(got, 0)));
-  TrimBio(out_, /*write_side=*/true, n);
+  TrimBio(out_, /*write_side=*/true, n, /*force=*/handshake_complete_ && !trimmed_flights_);
+  if (handshake_complete_) trimmed_flights_ = true;
   return out->size() - old;
 }
 
-void OpenSslSession::TrimBio(bio_st* bio, bool write_side, size_t last_bytes) {
+void OpenSslSession::TrimBio(bio_st* bio, bool write_side, size_t last_bytes, bool force) {
   // A memory BIO keeps the capacity of the most it ever held: one large
   // write or read would stay with the connection for its life.
-  if (last_bytes > kKeepBioBytes / 4 || BIO_ctrl_pending(bio) != 0) return;
+  if (BIO_ctrl_pending(bio) != 0) return;
+  if (!force && last_bytes > kKeepBioBytes / 4) return;
   BUF_MEM* mem = nullptr;
   BIO_get_mem_ptr(bio, &mem);
-  if (mem == nullptr || mem->max <= kKeepBioBytes) return;
+  if (mem == nullptr || mem->max == 0 || (!force && mem->max <= kKeepBioBytes)) return;
   BIO* fresh = NewMemoryBio();
   if (fresh == nullptr) return;
   if (write_side) {

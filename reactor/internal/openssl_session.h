@@ -48,8 +48,10 @@ class OpenSslSession final : public TlsSession {
   // connection keeps at most that transfer's size (about 85 KiB for a 64 KiB
   // read).
   static constexpr size_t kKeepBioBytes = 16 * 1024;
-  void TrimBio(bio_st* bio, bool write_side, size_t last_bytes);
+  // `force`: whatever its size (once, after the handshake's flights).
+  void TrimBio(bio_st* bio, bool write_side, size_t last_bytes, bool force = false);
   size_t last_fed_ = 0;  // bytes of the latest Feed
+  bool trimmed_flights_ = false;
 
   std::shared_ptr<const tls::OpenSslContext> context_;
   ssl_st* ssl_;
