@@ -806,6 +806,9 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
   if (ToMonotonicNanos(deadline) <= MonotonicNanos()) return DeadlineExceededError();
   absl::StatusOr<NetAddress> parsed = ResolveForDial(address, deadline);
   if (!parsed.ok()) return parsed.status();
+  if (IsDatagram(parsed->network)) {
+    return absl::UnimplementedError("fiber::Dial: udp:// is not supported");
+  }
   bool in_progress = false;
   absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
   if (!fd.ok()) return fd.status();

@@ -150,6 +150,12 @@ absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
       out.network = Network::kTcp4;
     } else if (scheme == "tcp6") {
       out.network = Network::kTcp6;
+    } else if (scheme == "udp") {
+      out.network = Network::kUdp;
+    } else if (scheme == "udp4") {
+      out.network = Network::kUdp4;
+    } else if (scheme == "udp6") {
+      out.network = Network::kUdp6;
     } else if (scheme == "unix") {
       out.network = Network::kUnix;
       auto a = SocketAddress::Unix(rest);
@@ -159,7 +165,7 @@ absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
       out.address = *a;
       return out;
     } else {
-      return BadAddress(uri, "unknown scheme (tcp, tcp4, tcp6, unix)");
+      return BadAddress(uri, "unknown scheme (tcp, tcp4, tcp6, udp, udp4, udp6, unix)");
     }
   }
   // host:port, [v6]:port, :port
@@ -183,8 +189,8 @@ absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
   if (!absl::SimpleAtoi(AbslView(port_text), &port) || port > 65535) {
     return BadAddress(uri, "bad port");
   }
-  bool want4 = out.network != Network::kTcp6;
-  bool want6 = out.network != Network::kTcp4;
+  bool want4 = out.network != Network::kTcp6 && out.network != Network::kUdp6;
+  bool want6 = out.network != Network::kTcp4 && out.network != Network::kUdp4;
   if (host.empty()) {
     // All interfaces; plain tcp prefers IPv4 like most servers' defaults.
     if (want4) {
@@ -199,12 +205,12 @@ absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
   in_addr v4;
   in6_addr v6;
   if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
-    if (!want4) return BadAddress(uri, "tcp6 with an IPv4 address");
+    if (!want4) return BadAddress(uri, "an IPv6-only scheme with an IPv4 address");
     out.address = SocketAddress::Ipv4(v4, static_cast<uint16_t>(port));
     return out;
   }
   if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
-    if (!want6) return BadAddress(uri, "tcp4 with an IPv6 address");
+    if (!want6) return BadAddress(uri, "an IPv4-only scheme with an IPv6 address");
     out.address = SocketAddress::Ipv6(v6, static_cast<uint16_t>(port));
     return out;
   }
@@ -215,11 +221,11 @@ absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
 
 absl::Status ResolveAddress(NetAddress* addr) {
   if (addr->unresolved_host.empty()) return absl::OkStatus();
-  const bool want4 = addr->network != Network::kTcp6;
-  const bool want6 = addr->network != Network::kTcp4;
+  const bool want4 = addr->network != Network::kTcp6 && addr->network != Network::kUdp6;
+  const bool want6 = addr->network != Network::kTcp4 && addr->network != Network::kUdp4;
   addrinfo hints{};
   hints.ai_family = want4 && want6 ? AF_UNSPEC : (want4 ? AF_INET : AF_INET6);
-  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_socktype = IsDatagram(addr->network) ? SOCK_DGRAM : SOCK_STREAM;
   addrinfo* res = nullptr;
   int rc = internal::SysGetAddrInfo(addr->unresolved_host.c_str(), nullptr, &hints, &res);
   if (rc != 0 || res == nullptr) {

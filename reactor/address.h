@@ -3,6 +3,7 @@
 //
 //   tcp://127.0.0.1:8080   tcp://[::1]:8080   tcp://:8080 (all interfaces)
 //   tcp4://localhost:0     tcp6://[::]:0      unix:///tmp/app.sock
+//   udp://127.0.0.1:5353   udp4://:0          udp6://[::1]:0
 //   127.0.0.1:8080         (no scheme means tcp)
 // Port 0 asks the kernel for an ephemeral port; Engine::ListenAddresses() tells
 // which one it got.
@@ -21,7 +22,11 @@
 
 namespace netloop {
 
-enum class Network { kTcp, kTcp4, kTcp6, kUnix };
+enum class Network { kTcp, kTcp4, kTcp6, kUnix, kUdp, kUdp4, kUdp6 };
+
+inline bool IsDatagram(Network n) {
+  return n == Network::kUdp || n == Network::kUdp4 || n == Network::kUdp6;
+}
 
 // A value type wrapping sockaddr_in / sockaddr_in6 / sockaddr_un.
 class SocketAddress {

@@ -172,6 +172,42 @@ void Conn::DeliverInbound(std::string_view bytes) {
   DispatchTraffic();
 }
 
+// ---------------------------------------------------------------- UDP
+
+void Conn::DeliverDatagram(std::string_view bytes, const SocketAddress& from, bool truncated) {
+  remote_len_ = static_cast<uint8_t>(std::min<size_t>(from.length(), sizeof(remote_)));
+  memcpy(&remote_, from.sockaddr_ptr(), remote_len_);
+  datagram_truncated_ = truncated;
+  fresh_ = bytes;
+  ++in_callback_;
+  Action action = worker_->handler().OnTraffic(*this);
+  --in_callback_;
+  fresh_ = {};  // what was not read goes with the datagram
+  if (action == Action::kShutdown) worker_->engine().Stop();
+}
+
+absl::Status Conn::SendDatagram(std::span<const std::string_view> pieces) {
+  if (state_ != State::kOpen) return absl::FailedPreconditionError("the socket is closed");
+  if (remote_len_ == 0) return absl::FailedPreconditionError("no datagram to answer");
+  iovec iov[kMaxIov];
+  int count = 0;
+  for (std::string_view p : pieces) {
+    if (count == static_cast<int>(kMaxIov)) {
+      return absl::InvalidArgumentError("udp: more pieces than one datagram may carry");
+    }
+    iov[count++] = {const_cast<char*>(p.data()), p.size()};
+  }
+  const int err = SendDatagramTo(fd_, iov, count,
+                                 reinterpret_cast<const sockaddr*>(&remote_),
+                                 remote_len_);
+  if (err == 0) return absl::OkStatus();
+  if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+    worker_->CountUdpSendDrop();
+    return absl::ResourceExhaustedError("udp: the socket's send buffer is full; datagram dropped");
+  }
+  return absl::ErrnoToStatus(err, "udp: send");
+}
+
 // ---------------------------------------------------------------- TLS
 
 void Conn::BeginTls(std::unique_ptr<internal::TlsSession> session) {
@@ -437,6 +473,7 @@ void Conn::ApplyAction(int action) {
 // ---------------------------------------------------------------- writing
 
 absl::Status Conn::Write(std::string_view data) {
+  if (datagram_) return SendDatagram(std::span<const std::string_view>(&data, 1));
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
@@ -494,6 +531,7 @@ absl::Status Conn::WriteBytes(std::string_view data) {
 }
 
 absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
+  if (datagram_) return SendDatagram(pieces);
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
@@ -666,8 +704,9 @@ size_t Conn::FileBytes() const { return static_cast<size_t>(files_->bytes); }
 
 absl::Status Conn::SendFile(int file_fd, uint64_t offset, uint64_t length) {
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
-  if (state_ != State::kOpen) {
-    return absl::FailedPreconditionError("send on a connection that is not open");
+  if (state_ != State::kOpen || datagram_) {
+    return absl::FailedPreconditionError(datagram_ ? "SendFile on a datagram socket"
+                                                   : "send on a connection that is not open");
   }
   if (length == 0) return absl::OkStatus();
   const int fd = fcntl(file_fd, F_DUPFD_CLOEXEC, 0);
@@ -947,6 +986,7 @@ void Conn::UpdateInterest() {
 // ---------------------------------------------------------------- closing
 
 void Conn::Close() {
+  if (datagram_) return;  // the socket is the engine's
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) {
     if (state_ == State::kConnecting || state_ == State::kHandshaking) {
@@ -1009,6 +1049,7 @@ void Conn::OnDrainTimer() {
 }
 
 void Conn::CloseWithError(absl::Status reason) {
+  if (datagram_) return;
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ == State::kClosed || state_ == State::kDetached) return;
   if (in_callback_ > 0) {
@@ -1020,6 +1061,7 @@ void Conn::CloseWithError(absl::Status reason) {
 }
 
 void Conn::ShutdownWrite() {
+  if (datagram_) return;
   Guard guard(this);  // called from a loop timer or task, this may free the Conn
   if (state_ != State::kOpen) return;
   if (tls_ != nullptr) {
@@ -1100,6 +1142,7 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   if (files_ != nullptr) {
     return absl::FailedPreconditionError("detach: a file is still being sent");
   }
+  if (datagram_) return absl::FailedPreconditionError("detach: a datagram socket");
   DetachedConn out;
   out.fd = fd_;
   out.remote = RemoteAddress();

@@ -203,6 +203,16 @@ class Conn final : private internal::Stream {
   // TLS (Options::tls, DialOptions::tls): what the handshake agreed on;
   // empty for a plaintext connection. Loop thread, from OnOpen on.
   bool is_tls() const { return tls_ != nullptr; }
+  // UDP: the one Conn of a loop's socket for a udp:// address. OnTraffic
+  // runs once per datagram: Peek/Next show that datagram alone (what the
+  // handler leaves unread is dropped), RemoteAddress() is its sender, and
+  // Write/Writev send one datagram back to that sender, now (a full socket
+  // buffer drops it: ResourceExhausted, counted in
+  // EngineStats::udp_send_drops). No OnOpen or OnClose; Close, Detach and
+  // SendFile do not apply; keep no pointer to it past the callback.
+  bool is_datagram() const { return datagram_; }
+  // The datagram was longer than Options::udp_max_datagram and was cut.
+  bool DatagramTruncated() const { return datagram_truncated_; }
   tls::SessionInfo TlsInfo() const;
   // For unix sockets: the peer's bound path, usually empty (getpeername).
   SocketAddress RemoteAddress() const;
@@ -267,6 +277,9 @@ class Conn final : private internal::Stream {
   bool SealIntoRing(std::string_view plain);
   // Ends a connection that never opened with `reason`.
   void FailHandshake(absl::Status reason);
+  // UDP: shows one datagram to OnTraffic; sends one back to its sender.
+  void DeliverDatagram(std::string_view bytes, const SocketAddress& from, bool truncated);
+  absl::Status SendDatagram(std::span<const std::string_view> pieces);
   void HandleConnected();
   void HandlePeerEof();
   void DispatchTraffic();
@@ -328,6 +341,8 @@ class Conn final : private internal::Stream {
   bool eof_after_held_ : 1 = false;     // the peer's FIN came after them
   bool peer_close_notify_ : 1 = false;  // TLS: the peer ended with close_notify
   bool tls_close_after_files_ : 1 = false;  // TLS: close_notify waits for the files
+  bool datagram_ : 1 = false;            // a UDP socket's Conn (is_datagram)
+  bool datagram_truncated_ : 1 = false;  // the datagram being shown was cut
   uint16_t in_callback_ = 0;
   std::string_view fresh_;  // this read's bytes, still in the loop buffer
   RingBuffer inbound_;

@@ -132,6 +132,28 @@ absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
     absl::StatusOr<NetAddress> parsed = ParseAddress(uri);
     if (!parsed.ok()) return parsed.status();
     NetAddress addr = *parsed;
+    if (IsDatagram(addr.network)) {
+      // UDP: a socket per loop in either accept mode (there is nothing to
+      // accept), the kernel spreading peers over them.
+      for (auto& worker : workers_) {
+        absl::StatusOr<int> fd = BindDatagram(addr, /*reuse_port=*/true);
+        if (!fd.ok()) return fd.status();
+        if (addr.address.port() == 0) addr.address = LocalAddressOf(*fd);
+        const SocketTuning& t = options_.socket;
+        if (t.receive_buffer_bytes > 0) {
+          setsockopt(*fd, SOL_SOCKET, SO_RCVBUF, &t.receive_buffer_bytes, sizeof(int));
+        }
+        if (t.send_buffer_bytes > 0) {
+          setsockopt(*fd, SOL_SOCKET, SO_SNDBUF, &t.send_buffer_bytes, sizeof(int));
+        }
+        auto socket = std::make_unique<internal::DatagramSocket>(
+            worker.get(), *fd, options_.udp_max_datagram, options_.udp_batch);
+        if (absl::Status s = socket->Watch(); !s.ok()) return s;
+        worker->AddDatagramSocket(std::move(socket));
+      }
+      listen_uris_.push_back(absl::StrCat("udp://", addr.address.ToString()));
+      continue;
+    }
     bool per_loop = options_.accept_mode == AcceptMode::kReusePort &&
                     addr.network != Network::kUnix;
     if (per_loop) {
@@ -217,6 +239,9 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
   if (!started_.load()) return absl::FailedPreconditionError("Dial before Start");
   absl::StatusOr<NetAddress> parsed = ParseAddressNoLookup(address);
   if (!parsed.ok()) return parsed.status();
+  if (IsDatagram(parsed->network)) {
+    return absl::UnimplementedError("Dial: udp:// (a connected datagram Conn) is not supported");
+  }
   internal::Worker* w =
       dial.loop >= 0 && dial.loop < num_loops()
           ? workers_[dial.loop].get()
@@ -424,6 +449,7 @@ EngineStats Engine::stats() const {
   for (auto& w : workers_) {
     s.budget_closes += w->budget_closes();
     s.tls_handshake_failures += w->tls_handshake_failures();
+    s.udp_send_drops += w->udp_send_drops();
     s.buffered_bytes += w->buffered_bytes();
   }
   return s;

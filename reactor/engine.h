@@ -90,6 +90,8 @@ struct EngineStats {
   // Accepted TLS connections closed before OnOpen: the handshake failed
   // (garbage, an alert, no shared version), timed out, or the peer left.
   uint64_t tls_handshake_failures = 0;
+  // UDP replies dropped because a socket's send buffer was full.
+  uint64_t udp_send_drops = 0;
 };
 
 class Engine {
@@ -100,7 +102,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Binds every address, calls handler.OnBoot, starts the loops and returns
+  // Binds every address (tcp, unix, and udp: a socket per loop whose
+  // datagrams reach OnTraffic on a datagram Conn, see Conn::is_datagram),
+  // calls handler.OnBoot, starts the loops and returns
   // once they serve. `addresses` may be empty for a client-only engine (Dial).
   // `handler` must outlive the engine. Call once per Engine; a Start that
   // failed leaves the engine as if never started (no OnShutdown; Start may be
@@ -138,7 +142,8 @@ class Engine {
   // (bad address, engine stopped). A host name is looked up on a resolver
   // thread, never on the caller's or a loop's; numeric addresses and
   // "localhost" need no lookup. Stop cancels lookups still pending (OnClose
-  // with ConnectFailed). Any thread, after Start.
+  // with ConnectFailed). tcp and unix only: udp:// is Unimplemented (serve
+  // UDP by listening on a udp:// address). Any thread, after Start.
   absl::StatusOr<ConnRef> Dial(std::string_view address, DialOptions options = {});
 
   // The bound addresses as URIs with the real port ("tcp://127.0.0.1:39123").

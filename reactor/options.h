@@ -116,6 +116,13 @@ struct Options {
 
   SocketTuning socket;
 
+  // UDP (udp:// addresses): bytes read per datagram (a longer one is cut and
+  // Conn::DatagramTruncated says so), and datagrams per recvmmsg. Each
+  // loop's socket reserves their product (2 MiB by default) on its first
+  // datagram; pages are touched as datagrams fill them.
+  size_t udp_max_datagram = 65535;
+  size_t udp_batch = 32;
+
   // Calls EventHandler::OnTick on loop 0, first right after OnBoot.
   bool ticker = false;
   // Closes connections with no bytes received or sent for this long (zero:

@@ -71,8 +71,22 @@ TEST(ParseAddressTest, UnixPathsAndAbstractNames) {
   EXPECT_EQ(abs->address.ToUri(), "unix://@netloop-abstract");
 }
 
+TEST(ParseAddressTest, UdpSchemes) {
+  auto any = ParseAddress("udp://127.0.0.1:5353");
+  ASSERT_TRUE(any.ok());
+  EXPECT_EQ(any->network, Network::kUdp);
+  EXPECT_TRUE(IsDatagram(any->network));
+  EXPECT_EQ(any->address.ToString(), "127.0.0.1:5353");
+  EXPECT_EQ(ParseAddress("udp4://localhost:7")->address.ToString(), "127.0.0.1:7");
+  EXPECT_EQ(ParseAddress("udp6://localhost:7")->address.ToString(), "[::1]:7");
+  EXPECT_EQ(ParseAddress("udp6://[::1]:0")->network, Network::kUdp6);
+  EXPECT_FALSE(ParseAddress("udp6://127.0.0.1:1").ok());
+  EXPECT_FALSE(ParseAddress("udp4://[::1]:1").ok());
+  EXPECT_FALSE(IsDatagram(ParseAddress("tcp://127.0.0.1:1")->network));
+}
+
 TEST(ParseAddressTest, RejectsMalformedInput) {
-  for (const char* uri : {"udp://1.2.3.4:5", "tcp://1.2.3.4", "tcp://1.2.3.4:", "tcp://1.2.3.4:x",
+  for (const char* uri : {"sctp://1.2.3.4:5", "tcp://1.2.3.4", "tcp://1.2.3.4:", "tcp://1.2.3.4:x",
                           "tcp://1.2.3.4:65536", "tcp://[::1]", "tcp://[::1:80", "tcp://[::1]80",
                           "unix://", "tcp4://[::1]:80", "tcp6://127.0.0.1:80"}) {
     auto a = ParseAddress(uri);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,6 +78,37 @@ absl::StatusOr<int> Listen(const NetAddress& addr, bool reuse_addr,
     return ErrnoStatus("listen", err);
   }
   return fd;
+}
+
+absl::StatusOr<int> BindDatagram(const NetAddress& addr, bool reuse_port) {
+  const SocketAddress& sa = addr.address;
+  int fd = socket(sa.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("socket", errno);
+  if (reuse_port) SetIntOpt(fd, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+  if (sa.family() == AF_INET6) {
+    SetIntOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, addr.network == Network::kUdp6 ? 1 : 0,
+              "IPV6_V6ONLY");
+  }
+  if (bind(fd, sa.sockaddr_ptr(), sa.length()) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrCat("bind udp ", sa.ToString(), ": ", strerror(err)));
+  }
+  return fd;
+}
+
+int SendDatagramTo(int fd, const iovec* iov, int count, const sockaddr* to, socklen_t to_len) {
+  msghdr msg{};
+  msg.msg_name = const_cast<sockaddr*>(to);
+  msg.msg_namelen = to_len;
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return n >= 0 ? 0 : errno;
 }
 
 absl::StatusOr<int> StartConnect(const SocketAddress& addr, bool* in_progress) {

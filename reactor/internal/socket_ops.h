@@ -12,6 +12,12 @@ namespace netloop {
 
 // Creates, binds and listens. `reuse_port` sets SO_REUSEPORT (TCP only). A
 // stale unix socket file (nobody listening) is removed first.
+// A non-blocking UDP socket bound to addr (SO_REUSEPORT when asked, so that
+// each loop can bind its own to the same port).
+absl::StatusOr<int> BindDatagram(const NetAddress& addr, bool reuse_port);
+// One datagram of `count` pieces to `to`, without blocking: 0, or the errno.
+int SendDatagramTo(int fd, const struct iovec* iov, int count, const sockaddr* to,
+                   socklen_t to_len);
 absl::StatusOr<int> Listen(const NetAddress& addr, bool reuse_addr,
                            bool reuse_port, int backlog);
 

@@ -150,6 +150,26 @@ void Worker::Forget(Conn* conn) {
 
 void Worker::CloseListeners() {
   for (auto& l : listeners_) l->Close();
+  for (auto& d : datagram_sockets_) d->Close();
+}
+
+Conn* Worker::NewDatagramConn(int fd) {
+  Conn* conn = new Conn(this, fd, /*id=*/0, /*is_client=*/false, SocketAddress());
+  conn->datagram_ = true;
+  conn->state_ = Conn::State::kOpen;
+  return conn;
+}
+
+void Worker::DatagramSocketClosed(Conn* conn) {
+  conn->state_ = Conn::State::kClosed;
+  conn->fd_ = -1;
+}
+
+void Worker::DeleteDatagramConn(Conn* conn) { delete conn; }
+
+void Worker::DeliverDatagram(Conn* conn, std::string_view bytes, const SocketAddress& from,
+                             bool truncated) {
+  conn->DeliverDatagram(bytes, from, truncated);
 }
 
 void Worker::BeginStop(int64_t deadline_ns) {

@@ -6,12 +6,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "reactor/conn.h"
 #include "reactor/engine.h"
 #include "reactor/event_loop.h"
+#include "reactor/internal/datagram_socket.h"
 #include "reactor/internal/listener.h"
 #include "reactor/internal/tls_session.h"
 
@@ -46,6 +48,19 @@ class Worker final : public IterationHook {
   void AddListener(std::unique_ptr<Listener> listener) {
     listeners_.push_back(std::move(listener));
   }
+  void AddDatagramSocket(std::unique_ptr<DatagramSocket> socket) {
+    datagram_sockets_.push_back(std::move(socket));
+  }
+
+  // UDP (DatagramSocket): the handler's Conn for a socket, which is never
+  // in conns_ (it has no OnOpen or OnClose, and does not hold Stop up).
+  Conn* NewDatagramConn(int fd);
+  void DeleteDatagramConn(Conn* conn);
+  void DatagramSocketClosed(Conn* conn);
+  void DeliverDatagram(Conn* conn, std::string_view bytes, const SocketAddress& from,
+                       bool truncated);
+  void CountUdpSendDrop() { udp_send_drops_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t udp_send_drops() const { return udp_send_drops_.load(std::memory_order_relaxed); }
   void CloseListeners();
   void AddService(LoopService* service) {
     for (LoopService* s : services_) {
@@ -101,6 +116,7 @@ class Worker final : public IterationHook {
   std::unique_ptr<EventLoop> loop_;
   absl::flat_hash_map<uint64_t, Conn*> conns_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<DatagramSocket>> datagram_sockets_;
   std::vector<LoopService*> services_;
   std::atomic<int64_t> load_{0};
   // Of load_, the sockets an AcceptedSocketTaker holds: they are its
@@ -110,6 +126,7 @@ class Worker final : public IterationHook {
   std::atomic<int64_t> buffered_kib_{0};
   std::atomic<uint64_t> budget_closes_{0};
   std::atomic<uint64_t> tls_handshake_failures_{0};
+  std::atomic<uint64_t> udp_send_drops_{0};
   bool stopping_ = false;
   bool stop_reported_ = false;
   int64_t stop_deadline_ns_ = 0;

@@ -1,0 +1,85 @@
+#include "reactor/internal/datagram_socket.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <string_view>
+
+#include "reactor/conn.h"
+#include "reactor/event_loop.h"
+#include "reactor/internal/worker.h"
+
+namespace netloop::internal {
+namespace {
+
+// recvmmsg rounds per readiness event before other work on the loop gets a
+// turn (the rest is read next iteration).
+constexpr int kRoundsPerEvent = 4;
+
+}  // namespace
+
+DatagramSocket::DatagramSocket(Worker* worker, int fd, size_t max_datagram, size_t batch)
+    : worker_(worker),
+      fd_(fd),
+      max_datagram_(max_datagram > 0 ? max_datagram : 65535),
+      batch_(batch > 0 ? batch : 1),
+      conn_(worker->NewDatagramConn(fd)) {}
+
+DatagramSocket::~DatagramSocket() {
+  Close();
+  worker_->DeleteDatagramConn(conn_);
+}
+
+absl::Status DatagramSocket::Watch() {
+  return worker_->loop().Watch(fd_, kIoReadable | kIoEdgeTriggered, this);
+}
+
+void DatagramSocket::Close() {
+  if (fd_ < 0) return;
+  (void)worker_->loop().Unwatch(fd_, this);
+  ::close(fd_);
+  fd_ = -1;
+  worker_->DatagramSocketClosed(conn_);
+}
+
+void DatagramSocket::OnIoReady(uint32_t events) {
+  if (fd_ < 0) return;
+  if (buffers_ == nullptr) {
+    buffers_.reset(new char[max_datagram_ * batch_]);
+    headers_.resize(batch_);
+    iovecs_.resize(batch_);
+    peers_.resize(batch_);
+  }
+  for (int round = 0; round < kRoundsPerEvent; ++round) {
+    for (size_t i = 0; i < batch_; ++i) {
+      iovecs_[i] = {buffers_.get() + i * max_datagram_, max_datagram_};
+      msghdr& h = headers_[i].msg_hdr;
+      memset(&h, 0, sizeof(h));
+      h.msg_name = &peers_[i];
+      h.msg_namelen = sizeof(peers_[i]);
+      h.msg_iov = &iovecs_[i];
+      h.msg_iovlen = 1;
+      headers_[i].msg_len = 0;
+    }
+    int n;
+    do {
+      n = recvmmsg(fd_, headers_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return;  // EAGAIN: drained (errors on a UDP socket are per datagram)
+    for (int i = 0; i < n && fd_ >= 0; ++i) {
+      const msghdr& h = headers_[i].msg_hdr;
+      const SocketAddress from(reinterpret_cast<const sockaddr*>(&peers_[i]), h.msg_namelen);
+      worker_->DeliverDatagram(
+          conn_, std::string_view(static_cast<const char*>(iovecs_[i].iov_base),
+                                  headers_[i].msg_len),
+          from, (h.msg_flags & MSG_TRUNC) != 0);
+    }
+    if (static_cast<size_t>(n) < batch_) return;  // the socket is empty
+  }
+  // Budget spent with datagrams perhaps still queued: edge-triggered, so
+  // come back next iteration rather than wait for a new edge.
+  worker_->loop().ReinvokeNextIteration(this, events);
+}
+
+}  // namespace netloop::internal

@@ -1,0 +1,64 @@
+// One loop's UDP socket for one udp:// address (engine internal): each loop
+// binds its own with SO_REUSEPORT, so the kernel spreads peers over the
+// loops (a peer sticks to one loop while the set of sockets is unchanged).
+// Datagrams are read in batches with recvmmsg and shown to the handler one
+// at a time through the socket's datagram Conn (Conn::is_datagram).
+//
+// Both backends serve it through readiness (EventLoop::Watch): io_uring's
+// multishot recvmsg with a provided-buffer group of its own is the
+// completion-native way, not built yet.
+//
+// Loop thread only, after construction.
+#ifndef NETLOOP_REACTOR_INTERNAL_DATAGRAM_SOCKET_H_
+#define NETLOOP_REACTOR_INTERNAL_DATAGRAM_SOCKET_H_
+
+#include <sys/socket.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "reactor/address.h"
+#include "reactor/io_watcher.h"
+
+namespace netloop {
+class Conn;
+class EventLoop;
+}  // namespace netloop
+
+namespace netloop::internal {
+
+class Worker;
+
+class DatagramSocket final : public IoWatcher {
+ public:
+  // Takes `fd` (bound, non-blocking). `max_datagram` bytes are read per
+  // datagram (a longer one is truncated and says so), `batch` per recvmmsg.
+  DatagramSocket(Worker* worker, int fd, size_t max_datagram, size_t batch);
+  ~DatagramSocket();
+  DatagramSocket(const DatagramSocket&) = delete;
+  DatagramSocket& operator=(const DatagramSocket&) = delete;
+
+  absl::Status Watch();
+  // Stops reading and closes the socket (engine stop). Idempotent.
+  void Close();
+
+  void OnIoReady(uint32_t events) override;
+
+ private:
+  Worker* const worker_;
+  int fd_;
+  const size_t max_datagram_;
+  const size_t batch_;
+  Conn* conn_;  // owned: the handler's view of this socket
+  // recvmmsg's batch: allocated on the first datagram (an engine that never
+  // receives one pays nothing), pages touched only as datagrams fill them.
+  std::unique_ptr<char[]> buffers_;
+  std::vector<mmsghdr> headers_;
+  std::vector<iovec> iovecs_;
+  std::vector<sockaddr_storage> peers_;
+};
+
+}  // namespace netloop::internal
+
+#endif  // NETLOOP_REACTOR_INTERNAL_DATAGRAM_SOCKET_H_

@@ -1,0 +1,206 @@
+// UDP in the callback model over loopback, on every backend: datagram
+// boundaries are kept, truncation is reported, 64 KiB datagrams go both
+// ways, 10,000 datagrams from 100 peers all come back, IPv6 works, and each
+// loop owns a socket of its own; and the example server echoes.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "reactor/netloop.h"
+#include "tests/server_process.h"
+#include "tests/test_util.h"
+
+namespace netloop {
+namespace {
+
+using testing::PortOf;
+using testing::WaitFor;
+
+// Echoes each datagram; a truncated one is answered "T<length>" instead.
+class UdpEcho : public EventHandler {
+ public:
+  Action OnTraffic(Conn& conn) override {
+    EXPECT_TRUE(conn.is_datagram());
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      loops.insert(conn.loop_index());
+      peers.insert(conn.RemoteAddress().ToString());
+    }
+    std::string datagram;
+    conn.Next().AppendTo(&datagram);
+    if (conn.DatagramTruncated()) {
+      EXPECT_TRUE(conn.Write("T" + std::to_string(datagram.size())).ok());
+    } else {
+      EXPECT_TRUE(conn.Write(datagram).ok());
+    }
+    return Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status&) override { closes.fetch_add(1); }
+  std::mutex mu;
+  std::set<int> loops;
+  std::set<std::string> peers;
+  std::atomic<int> closes{0};
+};
+
+// A UDP client socket with a 10 s receive timeout, connected to the
+// server (so it only hears the server).
+int Client(const std::string& uri, int family = AF_INET) {
+  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const uint16_t port = PortOf(uri);
+  if (family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  } else {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  }
+  return fd;
+}
+
+std::string Receive(int fd) {
+  std::string buf(70000, '\0');
+  ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+  if (n < 0) return "<timeout>";
+  buf.resize(static_cast<size_t>(n));
+  return buf;
+}
+
+class UdpTest : public ::testing::Test {
+ protected:
+  void Start(Options o, const std::string& address = "udp://127.0.0.1:0") {
+    if (o.loops == 0) o.loops = 2;
+    ASSERT_TRUE(engine_.Start(handler_, {address}, o).ok());
+    uri_ = engine_.ListenAddresses()[0];
+    ASSERT_EQ(uri_.rfind("udp://", 0), 0u) << uri_;
+  }
+  void TearDown() override {
+    engine_.Stop(absl::Now() + absl::Seconds(5));
+    EXPECT_TRUE(engine_.Wait().ok());
+    EXPECT_EQ(handler_.closes.load(), 0);  // datagram sockets have no OnClose
+  }
+  UdpEcho handler_;
+  Engine engine_;
+  std::string uri_;
+};
+
+TEST_F(UdpTest, DatagramBoundariesAreKept) {
+  Start({});
+  int fd = Client(uri_);
+  const std::string big(1000, 'b');
+  ASSERT_EQ(send(fd, "a", 1, 0), 1);
+  ASSERT_EQ(send(fd, big.data(), big.size(), 0), 1000);
+  ASSERT_EQ(send(fd, "c", 1, 0), 1);
+  EXPECT_EQ(Receive(fd), "a");
+  EXPECT_EQ(Receive(fd), big);
+  EXPECT_EQ(Receive(fd), "c");
+  close(fd);
+}
+
+TEST_F(UdpTest, TruncationIsReported) {
+  Options o;
+  o.udp_max_datagram = 1024;
+  Start(o);
+  int fd = Client(uri_);
+  const std::string datagram(2000, 'x');
+  ASSERT_EQ(send(fd, datagram.data(), datagram.size(), 0), 2000);
+  EXPECT_EQ(Receive(fd), "T1024");
+  ASSERT_EQ(send(fd, "fits", 4, 0), 4);
+  EXPECT_EQ(Receive(fd), "fits");  // the next one is whole again
+  close(fd);
+}
+
+TEST_F(UdpTest, SixtyFourKibDatagramsGoBothWays) {
+  Start({});
+  int fd = Client(uri_);
+  int buf = 1 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+  const std::string datagram = testing::Pattern(65507, 3);  // the IPv4 maximum
+  ASSERT_EQ(send(fd, datagram.data(), datagram.size(), 0), 65507);
+  EXPECT_TRUE(Receive(fd) == datagram);
+  close(fd);
+}
+
+TEST_F(UdpTest, TenThousandDatagramsFromAHundredPeersAllComeBack) {
+  Start({});
+  constexpr int kPeers = 100, kPerPeer = 100, kInFlight = 2;
+  std::vector<int> fds;
+  for (int i = 0; i < kPeers; ++i) fds.push_back(Client(uri_));
+  std::vector<int> sent(kPeers, 0), received(kPeers, 0);
+  auto send_next = [&](int p) {
+    const std::string msg = std::to_string(p) + ":" + std::to_string(sent[p]);
+    ASSERT_EQ(send(fds[p], msg.data(), msg.size(), 0), static_cast<ssize_t>(msg.size()));
+    ++sent[p];
+  };
+  // At most kInFlight per peer, so the server's socket buffers (the kernel
+  // default) hold everything in flight and nothing is lost on loopback.
+  for (int p = 0; p < kPeers; ++p) {
+    for (int k = 0; k < kInFlight; ++k) send_next(p);
+  }
+  int done = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  std::vector<pollfd> pfds(kPeers);
+  while (done < kPeers * kPerPeer && absl::Now() < deadline) {
+    for (int p = 0; p < kPeers; ++p) pfds[p] = {fds[p], POLLIN, 0};
+    if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+    for (int p = 0; p < kPeers; ++p) {
+      if (!(pfds[p].revents & POLLIN)) continue;
+      const std::string got = Receive(fds[p]);
+      // Replies come back in order: this peer's next sequence number.
+      ASSERT_EQ(got, std::to_string(p) + ":" + std::to_string(received[p]));
+      ++received[p];
+      ++done;
+      if (sent[p] < kPerPeer) send_next(p);
+    }
+  }
+  EXPECT_EQ(done, kPeers * kPerPeer);
+  for (int fd : fds) close(fd);
+  std::lock_guard<std::mutex> lock(handler_.mu);
+  EXPECT_EQ(handler_.peers.size(), static_cast<size_t>(kPeers));
+  // SO_REUSEPORT spread the peers over both loops' sockets.
+  EXPECT_EQ(handler_.loops.size(), 2u);
+}
+
+TEST_F(UdpTest, Ipv6Works) {
+  Start({}, "udp6://[::1]:0");
+  int fd = Client(uri_, AF_INET6);
+  ASSERT_EQ(send(fd, "six", 3, 0), 3);
+  EXPECT_EQ(Receive(fd), "six");
+  close(fd);
+  std::lock_guard<std::mutex> lock(handler_.mu);
+  ASSERT_EQ(handler_.peers.size(), 1u);
+  EXPECT_EQ(handler_.peers.begin()->rfind("[::1]:", 0), 0u) << *handler_.peers.begin();
+}
+
+TEST(UdpExampleTest, TheExampleServerEchoes) {
+  testing::ServerProcess server("examples/udp_echo/udp_echo",
+                                {"--address", "udp://127.0.0.1:0", "--loops", "2"});
+  const std::string uri = server.uri();
+  ASSERT_EQ(uri.rfind("udp://", 0), 0u) << uri;
+  int fd = Client(uri);
+  const std::string msg = testing::Pattern(1200, 8);
+  ASSERT_EQ(send(fd, msg.data(), msg.size(), 0), 1200);
+  EXPECT_TRUE(Receive(fd) == msg);
+  close(fd);
+}
+
+}  // namespace
+}  // namespace netloop
