@@ -1,0 +1,81 @@
+#include "fiberbridge/packet_conn.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include "fiberbridge/internal/fiber_conn_core.h"
+#include "reactor/internal/socket_ops.h"
+
+namespace netloop::fiber {
+
+absl::StatusOr<std::unique_ptr<PacketConn>> PacketConn::Listen(std::string_view address) {
+  Scheduler* s = Scheduler::Current();
+  if (s == nullptr) return absl::FailedPreconditionError("PacketConn::Listen off a loop thread");
+  absl::StatusOr<NetAddress> parsed = ParseAddressNoLookup(address);
+  if (!parsed.ok()) return parsed.status();
+  if (!IsDatagram(parsed->network) || !parsed->unresolved_host.empty()) {
+    return absl::InvalidArgumentError(
+        "PacketConn::Listen: a udp://, udp4:// or udp6:// address with a numeric host");
+  }
+  absl::StatusOr<int> fd = BindDatagram(*parsed, /*reuse_port=*/true);
+  if (!fd.ok()) return fd.status();
+  // Readiness on every backend: the socket is watched once, edge-triggered.
+  auto core = std::make_shared<FiberConnCore>(s, *fd, std::string(), /*readiness_only=*/true);
+  if (absl::Status st = core->Register(); !st.ok()) return st;  // ~FiberConnCore closes
+  return std::unique_ptr<PacketConn>(new PacketConn(std::move(core)));
+}
+
+PacketConn::~PacketConn() { core_->Close(); }
+
+absl::StatusOr<PacketConn::Datagram> PacketConn::ReadFrom(std::span<char> buf) {
+  FiberConnCore& c = *core_;
+  for (;;) {
+    if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
+    sockaddr_storage from{};
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof(from);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    const ssize_t n = ::recvmsg(c.fd_, &msg, MSG_DONTWAIT);
+    if (n >= 0) {
+      Datagram d;
+      d.size = static_cast<size_t>(n);
+      d.from = SocketAddress(reinterpret_cast<const sockaddr*>(&from), msg.msg_namelen);
+      d.truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+      return d;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+    if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
+  }
+}
+
+absl::Status PacketConn::WriteTo(std::string_view data, const SocketAddress& to) {
+  FiberConnCore& c = *core_;
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  for (;;) {
+    if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
+    const int err = SendDatagramTo(c.fd_, &iov, 1, to.sockaddr_ptr(), to.length());
+    if (err == 0) return absl::OkStatus();
+    if (err != EAGAIN && err != EWOULDBLOCK && err != ENOBUFS) {
+      return absl::ErrnoToStatus(err, "udp: send");
+    }
+    if (absl::Status st = c.Wait(c.write_); !st.ok()) return st;
+  }
+}
+
+void PacketConn::SetDeadline(absl::Time t) {
+  SetReadDeadline(t);
+  SetWriteDeadline(t);
+}
+void PacketConn::SetReadDeadline(absl::Time t) { core_->SetDeadline(core_->read_, t); }
+void PacketConn::SetWriteDeadline(absl::Time t) { core_->SetDeadline(core_->write_, t); }
+void PacketConn::Close() { core_->Close(); }
+SocketAddress PacketConn::LocalAddress() const { return LocalAddressOf(core_->fd_); }
+
+}  // namespace netloop::fiber

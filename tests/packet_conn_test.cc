@@ -1,0 +1,151 @@
+// PacketConn (UDP in fibers) over loopback, on every backend: datagrams
+// keep their boundaries both ways (64 KiB ones too), a short buffer reports
+// truncation, the read deadline and Close wake a parked reader.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+#include "fiberbridge/packet_conn.h"
+#include "fiberbridge/scheduler.h"
+#include "gtest/gtest.h"
+#include "reactor/errors.h"
+#include "tests/fiber_test_util.h"
+#include "tests/test_util.h"
+
+namespace netloop::fiber {
+namespace {
+
+using netloop::testing::Pattern;
+using netloop::testing::WaitFor;
+
+// A blocking UDP client socket (10 s receive timeout) connected to `port`.
+int Client(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  return fd;
+}
+
+std::string Receive(int fd) {
+  std::string buf(70000, '\0');
+  ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+  if (n < 0) return "<timeout>";
+  buf.resize(static_cast<size_t>(n));
+  return buf;
+}
+
+TEST(PacketConnTest, AnEchoFiberKeepsDatagramBoundaries) {
+  testing::Loops loops;
+  ASSERT_TRUE(loops.status().ok());
+  std::atomic<uint16_t> port{0};
+  std::atomic<int> echoed{0};
+  std::atomic<bool> truncated_seen{false};
+  Spawn(loops.loop(), [&] {
+    auto pc = PacketConn::Listen("udp://127.0.0.1:0");
+    if (!pc.ok()) {
+      port = 1;
+      return;
+    }
+    port = (*pc)->LocalAddress().port();
+    std::string buf(65536, '\0');
+    for (int i = 0; i < 4; ++i) {
+      absl::StatusOr<PacketConn::Datagram> d = (*pc)->ReadFrom(std::span<char>(buf));
+      if (!d.ok()) return;
+      if (d->truncated) truncated_seen = true;
+      if (!(*pc)->WriteTo(std::string_view(buf.data(), d->size), d->from).ok()) return;
+      echoed.fetch_add(1);
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return port.load() != 0; }));
+  ASSERT_NE(port.load(), 1) << "Listen failed";
+  int fd = Client(port.load());
+  const std::string big = Pattern(65507, 4);
+  int buf = 1 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+  ASSERT_EQ(send(fd, "a", 1, 0), 1);
+  EXPECT_EQ(Receive(fd), "a");
+  ASSERT_EQ(send(fd, std::string(1000, 'b').data(), 1000, 0), 1000);
+  EXPECT_EQ(Receive(fd), std::string(1000, 'b'));
+  ASSERT_EQ(send(fd, big.data(), big.size(), 0), 65507);
+  EXPECT_TRUE(Receive(fd) == big);
+  ASSERT_EQ(send(fd, "c", 1, 0), 1);
+  EXPECT_EQ(Receive(fd), "c");
+  close(fd);
+  EXPECT_TRUE(WaitFor([&] { return echoed.load() == 4; }));
+  EXPECT_FALSE(truncated_seen.load());
+}
+
+TEST(PacketConnTest, AShortBufferReportsTruncation) {
+  testing::Loops loops;
+  ASSERT_TRUE(loops.status().ok());
+  std::atomic<uint16_t> port{0};
+  PacketConn::Datagram got;
+  absl::Status status = absl::UnknownError("not run");
+  std::atomic<bool> done{false};
+  Spawn(loops.loop(), [&] {
+    auto pc = PacketConn::Listen("udp://127.0.0.1:0");
+    if (!pc.ok()) {
+      status = pc.status();
+      port = 1;
+      done = true;
+      return;
+    }
+    port = (*pc)->LocalAddress().port();
+    char small[16];
+    absl::StatusOr<PacketConn::Datagram> d = (*pc)->ReadFrom(small);
+    status = d.status();
+    if (d.ok()) got = *d;
+    done = true;
+  });
+  ASSERT_TRUE(WaitFor([&] { return port.load() != 0; }));
+  int fd = Client(port.load());
+  ASSERT_EQ(send(fd, std::string(100, 'x').data(), 100, 0), 100);
+  ASSERT_TRUE(WaitFor([&] { return done.load(); }));
+  close(fd);
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(got.size, 16u);
+  EXPECT_TRUE(got.truncated);
+  EXPECT_EQ(got.from.IpToString(), "127.0.0.1");
+}
+
+TEST(PacketConnTest, TheReadDeadlineAndCloseWakeAParkedReader) {
+  testing::Loops loops;
+  ASSERT_TRUE(loops.status().ok());
+  absl::Status by_deadline, by_close;
+  ASSERT_TRUE(loops.Run([&] {
+    auto pc = PacketConn::Listen("udp://127.0.0.1:0");
+    if (!pc.ok()) {
+      by_deadline = pc.status();
+      return;
+    }
+    char buf[64];
+    (*pc)->SetReadDeadline(absl::Now() + absl::Milliseconds(50));
+    by_deadline = (*pc)->ReadFrom(buf).status();
+    (*pc)->SetReadDeadline(absl::InfiniteFuture());
+    PacketConn* raw = pc->get();
+    Spawn([raw] { raw->Close(); });  // runs once this fiber parks
+    by_close = (*pc)->ReadFrom(buf).status();
+  }));
+  EXPECT_TRUE(absl::IsDeadlineExceeded(by_deadline)) << by_deadline;
+  EXPECT_EQ(GetCloseReason(by_close), CloseReason::kClosed) << by_close;
+}
+
+TEST(PacketConnTest, ListenRefusesWhatIsNotUdp) {
+  testing::Loops loops;
+  ASSERT_TRUE(loops.status().ok());
+  absl::Status tcp;
+  ASSERT_TRUE(loops.Run([&] { tcp = PacketConn::Listen("tcp://127.0.0.1:0").status(); }));
+  EXPECT_TRUE(absl::IsInvalidArgument(tcp)) << tcp;
+}
+
+}  // namespace
+}  // namespace netloop::fiber
