@@ -3,7 +3,8 @@
 // buffer, per-connection state only for bytes the socket would not take.
 // No library code: if netloop costs more than this, the difference is ours.
 //
-//   raw_epoll_server --mode=echo|http --port=0   (prints "listening on 127.0.0.1:PORT")
+//   raw_epoll_server --mode=echo|http|udp-echo --port=0
+//   (prints "listening on 127.0.0.1:PORT")
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -135,6 +136,54 @@ size_t AnswerHttp(int ep, int fd, const char* buf, size_t len) {
 
 }  // namespace
 
+// The UDP floor: one socket, level-triggered epoll, recvmmsg of up to 32
+// datagrams into static buffers and one sendmmsg echoing them to their
+// senders.
+int UdpEcho(const char* host, int port) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, host, &addr.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    perror("bind");
+    return 1;
+  }
+  socklen_t alen = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen);
+  printf("listening on %s:%d\n", host, ntohs(addr.sin_port));
+  fflush(stdout);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = fd;
+  epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+  constexpr int kBatch = 32;
+  constexpr size_t kMax = 65536;
+  static char bufs[kBatch][kMax];
+  static mmsghdr msgs[kBatch];
+  static iovec iovs[kBatch];
+  static sockaddr_storage peers[kBatch];
+  while (!stop_requested) {
+    epoll_event out[1];
+    if (epoll_wait(ep, out, 1, 1000) <= 0) continue;
+    for (int i = 0; i < kBatch; ++i) {
+      iovs[i] = {bufs[i], kMax};
+      msgs[i].msg_hdr = {};
+      msgs[i].msg_hdr.msg_name = &peers[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof(peers[i]);
+      msgs[i].msg_hdr.msg_iov = &iovs[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(fd, msgs, kBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) continue;
+    for (int i = 0; i < n; ++i) iovs[i].iov_len = msgs[i].msg_len;
+    sendmmsg(fd, msgs, static_cast<unsigned>(n), MSG_DONTWAIT);
+  }
+  close(fd);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   const char* mode = "echo";
   const char* host = "127.0.0.1";
@@ -154,6 +203,7 @@ int main(int argc, char** argv) {
   sa.sa_handler = OnSignal;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  if (strcmp(mode, "udp-echo") == 0) return UdpEcho(host, port);
 
   int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;

@@ -170,5 +170,25 @@ TEST(DuelTest, StaticFileCellsVerifyEveryLength) {
   }
 }
 
+TEST(DuelTest, UdpCellsVerifyEveryDatagram) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the duel's servers are benchmarks: run in the default build only";
+#endif
+  std::string dir = std::string(getenv("TEST_TMPDIR"));
+  std::string duel = std::string(getenv("TEST_SRCDIR")) + "/netloop/tools/duel/duel";
+  std::string cmd = duel + " --quick --cell-seconds 0.3 --warmup-seconds 0.1 --only udp " +
+                    "--no-pin --out " + dir + "/udp.md --svg " + dir + "/udp.svg";
+  int status = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::stringstream md;
+  md << std::ifstream(dir + "/udp.md").rdbuf();
+  for (const char* server : {"raw epoll (floor)", "netloop callback", "netloop fiber"}) {
+    EXPECT_NE(md.str().find(std::string("| udp echo 1KiB ×50 peers | ") + server + " |"),
+              std::string::npos)
+        << md.str();
+  }
+}
+
 }  // namespace
 }  // namespace netloop::loadgen

@@ -5,7 +5,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -190,9 +192,12 @@ TEST_F(UdpTest, Ipv6Works) {
   EXPECT_EQ(handler_.peers.begin()->rfind("[::1]:", 0), 0u) << *handler_.peers.begin();
 }
 
-TEST(UdpExampleTest, TheExampleServerEchoes) {
-  testing::ServerProcess server("examples/udp_echo/udp_echo",
-                                {"--address", "udp://127.0.0.1:0", "--loops", "2"});
+class UdpExampleTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(UdpExampleTest, TheExampleServerEchoes) {
+  std::vector<std::string> args = {"--address", "udp://127.0.0.1:0", "--loops", "2"};
+  if (GetParam()) args.push_back("--fiber");
+  testing::ServerProcess server("examples/udp_echo/udp_echo", args);
   const std::string uri = server.uri();
   ASSERT_EQ(uri.rfind("udp://", 0), 0u) << uri;
   int fd = Client(uri);
@@ -200,7 +205,15 @@ TEST(UdpExampleTest, TheExampleServerEchoes) {
   ASSERT_EQ(send(fd, msg.data(), msg.size(), 0), 1200);
   EXPECT_TRUE(Receive(fd) == msg);
   close(fd);
+  // Stops cleanly on SIGTERM (the fibers' sockets close, their loops end).
+  const int status = server.Signal(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
+
+INSTANTIATE_TEST_SUITE_P(BothModels, UdpExampleTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Fibers" : "Callbacks";
+                         });
 
 }  // namespace
 }  // namespace netloop

@@ -54,6 +54,7 @@ struct WorkloadSpec {
   bool http;
   bool tls = false;  // HTTPS: the servers of https_servers, the load verifying them
   bool file = false;  // GET /1MiB.bin from file_servers, the length verified
+  bool udp = false;   // datagrams to udp_servers
 };
 
 std::string FindBinary(const std::string& rel, const char* argv0) {
@@ -301,6 +302,29 @@ int main(int argc, char** argv) {
   } else {
     std::fprintf(stderr, "duel: no https rows: openssl could not make a certificate\n");
   }
+  // UDP echo: netloop's UDP example in both models beside a raw floor
+  // (recvmmsg/sendmmsg on one socket).
+  const std::vector<std::string> udp_args = {"--address", "udp://127.0.0.1:0", "--loops", "1"};
+  std::vector<ServerSpec> udp_servers = {
+      {"raw epoll (floor)", with(bin("bench/raw_epoll_server"), {"--mode=udp-echo", "--port=0"}),
+       true},
+      {"netloop callback", with(bin("examples/udp_echo/udp_echo"), udp_args)},
+  };
+  {
+    std::vector<std::string> fiber_args = udp_args;
+    fiber_args.push_back("--fiber");
+    udp_servers.push_back({"netloop fiber", with(bin("examples/udp_echo/udp_echo"), fiber_args),
+                           false, false, "netloop callback"});
+    if (netloop::internal::IoUringAvailable().ok()) {
+      std::vector<std::string> u = udp_args;
+      u.insert(u.end(), {"--backend", "io_uring"});
+      udp_servers.push_back(
+          {"netloop callback io_uring", with(bin("examples/udp_echo/udp_echo"), u)});
+      u.push_back("--fiber");
+      udp_servers.push_back({"netloop fiber io_uring", with(bin("examples/udp_echo/udp_echo"), u),
+                             false, false, "netloop callback io_uring"});
+    }
+  }
   // Static files: netloop's HTTP servers with --root beside nginx with
   // sendfile on, which is the reference here too.
   std::vector<ServerSpec> file_servers;
@@ -362,6 +386,7 @@ int main(int argc, char** argv) {
       {"http plaintext ×50 pipelined 16", Workload::kHttp, 50, 16, true},
       {"https keep-alive ×50", Workload::kHttp, 50, 1, true, /*tls=*/true},
       {"static 1MiB file ×50", Workload::kHttp, 50, 1, true, false, /*file=*/true},
+      {"udp echo 1KiB ×50 peers", Workload::kUdpEcho, 50, 1, false, false, false, /*udp=*/true},
       {absl::StrCat("idle ", idle_conns, " conns"), Workload::kIdle, idle_conns, 1, false},
   };
 
@@ -372,6 +397,7 @@ int main(int argc, char** argv) {
     if ((w.tls && https_servers.empty()) || (w.file && file_servers.empty())) continue;
     const std::vector<ServerSpec>& servers = w.tls    ? https_servers
                                              : w.file ? file_servers
+                                             : w.udp  ? udp_servers
                                              : w.http ? http_servers
                                                       : echo_servers;
     std::map<std::string, std::vector<LoadResult>> results;
@@ -397,6 +423,7 @@ int main(int argc, char** argv) {
         }
         LoadSpec spec;
         spec.address = server->address();
+        if (w.udp) spec.address.replace(0, 3, "udp");  // tcp://127.0.0.1:PORT → udp://
         spec.workload = w.kind;
         spec.connections = w.connections;
         spec.pipeline = w.pipeline;

@@ -1,11 +1,14 @@
 #include "tools/loadgen/load_client.h"
 
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -402,7 +405,109 @@ std::string LoadResult::ToJson() const {
       server_rss_per_connection, errs);
 }
 
+// UDP echo: `connections` connected client sockets, `pipeline` datagrams in
+// flight on each, every reply checked against what was sent (a datagram's
+// first 8 bytes carry its sequence number). A datagram lost on loopback
+// would stall its socket: counted as "udp_lost" at the end.
+absl::StatusOr<LoadResult> RunUdpLoad(const LoadSpec& spec) {
+  absl::StatusOr<NetAddress> target = ParseAddress(spec.address);
+  if (!target.ok()) return target.status();
+  const size_t size = std::max<size_t>(spec.message_size, 8);
+  struct Peer {
+    int fd = -1;
+    uint64_t next_seq = 0;  // to send
+    uint64_t want_seq = 0;  // to receive
+    std::vector<int64_t> sent_at;  // by seq % pipeline
+  };
+  const int pipeline = std::max(1, spec.pipeline);
+  std::vector<Peer> peers(static_cast<size_t>(spec.connections));
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  std::string pattern(size, '\0');
+  for (size_t i = 0; i < size; ++i) pattern[i] = static_cast<char>('a' + i % 26);
+  auto send_one = [&](Peer& p) {
+    std::memcpy(pattern.data(), &p.next_seq, 8);
+    p.sent_at[p.next_seq % pipeline] = MonotonicNanos();
+    ++p.next_seq;
+    return ::send(p.fd, pattern.data(), size, MSG_DONTWAIT) == static_cast<ssize_t>(size);
+  };
+  for (size_t i = 0; i < peers.size(); ++i) {
+    Peer& p = peers[i];
+    p.fd = socket(target->address.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p.fd < 0 || connect(p.fd, target->address.sockaddr_ptr(), target->address.length()) != 0) {
+      return absl::UnavailableError(absl::StrCat("udp socket/connect: ", strerror(errno)));
+    }
+    p.sent_at.resize(static_cast<size_t>(pipeline));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = i;
+    epoll_ctl(ep, EPOLL_CTL_ADD, p.fd, &ev);
+  }
+  for (Peer& p : peers) {
+    for (int k = 0; k < pipeline; ++k) send_one(p);
+  }
+  LoadResult result;
+  std::map<std::string, uint64_t> errors;
+  Histogram latency;
+  uint64_t messages = 0, bytes = 0;
+  std::string buf(size + 64, '\0');
+  bool measuring = false;
+  int64_t cpu0 = 0;
+  const absl::Time start = absl::Now();
+  absl::Time t0 = start + spec.warmup;
+  const absl::Time end = t0 + spec.duration;
+  epoll_event events[64];
+  for (;;) {
+    const absl::Time now = absl::Now();
+    if (!measuring && now >= t0) {
+      measuring = true;
+      cpu0 = ServerCpuNs(spec.server_pids);
+      t0 = now;
+    }
+    if (now >= end) break;
+    int n = epoll_wait(ep, events, 64, 100);
+    for (int e = 0; e < n; ++e) {
+      Peer& p = peers[events[e].data.u64];
+      for (;;) {
+        ssize_t r = ::recv(p.fd, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (r < 0) break;
+        uint64_t seq = 0;
+        if (static_cast<size_t>(r) != size || (std::memcpy(&seq, buf.data(), 8), seq) != p.want_seq ||
+            std::memcmp(buf.data() + 8, pattern.data() + 8, size - 8) != 0) {
+          ++errors["bad_datagram"];
+          continue;
+        }
+        ++p.want_seq;
+        if (measuring) {
+          ++messages;
+          bytes += size;
+          latency.Record(MonotonicNanos() - p.sent_at[seq % pipeline]);
+        }
+        if (!send_one(p)) ++errors["udp_send_failed"];
+      }
+    }
+  }
+  const absl::Time t1 = absl::Now();
+  const int64_t cpu1 = ServerCpuNs(spec.server_pids);
+  for (Peer& p : peers) {
+    if (p.next_seq != p.want_seq + pipeline) ++errors["udp_lost"];
+    ::close(p.fd);
+  }
+  ::close(ep);
+  result.messages = messages;
+  result.bytes = bytes;
+  result.seconds = absl::ToDoubleSeconds(t1 - t0);
+  result.messages_per_second = messages / result.seconds;
+  result.bytes_per_second = bytes / result.seconds;
+  result.server_cpu_seconds = (cpu1 - cpu0) / 1e9;
+  if (messages > 0) result.server_cpu_us_per_message = (cpu1 - cpu0) / 1e3 / messages;
+  result.server_rss_bytes = ServerRss(spec.server_pids);
+  result.latency_ns.Merge(latency);
+  result.errors = std::move(errors);
+  return result;
+}
+
 absl::StatusOr<LoadResult> RunLoad(const LoadSpec& spec) {
+  if (spec.workload == Workload::kUdpEcho) return RunUdpLoad(spec);
   const int loops = std::max(1, spec.threads);
   LoadHandler handler(spec, loops);
   Engine engine;

@@ -1,6 +1,8 @@
 // The load engine behind tools/loadgen and tools/duel, built on netloop's own
 // client side (callback model): echo ping-pong or pipelined, HTTP/1.1
-// keep-alive GETs, or idle connections. Every echoed byte is verified against
+// keep-alive GETs, or idle connections; and UDP echo from `connections`
+// client sockets on one thread (plain sockets and epoll: netloop has no UDP
+// client side yet). Every echoed byte is verified against
 // the pattern sent, so a broken server cannot post a good number.
 #ifndef NETLOOP_TOOLS_LOADGEN_LOAD_CLIENT_H_
 #define NETLOOP_TOOLS_LOADGEN_LOAD_CLIENT_H_
@@ -19,7 +21,7 @@
 
 namespace netloop::loadgen {
 
-enum class Workload { kEcho, kHttp, kIdle };
+enum class Workload { kEcho, kHttp, kIdle, kUdpEcho };
 
 struct LoadSpec {
   std::string address = "tcp://127.0.0.1:9000";

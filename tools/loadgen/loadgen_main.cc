@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   int cpu = -1;
   app.add_option("-a,--address", spec.address, "target, e.g. tcp://127.0.0.1:9000")
       ->capture_default_str();
-  app.add_option("-w,--workload", workload, "echo | http | idle")->capture_default_str();
+  app.add_option("-w,--workload", workload, "echo | http | idle | udp-echo")
+      ->capture_default_str();
   app.add_option("-c,--connections", spec.connections)->capture_default_str();
   app.add_option("-s,--size", spec.message_size, "echo message bytes")->capture_default_str();
   app.add_option("-p,--pipeline", spec.pipeline, "messages in flight per connection")
@@ -61,10 +62,12 @@ int main(int argc, char** argv) {
     spec.workload = netloop::loadgen::Workload::kEcho;
   } else if (workload == "http") {
     spec.workload = netloop::loadgen::Workload::kHttp;
+  } else if (workload == "udp-echo") {
+    spec.workload = netloop::loadgen::Workload::kUdpEcho;
   } else if (workload == "idle") {
     spec.workload = netloop::loadgen::Workload::kIdle;
   } else {
-    std::fprintf(stderr, "--workload must be echo, http or idle\n");
+    std::fprintf(stderr, "--workload must be echo, http, idle or udp-echo\n");
     return 2;
   }
   spec.warmup = absl::Seconds(warmup);
