@@ -16,6 +16,7 @@
 #include "reactor/event_loop.h"
 #include "reactor/logging.h"
 #include "reactor/internal/socket_ops.h"
+#include "reactor/internal/datagram_socket.h"
 #include "reactor/internal/outbound_files.h"
 #include "reactor/internal/sys_io.h"
 #include "reactor/internal/tls_session.h"
@@ -189,6 +190,10 @@ void Conn::DeliverDatagram(std::string_view bytes, const SocketAddress& from, bo
 absl::Status Conn::SendDatagram(std::span<const std::string_view> pieces) {
   if (state_ != State::kOpen) return absl::FailedPreconditionError("the socket is closed");
   if (remote_len_ == 0) return absl::FailedPreconditionError("no datagram to answer");
+  if (datagram_batch_ != nullptr) {
+    datagram_batch_->QueueReply(pieces, reinterpret_cast<const sockaddr*>(&remote_), remote_len_);
+    return absl::OkStatus();
+  }
   iovec iov[kMaxIov];
   int count = 0;
   for (std::string_view p : pieces) {

@@ -41,6 +41,7 @@ class EventLoop;
 namespace internal {
 class Worker;
 class TlsSession;
+class DatagramSocket;
 struct OutboundFiles;
 }
 
@@ -208,7 +209,9 @@ class Conn final : private internal::Stream {
   // handler leaves unread is dropped), RemoteAddress() is its sender, and
   // Write/Writev send one datagram back to that sender, now (a full socket
   // buffer drops it: ResourceExhausted, counted in
-  // EngineStats::udp_send_drops). No OnOpen or OnClose; Close, Detach and
+  // EngineStats::udp_send_drops). Replies written from OnTraffic leave
+  // together with sendmmsg once the received batch has been delivered; a
+  // drop there is only counted. No OnOpen or OnClose; Close, Detach and
   // SendFile do not apply; keep no pointer to it past the callback.
   bool is_datagram() const { return datagram_; }
   // The datagram was longer than Options::udp_max_datagram and was cut.
@@ -358,6 +361,9 @@ class Conn final : private internal::Stream {
   std::unique_ptr<internal::TlsSession> tls_;
   // Files waiting to be sent (SendFile); nullptr when none.
   std::unique_ptr<internal::OutboundFiles> files_;
+  // UDP: while a received batch is delivered, the socket that sends the
+  // replies together after it (else nullptr: a reply goes at once).
+  internal::DatagramSocket* datagram_batch_ = nullptr;
   // IP peers only (28 bytes instead of sockaddr_un's 110: idle memory counts).
   union {
     sockaddr_in v4;

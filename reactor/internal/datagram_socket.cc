@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string_view>
 
 #include "reactor/conn.h"
@@ -67,6 +68,8 @@ void DatagramSocket::OnIoReady(uint32_t events) {
       n = recvmmsg(fd_, headers_.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) return;  // EAGAIN: drained (errors on a UDP socket are per datagram)
+    // Replies written while the batch is delivered leave together after it.
+    worker_->SetDatagramBatch(conn_, this);
     for (int i = 0; i < n && fd_ >= 0; ++i) {
       const msghdr& h = headers_[i].msg_hdr;
       const SocketAddress from(reinterpret_cast<const sockaddr*>(&peers_[i]), h.msg_namelen);
@@ -75,11 +78,62 @@ void DatagramSocket::OnIoReady(uint32_t events) {
                                   headers_[i].msg_len),
           from, (h.msg_flags & MSG_TRUNC) != 0);
     }
+    worker_->SetDatagramBatch(conn_, nullptr);
+    FlushReplies();
     if (static_cast<size_t>(n) < batch_) return;  // the socket is empty
   }
   // Budget spent with datagrams perhaps still queued: edge-triggered, so
   // come back next iteration rather than wait for a new edge.
   worker_->loop().ReinvokeNextIteration(this, events);
+}
+
+void DatagramSocket::QueueReply(std::span<const std::string_view> pieces, const sockaddr* to,
+                                socklen_t to_len) {
+  Reply r;
+  r.offset = reply_bytes_.size();
+  for (std::string_view p : pieces) reply_bytes_.append(p);
+  r.size = reply_bytes_.size() - r.offset;
+  memcpy(&r.to, to, std::min<size_t>(to_len, sizeof(r.to)));
+  r.to_len = to_len;
+  replies_.push_back(r);
+}
+
+void DatagramSocket::FlushReplies() {
+  if (replies_.empty()) return;
+  const size_t count = replies_.size();
+  reply_headers_.resize(count);
+  reply_iovecs_.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    Reply& r = replies_[i];
+    reply_iovecs_[i] = {reply_bytes_.data() + r.offset, r.size};
+    msghdr& h = reply_headers_[i].msg_hdr;
+    memset(&h, 0, sizeof(h));
+    h.msg_name = &r.to;
+    h.msg_namelen = r.to_len;
+    h.msg_iov = &reply_iovecs_[i];
+    h.msg_iovlen = 1;
+  }
+  size_t next = 0;
+  while (next < count && fd_ >= 0) {
+    int n;
+    do {
+      n = sendmmsg(fd_, reply_headers_.data() + next, static_cast<unsigned>(count - next),
+                   MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      next += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+      // The socket's buffer is full: the rest is dropped, as UDP may.
+      for (; next < count; ++next) worker_->CountUdpSendDrop();
+      break;
+    }
+    worker_->CountUdpSendDrop();  // this one failed (EMSGSIZE, unreachable)
+    ++next;
+  }
+  replies_.clear();
+  reply_bytes_.clear();
 }
 
 }  // namespace netloop::internal

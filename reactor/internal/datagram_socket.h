@@ -15,6 +15,9 @@
 #include <sys/socket.h>
 
 #include <memory>
+#include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -45,7 +48,17 @@ class DatagramSocket final : public IoWatcher {
 
   void OnIoReady(uint32_t events) override;
 
+  // Called by the socket's Conn while a received batch is being delivered:
+  // a reply to `to`, sent with the batch's other replies in one sendmmsg
+  // once the batch has been delivered.
+  void QueueReply(std::span<const std::string_view> pieces, const sockaddr* to,
+                  socklen_t to_len);
+
  private:
+  // Sends the queued replies (sendmmsg); what the socket will not take is
+  // dropped and counted, as UDP may.
+  void FlushReplies();
+
   Worker* const worker_;
   int fd_;
   const size_t max_datagram_;
@@ -57,6 +70,18 @@ class DatagramSocket final : public IoWatcher {
   std::vector<mmsghdr> headers_;
   std::vector<iovec> iovecs_;
   std::vector<sockaddr_storage> peers_;
+  // Replies queued during one batch's delivery (bytes copied into one
+  // buffer, reused across batches).
+  struct Reply {
+    size_t offset;
+    size_t size;
+    sockaddr_storage to;
+    socklen_t to_len;
+  };
+  std::string reply_bytes_;
+  std::vector<Reply> replies_;
+  std::vector<mmsghdr> reply_headers_;
+  std::vector<iovec> reply_iovecs_;
 };
 
 }  // namespace netloop::internal

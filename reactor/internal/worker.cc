@@ -167,6 +167,8 @@ void Worker::DatagramSocketClosed(Conn* conn) {
 
 void Worker::DeleteDatagramConn(Conn* conn) { delete conn; }
 
+void Worker::SetDatagramBatch(Conn* conn, DatagramSocket* batch) { conn->datagram_batch_ = batch; }
+
 void Worker::DeliverDatagram(Conn* conn, std::string_view bytes, const SocketAddress& from,
                              bool truncated) {
   conn->DeliverDatagram(bytes, from, truncated);

@@ -59,6 +59,7 @@ class Worker final : public IterationHook {
   void DatagramSocketClosed(Conn* conn);
   void DeliverDatagram(Conn* conn, std::string_view bytes, const SocketAddress& from,
                        bool truncated);
+  void SetDatagramBatch(Conn* conn, DatagramSocket* batch);
   void CountUdpSendDrop() { udp_send_drops_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t udp_send_drops() const { return udp_send_drops_.load(std::memory_order_relaxed); }
   void CloseListeners();
