@@ -183,15 +183,7 @@ absl::StatusOr<size_t> FiberConn::WriteTls(std::string_view data) {
       t.write_error = st;
       return st;
     }
-    t.cipher.clear();
-    t.session->TakeCipher(&t.cipher);
-    t.writing = true;
-    absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
-    t.writing = false;
-    if (!sent.ok()) {
-      t.write_error = sent.status();
-      return sent.status();
-    }
+    if (absl::Status st = SendSealed(); !st.ok()) return st;
     data.remove_prefix(chunk.size());
   }
   // Small writes again after a large one: give its records' room back.
@@ -253,6 +245,17 @@ absl::StatusOr<uint64_t> FiberConn::SendFile(int file_fd, uint64_t offset, uint6
     sent += static_cast<uint64_t>(n);
   }
   return sent;
+}
+
+absl::Status FiberConn::SendSealed() {
+  FiberConnCore::TlsState& t = *core_->tls_;
+  t.cipher.clear();
+  if (t.session->TakeCipher(&t.cipher) == 0) return absl::OkStatus();
+  t.writing = true;
+  absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
+  t.writing = false;
+  if (!sent.ok()) t.write_error = sent.status();  // a record may be cut: sticky
+  return sent.status();
 }
 
 void FiberConn::SendCloseNotify() {
@@ -457,16 +460,7 @@ absl::Status FiberConn::CloseWrite() {
     }
     if (!t.write_error.ok()) return t.write_error;
     t.session->Shutdown();  // close_notify, then the FIN
-    t.cipher.clear();
-    if (t.session->TakeCipher(&t.cipher) > 0) {
-      t.writing = true;
-      absl::StatusOr<size_t> sent = WriteSocket(t.cipher);
-      t.writing = false;
-      if (!sent.ok()) {
-        t.write_error = sent.status();
-        return sent.status();
-      }
-    }
+    if (absl::Status st = SendSealed(); !st.ok()) return st;
     // Closed while the fiber was parked in that send: the fd may be
     // someone else's by now.
     if (core_->closed_) return ClosedError("use of closed connection");

@@ -184,6 +184,9 @@ class FiberConn {
   // Queues close_notify and sends it if the socket takes it at once (a
   // close never waits for a peer).
   void SendCloseNotify();
+  // Sends what the session has sealed (parking as Write does); a failure
+  // is sticky for later writes.
+  absl::Status SendSealed();
   std::shared_ptr<FiberConnCore> core_;
 };
 

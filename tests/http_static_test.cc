@@ -22,22 +22,9 @@
 namespace netloop {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
+using testing::CommandResult;
 
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* p = popen(command.c_str(), "r");
-  if (p == nullptr) return result;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) result.output.append(buf, n);
-  const int status = pclose(p);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using testing::RunCommand;
 
 std::string Root() { return std::string(getenv("TEST_TMPDIR")) + "/www"; }
 

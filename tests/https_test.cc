@@ -16,21 +16,11 @@
 namespace netloop {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
+using testing::CommandResult;
 
+// stdout and stderr of `command`.
 CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return result;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) result.output.append(buf, n);
-  const int status = pclose(p);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+  return testing::RunCommand(command + " 2>&1");
 }
 
 size_t Count(const std::string& text, const std::string& what) {

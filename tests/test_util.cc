@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <sys/time.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "reactor/address.h"
@@ -123,6 +125,18 @@ size_t ReceiveSlopBytesPerConnection() {
 size_t ReceivePoolBytesPerLoop() {
   const Options o;
   return TestingIoUring() ? o.uring_buffer_count * o.uring_buffer_size : 0;
+}
+
+CommandResult RunCommand(const std::string& command) {
+  CommandResult result;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) result.output.append(buf, n);
+  const int status = pclose(p);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
 }
 
 }  // namespace netloop::testing

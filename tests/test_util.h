@@ -37,6 +37,13 @@ int OpenDescriptorsOf(int pid);
 bool TestingIoUring();
 size_t ReceiveSlopBytesPerConnection();
 size_t ReceivePoolBytesPerLoop();
+// Runs a shell command; its stdout and its exit code (-1 if it did not
+// exit normally). Add "2>&1" to the command for stderr too.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+CommandResult RunCommand(const std::string& command);
 // Waits (bounded) until pred() holds; false on timeout.
 template <typename Pred>
 bool WaitFor(Pred pred, int timeout_ms = 10000);

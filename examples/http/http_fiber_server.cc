@@ -143,18 +143,8 @@ int main(int argc, char** argv) {
   std::optional<netloop::Options> options =
       netloop::examples::OptionsOrReport(flags, "http_fiber_server");
   if (!options) return 2;
-  absl::StatusOr<std::shared_ptr<const netloop::tls::Context>> tls =
-      netloop::examples::TlsContextFromFlags(http_flags);
-  if (!tls.ok()) {
-    std::fprintf(stderr, "http_fiber_server: %s\n", tls.status().ToString().c_str());
-    return 2;
-  }
-  options->tls = *std::move(tls);
-  std::string root_error;
-  const std::unique_ptr<netloop::http::StaticRoot> root =
-      netloop::examples::RootFromFlags(http_flags, &root_error);
-  if (!http_flags.root.empty() && root == nullptr) {
-    std::fprintf(stderr, "%s: --root %s\n", "http_fiber_server", root_error.c_str());
+  std::unique_ptr<netloop::http::StaticRoot> root;
+  if (!netloop::examples::ApplyHttpServerFlags(http_flags, "http_fiber_server", &*options, &root)) {
     return 2;
   }
   // The fiber applies the idle timeout itself, as read and write deadlines.

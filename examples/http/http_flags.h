@@ -5,12 +5,14 @@
 #ifndef NETLOOP_EXAMPLES_HTTP_HTTP_FLAGS_H_
 #define NETLOOP_EXAMPLES_HTTP_HTTP_FLAGS_H_
 
+#include <cstdio>
 #include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "examples/http/static_files.h"
+#include "reactor/options.h"
 #include "reactor/tls.h"
 
 namespace netloop::examples {
@@ -47,6 +49,25 @@ inline absl::StatusOr<std::shared_ptr<const tls::Context>> TlsContextFromFlags(
   config.certificate = {f.cert_file, f.key_file};
   config.alpn = {"http/1.1"};
   return tls::Context::NewServer(config);
+}
+
+// Applies the flags: Options::tls, and the --root directory into *root.
+// False (after printing why, prefixed by `who`) when they cannot be honoured.
+inline bool ApplyHttpServerFlags(const HttpServerFlags& f, const char* who, Options* options,
+                                 std::unique_ptr<http::StaticRoot>* root) {
+  absl::StatusOr<std::shared_ptr<const tls::Context>> tls = TlsContextFromFlags(f);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "%s: %s\n", who, tls.status().ToString().c_str());
+    return false;
+  }
+  options->tls = *std::move(tls);
+  std::string error;
+  *root = RootFromFlags(f, &error);
+  if (!f.root.empty() && *root == nullptr) {
+    std::fprintf(stderr, "%s: --root %s\n", who, error.c_str());
+    return false;
+  }
+  return true;
 }
 
 }  // namespace netloop::examples

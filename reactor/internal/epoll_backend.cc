@@ -152,17 +152,8 @@ class EpollBackend final : public Backend {
   }
 
   long SendFile(Stream* s, int file_fd, uint64_t* offset, size_t count) override {
-    off_t off = static_cast<off_t>(*offset);
-    ssize_t n;
-    do {
-      n = SysSendFile(s->fd_, file_fd, &off, count);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-      *offset = static_cast<uint64_t>(off);
-      return n;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return kSendAgain;
-    return -errno;
+    const long n = SendFileOnce(s->fd_, file_fd, offset, count);
+    return n == -EAGAIN ? kSendAgain : n;
   }
 
   bool SendInFlight(const Stream*) const override { return false; }

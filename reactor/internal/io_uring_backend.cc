@@ -413,17 +413,8 @@ class IoUringBackend final : public Backend {
     // none of the stream's sends is queued or in flight, which it would
     // otherwise overtake.
     if (s->io_flags_ & (kSendBusy | kDead)) return kSendPending;
-    off_t off = static_cast<off_t>(*offset);
-    ssize_t n;
-    do {
-      n = SysSendFile(s->fd_, file_fd, &off, count);
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-      *offset = static_cast<uint64_t>(off);
-      return n;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return kSendAgain;
-    return -errno;
+    const long n = SendFileOnce(s->fd_, file_fd, offset, count);
+    return n == -EAGAIN ? kSendAgain : n;
   }
 
   bool SendInFlight(const Stream* s) const override { return s->io_flags_ & kSendBusy; }

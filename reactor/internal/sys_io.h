@@ -10,11 +10,14 @@
 #ifndef NETLOOP_REACTOR_INTERNAL_SYS_IO_H_
 #define NETLOOP_REACTOR_INTERNAL_SYS_IO_H_
 
+#include <errno.h>
 #include <netdb.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <cstdint>
 
 namespace netloop::internal {
 
@@ -62,6 +65,19 @@ inline bool LastReadWasShortened() { return false; }
 // Not injected (yet): sendfile from a file to a socket.
 inline ssize_t SysSendFile(int socket_fd, int file_fd, off_t* offset, size_t count) {
   return ::sendfile(socket_fd, file_fd, offset, count);
+}
+
+// One non-blocking sendfile, EINTR retried, *offset advanced: the bytes
+// sent, or -errno (-EAGAIN when the socket is full).
+inline long SendFileOnce(int socket_fd, int file_fd, uint64_t* offset, size_t count) {
+  off_t off = static_cast<off_t>(*offset);
+  ssize_t n;
+  do {
+    n = SysSendFile(socket_fd, file_fd, &off, count);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -(errno == EWOULDBLOCK ? EAGAIN : errno);
+  *offset = static_cast<uint64_t>(off);
+  return n;
 }
 
 }  // namespace netloop::internal
