@@ -3,8 +3,12 @@
 // it must (a wrong host name, an untrusted chain, garbage, a truncated or
 // silent handshake) without opening a connection for it, and ends with
 // close_notify.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -283,6 +287,90 @@ TEST_F(TlsServerTest, SClientsRenegotiationIsRefused) {
                                "R\\nbye\\n", /*interactive=*/true);
   EXPECT_NE(out.find("RENEGOTIATING"), std::string::npos) << out;
   EXPECT_EQ(out.find("bye\n"), std::string::npos) << out;
+}
+
+// A netloop TLS client against `openssl s_server -rev` (which answers each
+// line reversed): the client verifies OpenSSL's server like any other,
+// offers ALPN, and gets its bytes back transformed.
+class ReverseClient : public EventHandler {
+ public:
+  Action OnOpen(Conn& conn) override {
+    EXPECT_TRUE(conn.Write("hello netloop\n").ok());
+    std::lock_guard<std::mutex> lock(mu);
+    info = conn.TlsInfo();
+    return Action::kNone;
+  }
+  Action OnTraffic(Conn& conn) override {
+    std::lock_guard<std::mutex> lock(mu);
+    conn.Next().AppendTo(&received);
+    return received.find('\n') != std::string::npos ? Action::kClose : Action::kNone;
+  }
+  void OnClose(Conn&, const absl::Status& r) override {
+    std::lock_guard<std::mutex> lock(mu);
+    reason = r;
+    closed = true;
+  }
+  std::mutex mu;
+  std::string received;
+  tls::SessionInfo info;
+  absl::Status reason;
+  bool closed = false;
+};
+
+TEST(TlsInteropTest, ANetloopClientTalksToOpensslSServer) {
+  const auto& certs = testing::MakeTestCertificates();
+  ASSERT_TRUE(certs.has_value());
+  // A free port for s_server (bound, read, released).
+  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string port = std::to_string(ntohs(a.sin_port));
+  close(probe);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execlp("openssl", "openssl", "s_server", "-accept", ("127.0.0.1:" + port).c_str(), "-cert",
+           certs->leaf.c_str(), "-key", certs->leaf_key.c_str(), "-rev", "-quiet", "-alpn",
+           "h2,http/1.1", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  const std::string uri = "tcp://127.0.0.1:" + port;
+  EXPECT_TRUE(WaitFor([&] {
+    int fd = Connect(uri, 1);
+    if (fd < 0) return false;
+    close(fd);
+    return true;
+  }));
+  tls::ClientConfig cc;
+  cc.ca_file = certs->ca;
+  cc.alpn = {"http/1.1"};
+  auto ctx = tls::Context::NewClient(cc);
+  ASSERT_TRUE(ctx.ok());
+  ReverseClient h;
+  Engine engine;
+  Options o;
+  o.loops = 1;
+  ASSERT_TRUE(engine.Start(h, {}, o).ok());
+  DialOptions dial;
+  dial.tls = *ctx;
+  dial.server_name = "localhost";
+  ASSERT_TRUE(engine.Dial(uri, dial).ok());
+  EXPECT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(h.mu);
+    return h.closed;
+  }));
+  engine.Stop(absl::Now() + absl::Seconds(5));
+  EXPECT_TRUE(engine.Wait().ok());
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  std::lock_guard<std::mutex> lock(h.mu);
+  EXPECT_EQ(h.received, "poolten olleh\n") << h.reason;  // "hello netloop", reversed
+  EXPECT_EQ(h.info.alpn, "http/1.1");
+  EXPECT_EQ(h.info.version, "TLSv1.3");
 }
 
 // A client that sends 2 MiB and then close_notify (ShutdownWrite) to a
