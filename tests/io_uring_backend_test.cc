@@ -1,8 +1,11 @@
 // What only a completion backend can get wrong: operations in flight when a
 // connection closes or the engine stops, a provided-buffer ring that runs
-// dry, multishot receives the kernel ends. The engine is asked for io_uring
+// dry, multishot receives the kernel ends, UDP sockets the backend receives
+// on and sends from itself. The engine is asked for io_uring
 // explicitly; the test is skipped (saying why) where io_uring cannot work.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -301,6 +304,126 @@ TEST_F(IoUringTest, PeersThatNeverReadCannotHoldTheReceiveBuffers) {
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 25; }));
   engine.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(engine.Wait().ok());
+}
+
+// A UDP socket served by the backend itself, driven here the way a loop
+// drives it (this thread is the loop thread). Echoes each datagram with
+// SendDatagram and keeps what it was shown.
+class DatagramEcho : public internal::DatagramSink {
+ public:
+  explicit DatagramEcho(internal::Backend* backend) : backend_(backend) {}
+  void OnDatagram(std::string_view bytes, const sockaddr* from, socklen_t from_len,
+                  bool truncated) override {
+    got.emplace_back(bytes);
+    truncations.push_back(truncated);
+    senders.push_back(from_len == sizeof(sockaddr_in)
+                          ? ntohs(reinterpret_cast<const sockaddr_in*>(from)->sin_port)
+                          : 0);
+    std::string_view pieces[] = {bytes.substr(0, 1), bytes.substr(std::min<size_t>(1, bytes.size()))};
+    EXPECT_TRUE(backend_->SendDatagram(this, pieces, from, from_len));
+  }
+  void OnDatagramSendFailed(int err) override { send_failures.push_back(err); }
+  std::vector<std::string> got;
+  std::vector<bool> truncations;
+  std::vector<uint16_t> senders;
+  std::vector<int> send_failures;
+
+ private:
+  internal::Backend* backend_;
+};
+
+int BoundUdpSocket(uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+// 100 datagrams wait before the first submission, for a socket with 8
+// buffers: the multishot recvmsg takes 8, ends (ENOBUFS), and is armed again
+// until all are in, in order, each with its sender; one longer than
+// max_datagram is cut and says so; every echo leaves through SendDatagram;
+// a send the kernel refuses reaches OnDatagramSendFailed; after
+// StopReceivingDatagrams nothing more is delivered.
+TEST_F(IoUringTest, DatagramsReceivedAndSentByTheBackendItself) {
+  internal::BackendOptions bo;
+  bo.kind = BackendKind::kIoUring;
+  auto made = internal::NewIoUringBackend(bo);
+  ASSERT_TRUE(made.ok()) << made.status();
+  internal::Backend& backend = **made;
+  backend.StartOnLoopThread();
+
+  uint16_t server_port = 0, client_port = 0;
+  const int server = BoundUdpSocket(&server_port);
+  const int client = BoundUdpSocket(&client_port);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(server_port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+
+  DatagramEcho sink(&backend);
+  ASSERT_TRUE(backend.StartReceivingDatagrams(server, &sink, /*max_datagram=*/1000,
+                                              /*batch=*/8).ok());
+  constexpr int kCount = 100;
+  std::vector<std::string> sent;
+  for (int i = 0; i < kCount; ++i) {
+    sent.push_back("datagram " + std::to_string(i));
+    ASSERT_EQ(send(client, sent.back().data(), sent.back().size(), 0),
+              static_cast<ssize_t>(sent.back().size()));
+  }
+  sent.push_back(std::string(1500, 'L'));  // cut to 1000
+  ASSERT_EQ(send(client, sent.back().data(), sent.back().size(), 0), 1500);
+
+  for (int round = 0; round < 1000 && sink.got.size() < sent.size(); ++round) {
+    backend.Poll(100'000'000);
+  }
+  ASSERT_EQ(sink.got.size(), sent.size());
+  for (int i = 0; i < kCount; ++i) {
+    EXPECT_EQ(sink.got[i], sent[i]);
+    EXPECT_FALSE(sink.truncations[i]);
+    EXPECT_EQ(sink.senders[i], client_port);
+  }
+  EXPECT_EQ(sink.got.back(), std::string(1000, 'L'));
+  EXPECT_TRUE(sink.truncations.back());
+
+  backend.Poll(0);  // the last echoes go out with this submission
+  for (size_t i = 0; i < sent.size(); ++i) {
+    pollfd p{client, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 10'000), 1) << "echo " << i << " missing";
+    char buf[2000];
+    const ssize_t n = recv(client, buf, sizeof(buf), 0);
+    ASSERT_GT(n, 0);
+    EXPECT_EQ(std::string(buf, static_cast<size_t>(n)),
+              i < static_cast<size_t>(kCount) ? sent[i] : std::string(1000, 'L'));
+  }
+  EXPECT_TRUE(sink.send_failures.empty());
+
+  // An IPv6 destination for an IPv4 socket: the kernel refuses the send.
+  sockaddr_in6 v6{};
+  v6.sin6_family = AF_INET6;
+  v6.sin6_port = htons(client_port);
+  v6.sin6_addr = in6addr_loopback;
+  std::string_view one[] = {"x"};
+  ASSERT_TRUE(backend.SendDatagram(&sink, one, reinterpret_cast<sockaddr*>(&v6), sizeof(v6)));
+  for (int round = 0; round < 100 && sink.send_failures.empty(); ++round) {
+    backend.Poll(100'000'000);
+  }
+  ASSERT_EQ(sink.send_failures.size(), 1u);
+
+  backend.StopReceivingDatagrams(server, &sink);
+  close(server);
+  ASSERT_EQ(send(client, "late", 4, 0), 4);  // refused: nobody is bound now
+  const size_t before = sink.got.size();
+  for (int round = 0; round < 5; ++round) backend.Poll(10'000'000);
+  EXPECT_EQ(sink.got.size(), before);
+  EXPECT_FALSE(backend.SendDatagram(&sink, one, reinterpret_cast<sockaddr*>(&to), sizeof(to)));
+  close(client);
 }
 
 }  // namespace

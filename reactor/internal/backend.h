@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -123,6 +124,22 @@ class AcceptSink {
 
  protected:
   ~AcceptSink() = default;
+};
+
+// A UDP socket's owner (DatagramSocket), when its backend receives and sends
+// datagrams itself (see Backend::StartReceivingDatagrams).
+class DatagramSink {
+ public:
+  // One datagram from `from`: `bytes` lies in a backend buffer and is valid
+  // until this returns; `truncated` says it was longer than max_datagram.
+  virtual void OnDatagram(std::string_view bytes, const sockaddr* from, socklen_t from_len,
+                          bool truncated) = 0;
+  // A datagram queued with Backend::SendDatagram was not sent (`err`: a
+  // full send buffer, unreachable, too long). UDP may drop; the sink counts.
+  virtual void OnDatagramSendFailed(int err) = 0;
+
+ protected:
+  ~DatagramSink() = default;
 };
 
 // One operation a completion backend runs on behalf of a fiber (FiberConn):
@@ -292,6 +309,39 @@ class Backend {
   // closes the fd.
   virtual void StopAccepting(int fd, AcceptSink* sink) = 0;
 
+  // ---- Datagram sockets (UDP). ----
+  // A completion backend receives on `fd` itself: a multishot recvmsg into
+  // buffers of the socket's own (`max_datagram` payload bytes each, `batch`
+  // of them; pages are touched only as datagrams fill them), each datagram
+  // reported to `sink`. Unimplemented on readiness backends: the owner then
+  // watches the socket and reads with recvmmsg.
+  virtual absl::Status StartReceivingDatagrams(int fd, DatagramSink* sink, size_t max_datagram,
+                                               size_t batch) {
+    (void)fd;
+    (void)sink;
+    (void)max_datagram;
+    (void)batch;
+    return absl::UnimplementedError("datagrams through readiness");
+  }
+  // After this, `sink` hears nothing more and may be freed; the caller
+  // closes the fd.
+  virtual void StopReceivingDatagrams(int fd, DatagramSink* sink) {
+    (void)fd;
+    (void)sink;
+  }
+  // Sockets given to StartReceivingDatagrams only: queues one datagram to
+  // `to` (the pieces' bytes are copied) for the loop's next submission, so
+  // the replies of one round leave with it, as sendmmsg would send them.
+  // False when it cannot be queued (too many in flight): the caller drops
+  // it. A send that fails later reaches sink->OnDatagramSendFailed.
+  virtual bool SendDatagram(DatagramSink* sink, std::span<const std::string_view> pieces,
+                            const sockaddr* to, socklen_t to_len) {
+    (void)sink;
+    (void)pieces;
+    (void)to;
+    (void)to_len;
+    return false;
+  }
 };
 
 struct BackendOptions {

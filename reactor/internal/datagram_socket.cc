@@ -33,12 +33,23 @@ DatagramSocket::~DatagramSocket() {
 }
 
 absl::Status DatagramSocket::Watch() {
+  absl::Status served =
+      worker_->loop().backend().StartReceivingDatagrams(fd_, this, max_datagram_, batch_);
+  if (served.ok()) {
+    backend_served_ = true;
+    return served;
+  }
+  if (!absl::IsUnimplemented(served)) return served;
   return worker_->loop().Watch(fd_, kIoReadable | kIoEdgeTriggered, this);
 }
 
 void DatagramSocket::Close() {
   if (fd_ < 0) return;
-  (void)worker_->loop().Unwatch(fd_, this);
+  if (backend_served_) {
+    worker_->loop().backend().StopReceivingDatagrams(fd_, this);
+  } else {
+    (void)worker_->loop().Unwatch(fd_, this);
+  }
   ::close(fd_);
   fd_ = -1;
   worker_->DatagramSocketClosed(conn_);
@@ -87,8 +98,24 @@ void DatagramSocket::OnIoReady(uint32_t events) {
   worker_->loop().ReinvokeNextIteration(this, events);
 }
 
+void DatagramSocket::OnDatagram(std::string_view bytes, const sockaddr* from,
+                                socklen_t from_len, bool truncated) {
+  if (fd_ < 0) return;
+  worker_->SetDatagramBatch(conn_, this);
+  worker_->DeliverDatagram(conn_, bytes, SocketAddress(from, from_len), truncated);
+  worker_->SetDatagramBatch(conn_, nullptr);
+}
+
+void DatagramSocket::OnDatagramSendFailed(int) { worker_->CountUdpSendDrop(); }
+
 void DatagramSocket::QueueReply(std::span<const std::string_view> pieces, const sockaddr* to,
                                 socklen_t to_len) {
+  if (backend_served_) {
+    if (!worker_->loop().backend().SendDatagram(this, pieces, to, to_len)) {
+      worker_->CountUdpSendDrop();
+    }
+    return;
+  }
   Reply r;
   r.offset = reply_bytes_.size();
   for (std::string_view p : pieces) reply_bytes_.append(p);

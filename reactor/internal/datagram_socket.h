@@ -4,9 +4,11 @@
 // Datagrams are read in batches with recvmmsg and shown to the handler one
 // at a time through the socket's datagram Conn (Conn::is_datagram).
 //
-// Both backends serve it through readiness (EventLoop::Watch): io_uring's
-// multishot recvmsg with a provided-buffer group of its own is the
-// completion-native way, not built yet.
+// On epoll the socket is watched (EventLoop::Watch) and read with recvmmsg
+// in batches; replies written while a batch is delivered leave together in
+// one sendmmsg. On io_uring the backend receives itself (a multishot recvmsg
+// into buffers of the socket's own, Backend::StartReceivingDatagrams) and
+// each reply is a SENDMSG in the loop's next submission.
 //
 // Loop thread only, after construction.
 #ifndef NETLOOP_REACTOR_INTERNAL_DATAGRAM_SOCKET_H_
@@ -22,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "reactor/address.h"
+#include "reactor/internal/backend.h"
 #include "reactor/io_watcher.h"
 
 namespace netloop {
@@ -33,7 +36,7 @@ namespace netloop::internal {
 
 class Worker;
 
-class DatagramSocket final : public IoWatcher {
+class DatagramSocket final : public IoWatcher, public DatagramSink {
  public:
   // Takes `fd` (bound, non-blocking). `max_datagram` bytes are read per
   // datagram (a longer one is truncated and says so), `batch` per recvmmsg.
@@ -42,11 +45,18 @@ class DatagramSocket final : public IoWatcher {
   DatagramSocket(const DatagramSocket&) = delete;
   DatagramSocket& operator=(const DatagramSocket&) = delete;
 
+  // Starts receiving: through the backend when it serves datagrams itself,
+  // through readiness otherwise.
   absl::Status Watch();
   // Stops reading and closes the socket (engine stop). Idempotent.
   void Close();
 
+  // Readiness (epoll).
   void OnIoReady(uint32_t events) override;
+  // The backend's own receives and sends (io_uring).
+  void OnDatagram(std::string_view bytes, const sockaddr* from, socklen_t from_len,
+                  bool truncated) override;
+  void OnDatagramSendFailed(int err) override;
 
   // Called by the socket's Conn while a received batch is being delivered:
   // a reply to `to`, sent with the batch's other replies in one sendmmsg
@@ -64,6 +74,7 @@ class DatagramSocket final : public IoWatcher {
   const size_t max_datagram_;
   const size_t batch_;
   Conn* conn_;  // owned: the handler's view of this socket
+  bool backend_served_ = false;  // the backend receives and sends (io_uring)
   // recvmmsg's batch: allocated on the first datagram (an engine that never
   // receives one pays nothing), pages touched only as datagrams fill them.
   std::unique_ptr<char[]> buffers_;

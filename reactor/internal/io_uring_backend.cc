@@ -13,6 +13,10 @@
 // - Fibers (FiberConn) submit one-shot Operations: a receive straight into
 //   the fiber's buffer (or a provided one, for ReadView) and a send of the
 //   fiber's bytes, each completing to the parked fiber.
+// - UDP sockets receive with one multishot recvmsg each, into a buffer ring
+//   (and buffer group) of the socket's own sized for its largest datagram;
+//   replies are SENDMSG operations with their own storage, so a round's
+//   replies leave in the loop's one submission, as sendmmsg would send them.
 // - Listeners use multishot accept. Plain watchers (the wake-up eventfd,
 //   fiber pollDescs) use multishot polls.
 // - One submit per loop iteration: Poll submits everything queued since the
@@ -59,7 +63,7 @@ constexpr uint64_t kOpRecv = 1;
 constexpr uint64_t kOpSend = 2;
 constexpr uint64_t kOpConnect = 3;
 constexpr uint64_t kOpPoll = 4;  // (slot << 32) | (generation << 3) | tag
-constexpr uint64_t kOpAccept = 5;
+constexpr uint64_t kOpSocket = 5;  // a SocketReg: accept, datagram receive or send
 constexpr uint64_t kOpCancel = 6;  // (index into cancels_ << 3) | tag
 constexpr uint64_t kOpFiber = 7;   // an Operation (FiberConn)
 constexpr uint64_t kTagMask = 7;
@@ -79,7 +83,9 @@ constexpr uint8_t kReturnAfterSend = 2;    // ... and goes back when its send co
 
 constexpr unsigned kSqEntries = 1024;
 constexpr unsigned kCqEntries = 8192;
-constexpr int kBufferGroup = 0;
+constexpr int kBufferGroup = 0;  // streams' and fibers' receives; UDP sockets get 1, 2, ...
+// Datagram sends queued or in flight per loop; beyond this UDP drops.
+constexpr size_t kMaxDatagramSends = 4096;
 
 uint64_t Tag(const void* p, uint64_t tag) { return reinterpret_cast<uint64_t>(p) | tag; }
 
@@ -185,6 +191,16 @@ class IoUringBackend final : public Backend {
     for (const io_uring_sqe& staged : staged_) *Sqe() = staged;
     staged_.clear();
     staged_.shrink_to_fit();
+    for (auto& reg : datagrams_) {
+      if (reg->dead) continue;
+      if (absl::Status st = RegisterDatagramBuffers(reg.get()); !st.ok()) {
+        NETLOOP_LOG(kError) << "udp socket not served: " << st.message();
+        reg->dead = true;
+        reg->sink = nullptr;
+        continue;
+      }
+      ArmDatagramReceive(reg.get());
+    }
   }
 
   const char* name() const override { return "io_uring"; }
@@ -307,6 +323,7 @@ class IoUringBackend final : public Backend {
     }
     FlushRecycled();
     ReapAccepts();
+    if (!datagrams_.empty()) ReapDatagramSockets();
     RetryCancels();
     return dispatched;
   }
@@ -641,12 +658,112 @@ class IoUringBackend final : public Backend {
       if (reg->fd == fd && reg->sink == sink && !reg->dead) {
         reg->dead = true;
         reg->sink = nullptr;
-        if (reg->armed) Cancel(Tag(reg.get(), kOpAccept));
+        if (reg->armed) Cancel(Tag(reg.get(), kOpSocket));
       }
     }
     SubmitNow();  // before the caller closes the fd
     // Freed by Poll once the final completion came (the sink may be calling
     // from inside a completion of this very registration).
+  }
+
+  // ---------------------------------------------------------- datagrams
+
+  absl::Status StartReceivingDatagrams(int fd, DatagramSink* sink, size_t max_datagram,
+                                       size_t batch) override {
+    auto reg = std::make_unique<DatagramReg>();
+    reg->fd = fd;
+    reg->sink = sink;
+    // recvmsg writes a header, the sender's name, then the payload, all in
+    // the one buffer.
+    const size_t size = sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage) +
+                        std::max<size_t>(max_datagram, 1);
+    // Rounded up so every buffer's header is aligned; the slack is not
+    // shown (max_payload).
+    reg->buffer_size = static_cast<unsigned>((size + 63) & ~size_t{63});
+    reg->max_payload = std::max<size_t>(max_datagram, 1);
+    reg->count = static_cast<unsigned>(std::bit_ceil(std::clamp<size_t>(batch, 8, 4096)));
+    reg->ring_bytes = (sizeof(io_uring_buf) * reg->count + 4095) & ~size_t{4095};
+    void* mem = mmap(nullptr, reg->ring_bytes, PROT_READ | PROT_WRITE,
+                     MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(datagram buffer ring)");
+    reg->ring = static_cast<io_uring_buf_ring*>(mem);
+    mem = mmap(nullptr, static_cast<size_t>(reg->buffer_size) * reg->count,
+               PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(datagram buffers)");
+    reg->buffers = static_cast<char*>(mem);
+    io_uring_buf_ring_init(reg->ring);
+    const int mask = io_uring_buf_ring_mask(reg->count);
+    for (unsigned i = 0; i < reg->count; ++i) {
+      io_uring_buf_ring_add(reg->ring, reg->BufferAt(i), reg->buffer_size,
+                            static_cast<uint16_t>(i), mask, static_cast<int>(i));
+    }
+    io_uring_buf_ring_advance(reg->ring, static_cast<int>(reg->count));
+    if (!free_groups_.empty()) {
+      reg->group = free_groups_.back();
+      free_groups_.pop_back();
+    } else {
+      reg->group = next_group_++;
+    }
+    reg->header.msg_namelen = sizeof(sockaddr_storage);
+    DatagramReg* r = reg.get();
+    datagrams_.push_back(std::move(reg));
+    // Before the loop's first Poll the ring does not exist yet: CreateRing
+    // registers the buffers and arms the receive.
+    if (ring_ok_) {
+      if (absl::Status s = RegisterDatagramBuffers(r); !s.ok()) {
+        r->dead = true;
+        r->sink = nullptr;
+        return s;
+      }
+      ArmDatagramReceive(r);
+    }
+    return absl::OkStatus();
+  }
+
+  void StopReceivingDatagrams(int fd, DatagramSink* sink) override {
+    for (auto& reg : datagrams_) {
+      if (reg->fd != fd || reg->sink != sink || reg->dead) continue;
+      reg->dead = true;
+      reg->sink = nullptr;
+      if (reg->armed) Cancel(Tag(reg.get(), kOpSocket));
+    }
+    SubmitNow();  // the queued sends and the cancel reach the kernel before the close
+  }
+
+  bool SendDatagram(DatagramSink* sink, std::span<const std::string_view> pieces,
+                    const sockaddr* to, socklen_t to_len) override {
+    DatagramReg* reg = nullptr;
+    for (auto& r : datagrams_) {
+      if (r->sink == sink && !r->dead) reg = r.get();
+    }
+    if (reg == nullptr || to_len > sizeof(sockaddr_storage)) return false;
+    DatagramSend* send;
+    if (!free_datagram_sends_.empty()) {
+      send = free_datagram_sends_.back();
+      free_datagram_sends_.pop_back();
+    } else if (datagram_sends_.size() < kMaxDatagramSends) {
+      datagram_sends_.push_back(std::make_unique<DatagramSend>());
+      send = datagram_sends_.back().get();
+    } else {
+      return false;
+    }
+    send->socket = reg;
+    ++reg->sends;
+    send->bytes.clear();
+    for (std::string_view p : pieces) send->bytes.append(p.data(), p.size());
+    memcpy(&send->to, to, to_len);
+    send->iov = {send->bytes.data(), send->bytes.size()};
+    send->header = {};
+    send->header.msg_name = &send->to;
+    send->header.msg_namelen = to_len;
+    send->header.msg_iov = &send->iov;
+    send->header.msg_iovlen = 1;
+    io_uring_sqe* sqe = Sqe();
+    // MSG_DONTWAIT: a full send buffer fails the datagram now (dropped and
+    // counted, as sendmmsg's caller does) instead of parking it in the ring.
+    io_uring_prep_sendmsg(sqe, reg->fd, &send->header, MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, Tag(send, kOpSocket));
+    return true;
   }
 
  private:
@@ -657,11 +774,54 @@ class IoUringBackend final : public Backend {
     uint32_t generation = 0;
     bool in_flight = false;
   };
-  struct AcceptReg {
+  // What a kOpSocket completion points at.
+  struct SocketReg {
+    enum class Kind : uint8_t { kAccept, kDatagramReceive, kDatagramSend };
+    explicit SocketReg(Kind k) : kind(k) {}
+    const Kind kind;
+  };
+  struct AcceptReg : SocketReg {
+    AcceptReg() : SocketReg(Kind::kAccept) {}
     int fd = -1;
     AcceptSink* sink = nullptr;
     bool armed = false;
     bool dead = false;
+  };
+  // A UDP socket served by StartReceivingDatagrams: its buffer ring (group
+  // `group`) and the multishot recvmsg on it.
+  struct DatagramReg : SocketReg {
+    DatagramReg() : SocketReg(Kind::kDatagramReceive) {}
+    ~DatagramReg() {
+      if (ring != nullptr) munmap(ring, ring_bytes);
+      if (buffers != nullptr) munmap(buffers, static_cast<size_t>(buffer_size) * count);
+    }
+    int fd = -1;
+    DatagramSink* sink = nullptr;
+    uint16_t group = 0;
+    unsigned buffer_size = 0;
+    size_t max_payload = 0;  // Options::udp_max_datagram
+    unsigned count = 0;
+    io_uring_buf_ring* ring = nullptr;
+    size_t ring_bytes = 0;
+    char* buffers = nullptr;
+    msghdr header{};  // what recvmsg keeps per datagram: the sender's name
+    bool registered = false;  // the buffer ring is registered with the io_uring
+    bool armed = false;
+    bool dead = false;
+    size_t sends = 0;  // DatagramSends queued or in flight
+    char* BufferAt(unsigned bid) const {
+      return buffers + static_cast<size_t>(bid) * buffer_size;
+    }
+  };
+  // One queued datagram: its header, address and bytes live here until the
+  // completion (the kernel reads them when it runs the operation).
+  struct DatagramSend : SocketReg {
+    DatagramSend() : SocketReg(Kind::kDatagramSend) {}
+    DatagramReg* socket = nullptr;
+    msghdr header{};
+    iovec iov{};
+    sockaddr_storage to{};
+    std::string bytes;  // capacity kept when the slot is reused
   };
 
   // Whether the driver implements poll (/dev/null does not): epoll knows.
@@ -839,7 +999,7 @@ class IoUringBackend final : public Backend {
   void ArmAccept(AcceptReg* reg) {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_multishot_accept(sqe, reg->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, Tag(reg, kOpAccept));
+    io_uring_sqe_set_data64(sqe, Tag(reg, kOpSocket));
     reg->armed = true;
   }
 
@@ -956,9 +1116,21 @@ class IoUringBackend final : public Backend {
         }
         return;
       }
-      case kOpAccept:
-        OnAccept(reinterpret_cast<AcceptReg*>(data & ~kTagMask), cqe, more);
+      case kOpSocket: {
+        auto* reg = reinterpret_cast<SocketReg*>(data & ~kTagMask);
+        switch (reg->kind) {
+          case SocketReg::Kind::kAccept:
+            OnAccept(static_cast<AcceptReg*>(reg), cqe, more);
+            return;
+          case SocketReg::Kind::kDatagramReceive:
+            OnDatagramReceived(static_cast<DatagramReg*>(reg), cqe, more);
+            return;
+          case SocketReg::Kind::kDatagramSend:
+            OnDatagramSent(static_cast<DatagramSend*>(reg), cqe.res);
+            return;
+        }
         return;
+      }
       case kOpFiber:
         OnOperation(reinterpret_cast<Operation*>(data & ~kTagMask), cqe);
         return;
@@ -1043,7 +1215,7 @@ class IoUringBackend final : public Backend {
           AcceptSink* sink = reg->sink;
           reg->dead = true;
           reg->sink = nullptr;
-          if (reg->armed) Cancel(Tag(reg, kOpAccept));
+          if (reg->armed) Cancel(Tag(reg, kOpSocket));
           sink->OnAcceptFailed(err);
           break;
         }
@@ -1058,6 +1230,84 @@ class IoUringBackend final : public Backend {
                                     return r->dead && !r->armed;
                                   }),
                    accepts_.end());
+  }
+
+  absl::Status RegisterDatagramBuffers(DatagramReg* reg) {
+    io_uring_buf_reg buf_reg;
+    memset(&buf_reg, 0, sizeof(buf_reg));
+    buf_reg.ring_addr = reinterpret_cast<uint64_t>(reg->ring);
+    buf_reg.ring_entries = reg->count;
+    buf_reg.bgid = reg->group;
+    const int rc = io_uring_register_buf_ring(&ring_, &buf_reg, 0);
+    if (rc < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("io_uring: datagram buffer ring: ", strerror(-rc)));
+    }
+    reg->registered = true;
+    return absl::OkStatus();
+  }
+
+  void ArmDatagramReceive(DatagramReg* reg) {
+    io_uring_sqe* sqe = Sqe();
+    io_uring_prep_recvmsg_multishot(sqe, reg->fd, &reg->header, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = reg->group;
+    io_uring_sqe_set_data64(sqe, Tag(reg, kOpSocket));
+    reg->armed = true;
+  }
+
+  void OnDatagramReceived(DatagramReg* reg, const io_uring_cqe& cqe, bool more) {
+    if (!more) reg->armed = false;
+    if (cqe.flags & IORING_CQE_F_BUFFER) {
+      const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
+      char* buffer = reg->BufferAt(bid);
+      if (cqe.res > 0 && reg->sink != nullptr) {
+        io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buffer, cqe.res, &reg->header);
+        if (out != nullptr) {
+          const socklen_t name_len = std::min<socklen_t>(out->namelen, reg->header.msg_namelen);
+          const size_t length = io_uring_recvmsg_payload_length(out, cqe.res, &reg->header);
+          const std::string_view payload(
+              static_cast<const char*>(io_uring_recvmsg_payload(out, &reg->header)),
+              std::min(length, reg->max_payload));
+          reg->sink->OnDatagram(payload,
+                                static_cast<const sockaddr*>(io_uring_recvmsg_name(out)),
+                                name_len,
+                                (out->flags & MSG_TRUNC) != 0 || length > reg->max_payload);
+        }
+      }
+      // Back in the socket's ring at once: the sink has copied what it keeps.
+      io_uring_buf_ring_add(reg->ring, buffer, reg->buffer_size, static_cast<uint16_t>(bid),
+                            io_uring_buf_ring_mask(reg->count), 0);
+      io_uring_buf_ring_advance(reg->ring, 1);
+    } else if (cqe.res < 0 && cqe.res != -ENOBUFS && cqe.res != -ECANCELED &&
+               cqe.res != -EINTR && cqe.res != -EAGAIN && reg->sink != nullptr) {
+      NETLOOP_LOG(kWarning) << "udp receive: " << strerror(-cqe.res);
+    }
+    // Ended by the kernel (its buffers all taken, ENOBUFS, or by choice):
+    // the datagrams wait in the socket's queue until the next submission
+    // re-arms it, by which time this round's buffers are back.
+    if (!reg->armed && !reg->dead) ArmDatagramReceive(reg);
+  }
+
+  void OnDatagramSent(DatagramSend* send, int result) {
+    DatagramReg* reg = send->socket;
+    --reg->sends;
+    send->socket = nullptr;
+    free_datagram_sends_.push_back(send);
+    if (result < 0 && reg->sink != nullptr) reg->sink->OnDatagramSendFailed(-result);
+  }
+
+  void ReapDatagramSockets() {
+    for (size_t i = 0; i < datagrams_.size();) {
+      DatagramReg* reg = datagrams_[i].get();
+      if (!reg->dead || reg->armed || reg->sends > 0) {
+        ++i;
+        continue;
+      }
+      if (reg->registered) io_uring_unregister_buf_ring(&ring_, reg->group);
+      free_groups_.push_back(reg->group);
+      datagrams_.erase(datagrams_.begin() + static_cast<long>(i));
+    }
   }
 
   io_uring ring_;
@@ -1079,6 +1329,11 @@ class IoUringBackend final : public Backend {
   std::vector<uint32_t> free_slots_;
   absl::flat_hash_map<IoWatcher*, uint32_t> by_watcher_;
   std::vector<std::unique_ptr<AcceptReg>> accepts_;
+  std::vector<std::unique_ptr<DatagramReg>> datagrams_;
+  uint16_t next_group_ = kBufferGroup + 1;
+  std::vector<uint16_t> free_groups_;
+  std::vector<std::unique_ptr<DatagramSend>> datagram_sends_;  // every slot made
+  std::vector<DatagramSend*> free_datagram_sends_;
   std::vector<std::pair<Stream*, void*>> retained_;
   // The receive being delivered (OnRecv), for LendDeliveredBuffer.
   Stream* delivering_ = nullptr;
