@@ -10,7 +10,8 @@
 //
 // Thread rules as FiberConn: fibers of the loop it was opened on; one
 // reader and one writer may be parked at once. Both backends serve it
-// through readiness (io_uring's multishot recvmsg is not used yet).
+// through readiness, a recvmsg per ReadFrom as Go's ReadFrom makes (the
+// callback model's UDP is the one io_uring receives for itself).
 #ifndef NETLOOP_FIBERBRIDGE_PACKET_CONN_H_
 #define NETLOOP_FIBERBRIDGE_PACKET_CONN_H_
 
