@@ -260,8 +260,10 @@ absl::Status FiberConn::SendSealed() {
 
 void FiberConn::SendCloseNotify() {
   FiberConnCore& c = *core_;
+  // Not after a failed handshake either: its last flight (the session
+  // tickets that follow a server's handshake) may be what failed to leave.
   if (c.tls_ == nullptr || c.closed_ || c.tls_->writing || !c.tls_->write_error.ok() ||
-      !c.tls_->session->handshake_complete()) {
+      !c.tls_->handshake_error.ok() || !c.tls_->session->handshake_complete()) {
     return;
   }
   c.tls_->session->Shutdown();

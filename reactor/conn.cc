@@ -314,6 +314,7 @@ absl::Status Conn::QueueCloseNotify() {
 }
 
 absl::Status Conn::SendCipher() {
+  if (io_failed_) return BrokenStreamError();  // no record after a lost one
   // While files wait, what the session has to send stays in it: the next
   // file chunk's records follow it out, in the order they were sealed.
   if (files_ != nullptr) return absl::OkStatus();
@@ -483,6 +484,7 @@ absl::Status Conn::Write(std::string_view data) {
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
+  if (io_failed_) return BrokenStreamError();
   if (data.empty()) return absl::OkStatus();
   if (tls_ != nullptr) {
     if (files_ != nullptr) {
@@ -503,6 +505,7 @@ absl::Status Conn::Write(std::string_view data) {
 }
 
 absl::Status Conn::WriteBytes(std::string_view data) {
+  if (io_failed_) return BrokenStreamError();
   if (files_ != nullptr) {
     // Behind a file: waits for it in the queue.
     files_->queue.back().after.append(data);
@@ -541,6 +544,7 @@ absl::Status Conn::Writev(std::span<const std::string_view> pieces) {
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("write on a connection that is not open");
   }
+  if (io_failed_) return BrokenStreamError();
   if (tls_ != nullptr) {
     if (files_ != nullptr) return WritevBytes(pieces);  // plaintext, sealed in its turn
     for (std::string_view p : pieces) {
@@ -641,6 +645,7 @@ absl::Status Conn::Flush() {
 // Sends what the outbound ring holds, as far as the socket takes it. Returns
 // false if the connection failed.
 bool Conn::SendBuffered() {
+  if (io_failed_) return false;
   internal::Backend& b = backend();
   if (b.completion()) {
     // One send in flight at a time; its completion sends the rest.
@@ -713,6 +718,7 @@ absl::Status Conn::SendFile(int file_fd, uint64_t offset, uint64_t length) {
     return absl::FailedPreconditionError(datagram_ ? "SendFile on a datagram socket"
                                                    : "send on a connection that is not open");
   }
+  if (io_failed_) return BrokenStreamError();
   if (length == 0) return absl::OkStatus();
   const int fd = fcntl(file_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return absl::ErrnoToStatus(errno, "SendFile: dup");
@@ -1080,7 +1086,12 @@ void Conn::ShutdownWrite() {
   }
 }
 
+absl::Status Conn::BrokenStreamError() const {
+  return pending_reason_.ok() ? ClosedError() : pending_reason_;
+}
+
 void Conn::FailIo(int err) {
+  io_failed_ = true;
   absl::Status reason = ResetError(err);
   if (in_callback_ > 0) {
     // Closing under a running callback would free what it is using; stop

@@ -290,6 +290,10 @@ class Conn final : private internal::Stream {
   void ApplyAction(int action);
   void CloseNow(absl::Status reason);
   void FailIo(int err);
+  // After a failed send (FailIo) nothing more may leave: the bytes of that
+  // send are lost, so later ones would open a gap in the stream (with TLS,
+  // a record the peer cannot decrypt). The error Write then returns.
+  absl::Status BrokenStreamError() const;
   void UpdateInterest();
   void AfterOutboundGrew();
   void AfterOutboundShrank();
@@ -346,6 +350,7 @@ class Conn final : private internal::Stream {
   bool tls_close_after_files_ : 1 = false;  // TLS: close_notify waits for the files
   bool datagram_ : 1 = false;            // a UDP socket's Conn (is_datagram)
   bool datagram_truncated_ : 1 = false;  // the datagram being shown was cut
+  bool io_failed_ : 1 = false;           // FailIo ran: send nothing more
   uint16_t in_callback_ = 0;
   std::string_view fresh_;  // this read's bytes, still in the loop buffer
   RingBuffer inbound_;

@@ -1,16 +1,20 @@
-// The four example servers (callback and fiber echo, callback and fiber
-// HTTP) run as child processes with faults injected at their syscall
+// The example servers (callback and fiber echo, callback and fiber HTTP,
+// both HTTP servers again serving HTTPS) run as child processes with faults injected at their syscall
 // boundary (NETLOOP_FAULTS in their environment, see
 // reactor/fault_injection.h), for many seeds each. Per seed: every echoed
 // byte matches what was sent, every HTTP response is whole and correct, in
-// order (a connection may end early, never garbled), nothing hangs, and the
-// server survives and exits cleanly on SIGTERM.
+// order (a connection may end early, never garbled: over TLS no record is
+// ever refused by the client), nothing hangs, and the server survives and
+// exits cleanly on SIGTERM.
 //
 //   bazel test //tests:example_faults_test --test_env=NETLOOP_FAULT_SEEDS=2000
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <cstdlib>
 #include <string>
@@ -23,6 +27,7 @@
 #include "tests/echo_exerciser.h"
 #include "tests/server_process.h"
 #include "tests/test_util.h"
+#include "tests/tls_test_certs.h"
 
 namespace netloop {
 namespace {
@@ -44,6 +49,8 @@ struct Server {
   // pollDesc does). Spurious EAGAIN is then off: a socket with data that
   // answers EAGAIN is no fault a kernel makes, and no edge would follow it.
   bool edge;
+  // Serves HTTPS (the test's certificate is added to the arguments).
+  bool tls = false;
 };
 
 std::string PlanFor(uint64_t seed, bool edge) {
@@ -128,10 +135,100 @@ std::string RunHttpClients(const std::string& uri, uint64_t seed, int* good) {
   return "";
 }
 
+// RunHttpClients over TLS: an OpenSSL client that trusts the test CA and
+// verifies "localhost". The connection may be cut (reset, EOF with or
+// without close_notify, at any point of the handshake); what must never
+// happen is a record or handshake message the client refuses, a wrong
+// response, or a hang.
+std::string RunHttpsClients(const std::string& uri, uint64_t seed, const std::string& ca,
+                            int* good) {
+  constexpr int kConns = 3;
+  const int n = 1 + static_cast<int>(seed % 40);
+  std::string requests;
+  for (int i = 0; i < n; ++i) {
+    requests += "GET /plaintext HTTP/1.1\r\nHost: test\r\n";
+    requests += i + 1 == n ? "Connection: close\r\n\r\n" : "\r\n";
+  }
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (ctx == nullptr || SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
+    SSL_CTX_free(ctx);
+    return "client context";
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  // A failure that is the connection being cut, not a protocol error.
+  auto cut = [](int ssl_error) {
+    if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) return true;
+    const unsigned long e = ERR_peek_error();
+    return ssl_error == SSL_ERROR_SSL &&
+           ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+  };
+  std::string failure;
+  for (int c = 0; c < kConns && failure.empty(); ++c) {
+    int fd = testing::Connect(uri);
+    if (fd < 0) {
+      failure = "connect failed";
+      break;
+    }
+    ERR_clear_error();
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    SSL_set1_host(ssl, "localhost");
+    std::string got;
+    int rc = SSL_connect(ssl);
+    if (rc != 1) {
+      const int err = SSL_get_error(ssl, rc);
+      if (errno == EAGAIN && err == SSL_ERROR_SYSCALL) {
+        failure = "hang: the handshake neither finished nor was cut within 10 s";
+      } else if (!cut(err)) {
+        char text[256];
+        ERR_error_string_n(ERR_peek_error(), text, sizeof(text));
+        failure = std::string("handshake refused by the client: ") + text;
+      }
+    } else {
+      size_t sent = 0;
+      while (sent < requests.size()) {
+        const int w = SSL_write(ssl, requests.data() + sent,
+                                static_cast<int>(requests.size() - sent));
+        if (w <= 0) break;  // cut off: read what came before
+        sent += static_cast<size_t>(w);
+      }
+      char buf[16384];
+      for (;;) {
+        ERR_clear_error();
+        const int r = SSL_read(ssl, buf, sizeof(buf));
+        if (r > 0) {
+          got.append(buf, static_cast<size_t>(r));
+          continue;
+        }
+        const int err = SSL_get_error(ssl, r);
+        if (err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          failure = "hang: no response and no close within 10 s";
+        } else if (!cut(err)) {
+          char text[256];
+          ERR_error_string_n(ERR_peek_error(), text, sizeof(text));
+          failure = std::string("a record refused by the client: ") + text;
+        }
+        break;
+      }
+    }
+    SSL_free(ssl);
+    close(fd);
+    if (!failure.empty()) break;
+    const int k = CountGoodResponses(got);
+    if (k < 0) failure = "a malformed or wrong response:\n" + got.substr(0, 512);
+    if (k > n) failure = "more responses than requests";
+    if (k > 0) *good += k;
+  }
+  SSL_CTX_free(ctx);
+  return failure;
+}
+
 class ExampleFaultTest : public ::testing::TestWithParam<Server> {};
 
 TEST_P(ExampleFaultTest, SurvivesFaultsWithEveryByteRight) {
   if (!FaultInjection::Available()) GTEST_SKIP() << "-c opt: no fault seam";
+  signal(SIGPIPE, SIG_IGN);  // SSL_write to a connection the server cut
   const Server& s = GetParam();
   const uint64_t first = EnvOr("NETLOOP_FAULT_FIRST_SEED", 1);
   const uint64_t count = EnvOr("NETLOOP_FAULT_SEEDS", 150) / 6 + 1;
@@ -140,11 +237,20 @@ TEST_P(ExampleFaultTest, SurvivesFaultsWithEveryByteRight) {
   for (uint64_t seed = first; seed < first + count; ++seed) {
     std::vector<std::string> args = {"--address", "tcp://127.0.0.1:0", "--loops", "1"};
     args.insert(args.end(), s.extra_args.begin(), s.extra_args.end());
+    std::string ca;
+    if (s.tls) {
+      const auto& certs = testing::MakeTestCertificates();
+      ASSERT_TRUE(certs.has_value()) << "the openssl tool could not make certificates";
+      args.insert(args.end(), {"--tls-cert", certs->leaf, "--tls-key", certs->leaf_key});
+      ca = certs->ca;
+    }
     ServerProcess server(s.binary, args, {PlanFor(seed, s.edge)});
     const std::string uri = server.uri();
     ASSERT_FALSE(uri.empty()) << "seed " << seed << ": no listening line\n" << Replay(s, seed);
     std::string failure;
-    if (s.http) {
+    if (s.tls) {
+      failure = RunHttpsClients(uri, seed, ca, &good_responses);
+    } else if (s.http) {
       failure = RunHttpClients(uri, seed, &good_responses);
     } else {
       testing::EchoPlan plan;
@@ -181,7 +287,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Server{"EchoEdge", "examples/echo/echo", {"--et"}, false, true},
                       Server{"EchoFiber", "examples/echo_fiber/echo_fiber", {}, false, true},
                       Server{"HttpCallback", "examples/http/http_server", {}, true, false},
-                      Server{"HttpFiber", "examples/http/http_fiber_server", {}, true, true}),
+                      Server{"HttpFiber", "examples/http/http_fiber_server", {}, true, true},
+                      Server{"HttpsCallback", "examples/http/http_server", {}, true, false, true},
+                      Server{"HttpsFiber", "examples/http/http_fiber_server", {}, true, true,
+                             true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
