@@ -1005,6 +1005,12 @@ void Conn::Close() {
     }
     return;
   }
+  if (io_failed_) {
+    // A send failed in this callback: nothing more can leave, so there is
+    // nothing to drain and no close_notify to send.
+    CloseWithError(BrokenStreamError());
+    return;
+  }
   if (tls_ != nullptr) {
     if (in_callback_ > 0 && OutboundEmpty()) {
       // Deferred like a plaintext close: the handler may still Write in
@@ -1095,11 +1101,12 @@ void Conn::FailIo(int err) {
   absl::Status reason = ResetError(err);
   if (in_callback_ > 0) {
     // Closing under a running callback would free what it is using; stop
-    // touching the socket now and close once the callback returns.
-    if (!close_requested_) {
-      close_requested_ = true;
-      pending_reason_ = std::move(reason);
-    }
+    // touching the socket now and close once the callback returns. A Close
+    // the handler asked for earlier in this callback (an OK reason) gives
+    // way to the failure: OnClose must see the reset, and no orderly TLS
+    // close can follow a lost record.
+    if (!close_requested_ || pending_reason_.ok()) pending_reason_ = std::move(reason);
+    close_requested_ = true;
     read_paused_ = true;
     return;
   }
@@ -1152,6 +1159,7 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   if (state_ != State::kOpen) {
     return absl::FailedPreconditionError("detach: connection is not open");
   }
+  if (io_failed_) return BrokenStreamError();  // closing with the failure's reason
   if (tls_ != nullptr) {
     return absl::FailedPreconditionError("detach: a TLS session cannot be handed over");
   }

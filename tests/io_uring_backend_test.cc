@@ -323,7 +323,9 @@ class DatagramEcho : public internal::DatagramSink {
     EXPECT_TRUE(backend_->SendDatagram(this, pieces, from, from_len));
   }
   void OnDatagramSendFailed(int err) override { send_failures.push_back(err); }
+  void OnDatagramServingEnded(const absl::Status& why) override { ended.push_back(why); }
   std::vector<std::string> got;
+  std::vector<absl::Status> ended;
   std::vector<bool> truncations;
   std::vector<uint16_t> senders;
   std::vector<int> send_failures;
@@ -403,6 +405,7 @@ TEST_F(IoUringTest, DatagramsReceivedAndSentByTheBackendItself) {
               i < static_cast<size_t>(kCount) ? sent[i] : std::string(1000, 'L'));
   }
   EXPECT_TRUE(sink.send_failures.empty());
+  EXPECT_TRUE(sink.ended.empty());
 
   // An IPv6 destination for an IPv4 socket: the kernel refuses the send.
   sockaddr_in6 v6{};
@@ -424,6 +427,29 @@ TEST_F(IoUringTest, DatagramsReceivedAndSentByTheBackendItself) {
   EXPECT_EQ(sink.got.size(), before);
   EXPECT_FALSE(backend.SendDatagram(&sink, one, reinterpret_cast<sockaddr*>(&to), sizeof(to)));
   close(client);
+}
+
+// A socket the kernel will not receive datagrams on (here a TCP socket that
+// is not connected: recvmsg fails with ENOTCONN) is handed back to its sink
+// once, not armed again and again.
+TEST_F(IoUringTest, ASocketTheKernelRefusesIsHandedBackToItsSink) {
+  internal::BackendOptions bo;
+  bo.kind = BackendKind::kIoUring;
+  auto made = internal::NewIoUringBackend(bo);
+  ASSERT_TRUE(made.ok()) << made.status();
+  internal::Backend& backend = **made;
+  backend.StartOnLoopThread();
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  DatagramEcho sink(&backend);
+  ASSERT_TRUE(backend.StartReceivingDatagrams(fd, &sink, 1000, 8).ok());
+  for (int round = 0; round < 100 && sink.ended.empty(); ++round) backend.Poll(100'000'000);
+  ASSERT_EQ(sink.ended.size(), 1u);
+  EXPECT_NE(sink.ended[0].message().find("recvmsg"), std::string::npos) << sink.ended[0];
+  for (int round = 0; round < 5; ++round) backend.Poll(0);
+  EXPECT_EQ(sink.ended.size(), 1u);
+  EXPECT_TRUE(sink.got.empty());
+  close(fd);
 }
 
 }  // namespace

@@ -134,6 +134,10 @@ class DatagramSink {
   // until this returns; `truncated` says it was longer than max_datagram.
   virtual void OnDatagram(std::string_view bytes, const sockaddr* from, socklen_t from_len,
                           bool truncated) = 0;
+  // The backend stopped serving the socket (it could not set up its
+  // buffers, or the receive failed for good): it hears nothing more from
+  // it, and the sink serves the socket through readiness from here on.
+  virtual void OnDatagramServingEnded(const absl::Status& why) = 0;
   // A datagram queued with Backend::SendDatagram was not sent (`err`: a
   // full send buffer, unreachable, too long). UDP may drop; the sink counts.
   virtual void OnDatagramSendFailed(int err) = 0;

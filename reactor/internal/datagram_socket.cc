@@ -10,6 +10,7 @@
 #include "reactor/conn.h"
 #include "reactor/event_loop.h"
 #include "reactor/internal/worker.h"
+#include "reactor/logging.h"
 
 namespace netloop::internal {
 namespace {
@@ -104,6 +105,15 @@ void DatagramSocket::OnDatagram(std::string_view bytes, const sockaddr* from,
   worker_->SetDatagramBatch(conn_, this);
   worker_->DeliverDatagram(conn_, bytes, SocketAddress(from, from_len), truncated);
   worker_->SetDatagramBatch(conn_, nullptr);
+}
+
+void DatagramSocket::OnDatagramServingEnded(const absl::Status& why) {
+  backend_served_ = false;
+  if (fd_ < 0) return;
+  absl::Status watched = worker_->loop().Watch(fd_, kIoReadable | kIoEdgeTriggered, this);
+  NETLOOP_LOG(kWarning) << "udp: io_uring stopped serving the socket (" << why.message()
+                        << "); " << (watched.ok() ? "served through readiness now"
+                                                  : "not served: " + watched.ToString());
 }
 
 void DatagramSocket::OnDatagramSendFailed(int) { worker_->CountUdpSendDrop(); }

@@ -56,6 +56,7 @@ class DatagramSocket final : public IoWatcher, public DatagramSink {
   // The backend's own receives and sends (io_uring).
   void OnDatagram(std::string_view bytes, const sockaddr* from, socklen_t from_len,
                   bool truncated) override;
+  void OnDatagramServingEnded(const absl::Status& why) override;
   void OnDatagramSendFailed(int err) override;
 
   // Called by the socket's Conn while a received batch is being delivered:

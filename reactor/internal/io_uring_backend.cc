@@ -191,15 +191,14 @@ class IoUringBackend final : public Backend {
     for (const io_uring_sqe& staged : staged_) *Sqe() = staged;
     staged_.clear();
     staged_.shrink_to_fit();
-    for (auto& reg : datagrams_) {
+    for (size_t i = 0; i < datagrams_.size(); ++i) {  // a sink may watch a socket
+      DatagramReg* reg = datagrams_[i].get();
       if (reg->dead) continue;
-      if (absl::Status st = RegisterDatagramBuffers(reg.get()); !st.ok()) {
-        NETLOOP_LOG(kError) << "udp socket not served: " << st.message();
-        reg->dead = true;
-        reg->sink = nullptr;
+      if (absl::Status st = RegisterDatagramBuffers(reg); !st.ok()) {
+        EndDatagramServing(reg, st);
         continue;
       }
-      ArmDatagramReceive(reg.get());
+      ArmDatagramReceive(reg);
     }
   }
 
@@ -1280,13 +1279,28 @@ class IoUringBackend final : public Backend {
                             io_uring_buf_ring_mask(reg->count), 0);
       io_uring_buf_ring_advance(reg->ring, 1);
     } else if (cqe.res < 0 && cqe.res != -ENOBUFS && cqe.res != -ECANCELED &&
-               cqe.res != -EINTR && cqe.res != -EAGAIN && reg->sink != nullptr) {
-      NETLOOP_LOG(kWarning) << "udp receive: " << strerror(-cqe.res);
+               cqe.res != -EINTR && cqe.res != -EAGAIN && !reg->dead) {
+      // Not a pause but a refusal (EINVAL from a kernel without multishot
+      // recvmsg, say): arming again would fail again at once, every round.
+      if (!more) {
+        EndDatagramServing(reg, absl::InternalError(
+                                    absl::StrCat("io_uring recvmsg: ", strerror(-cqe.res))));
+      }
+      return;
     }
     // Ended by the kernel (its buffers all taken, ENOBUFS, or by choice):
     // the datagrams wait in the socket's queue until the next submission
     // re-arms it, by which time this round's buffers are back.
     if (!reg->armed && !reg->dead) ArmDatagramReceive(reg);
+  }
+
+  // Gives the socket back to its sink, which watches it from here on.
+  void EndDatagramServing(DatagramReg* reg, const absl::Status& why) {
+    DatagramSink* sink = reg->sink;
+    reg->dead = true;
+    reg->sink = nullptr;
+    if (reg->armed) Cancel(Tag(reg, kOpSocket));
+    if (sink != nullptr) sink->OnDatagramServingEnded(why);
   }
 
   void OnDatagramSent(DatagramSend* send, int result) {
