@@ -289,7 +289,9 @@ absl::StatusOr<size_t> FiberConn::ReadSocket(std::span<char> buf) {
       op.kind = netloop::internal::Operation::Kind::kReceive;
       op.data = buf.data();
       op.size = std::min<size_t>(buf.size(), size_t{1} << 30);  // the SQE's length is 32-bit
+      op.expect_empty = c.recv_drained_;
       if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
+      c.recv_drained_ = op.result > 0 && static_cast<size_t>(op.result) < op.size;
       // Bytes that won a race with a deadline are still returned (nothing
       // received is dropped), as Go does on Windows; after Close, the
       // connection is gone and so are they.

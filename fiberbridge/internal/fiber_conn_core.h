@@ -274,6 +274,11 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   // waits for its next edge or its deadline, and no other connection does.)
   bool read_ready_ = true;
   bool read_ended_ = false;  // a FIN or an error was reported: see OnIoReady
+  // Completion backends: the last receive came back short, so the socket's
+  // queue was empty after it and the next receive waits for data first
+  // (Operation::expect_empty): in a request/response exchange the reply's
+  // bytes are not there yet when the fiber reads again.
+  bool recv_drained_ = false;
   // Rarely used, so allocated only when needed: an idle connection pays 16
   // bytes for them, not 64.
   std::unique_ptr<std::string> unread_;   // bytes read before adoption

@@ -179,6 +179,10 @@ class Operation {
   size_t size = 0;
   const char* buffer = nullptr;
   uint32_t buffer_id = 0;
+  // kReceive: the caller expects no bytes yet (its last receive drained the
+  // socket), so the backend waits for data before the first attempt rather
+  // than make one that can only fail (io_uring's POLL_FIRST).
+  bool expect_empty = false;
 
  protected:
   Operation() = default;

@@ -944,6 +944,7 @@ class IoUringBackend final : public Backend {
     switch (op->kind) {
       case Operation::Kind::kReceive:
         io_uring_prep_recv(sqe, op->fd, op->data, op->size, 0);
+        if (op->expect_empty) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
         break;
       case Operation::Kind::kReceiveBuffer:
         io_uring_prep_recv(sqe, op->fd, nullptr,
