@@ -98,17 +98,23 @@ int CountGoodResponses(const std::string& bytes) {
   return good;
 }
 
+// `n` pipelined GETs, the last asking to close.
+std::string PipelinedRequests(int n) {
+  std::string requests;
+  for (int i = 0; i < n; ++i) {
+    requests += "GET /plaintext HTTP/1.1\r\nHost: test\r\n";
+    requests += i + 1 == n ? "Connection: close\r\n\r\n" : "\r\n";
+  }
+  return requests;
+}
+
 // Sends `n` pipelined requests (the last asks to close) on each of a few
 // connections and checks every response. Returns "" or what broke; adds the
 // whole responses seen to *good.
 std::string RunHttpClients(const std::string& uri, uint64_t seed, int* good) {
   constexpr int kConns = 3;
   const int n = 1 + static_cast<int>(seed % 40);
-  std::string requests;
-  for (int i = 0; i < n; ++i) {
-    requests += "GET /plaintext HTTP/1.1\r\nHost: test\r\n";
-    requests += i + 1 == n ? "Connection: close\r\n\r\n" : "\r\n";
-  }
+  const std::string requests = PipelinedRequests(n);
   for (int c = 0; c < kConns; ++c) {
     int fd = testing::Connect(uri);
     if (fd < 0) return "connect failed";
@@ -144,11 +150,7 @@ std::string RunHttpsClients(const std::string& uri, uint64_t seed, const std::st
                             int* good) {
   constexpr int kConns = 3;
   const int n = 1 + static_cast<int>(seed % 40);
-  std::string requests;
-  for (int i = 0; i < n; ++i) {
-    requests += "GET /plaintext HTTP/1.1\r\nHost: test\r\n";
-    requests += i + 1 == n ? "Connection: close\r\n\r\n" : "\r\n";
-  }
+  const std::string requests = PipelinedRequests(n);
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == nullptr || SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1) {
     SSL_CTX_free(ctx);

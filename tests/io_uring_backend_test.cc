@@ -334,6 +334,15 @@ class DatagramEcho : public internal::DatagramSink {
   internal::Backend* backend_;
 };
 
+// An io_uring backend driven by the calling thread, as its loop would.
+absl::StatusOr<std::unique_ptr<internal::Backend>> LoopThreadBackend() {
+  internal::BackendOptions bo;
+  bo.kind = BackendKind::kIoUring;
+  auto made = internal::NewIoUringBackend(bo);
+  if (made.ok()) (*made)->StartOnLoopThread();
+  return made;
+}
+
 int BoundUdpSocket(uint16_t* port) {
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
@@ -353,12 +362,9 @@ int BoundUdpSocket(uint16_t* port) {
 // a send the kernel refuses reaches OnDatagramSendFailed; after
 // StopReceivingDatagrams nothing more is delivered.
 TEST_F(IoUringTest, DatagramsReceivedAndSentByTheBackendItself) {
-  internal::BackendOptions bo;
-  bo.kind = BackendKind::kIoUring;
-  auto made = internal::NewIoUringBackend(bo);
+  auto made = LoopThreadBackend();
   ASSERT_TRUE(made.ok()) << made.status();
   internal::Backend& backend = **made;
-  backend.StartOnLoopThread();
 
   uint16_t server_port = 0, client_port = 0;
   const int server = BoundUdpSocket(&server_port);
@@ -433,12 +439,9 @@ TEST_F(IoUringTest, DatagramsReceivedAndSentByTheBackendItself) {
 // is not connected: recvmsg fails with ENOTCONN) is handed back to its sink
 // once, not armed again and again.
 TEST_F(IoUringTest, ASocketTheKernelRefusesIsHandedBackToItsSink) {
-  internal::BackendOptions bo;
-  bo.kind = BackendKind::kIoUring;
-  auto made = internal::NewIoUringBackend(bo);
+  auto made = LoopThreadBackend();
   ASSERT_TRUE(made.ok()) << made.status();
   internal::Backend& backend = **made;
-  backend.StartOnLoopThread();
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   ASSERT_GE(fd, 0);
   DatagramEcho sink(&backend);
