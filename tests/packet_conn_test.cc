@@ -20,28 +20,9 @@ namespace netloop::fiber {
 namespace {
 
 using netloop::testing::Pattern;
+using netloop::testing::ReceiveDatagram;
+using netloop::testing::UdpClient;
 using netloop::testing::WaitFor;
-
-// A blocking UDP client socket (10 s receive timeout) connected to `port`.
-int Client(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  return fd;
-}
-
-std::string Receive(int fd) {
-  std::string buf(70000, '\0');
-  ssize_t n = recv(fd, buf.data(), buf.size(), 0);
-  if (n < 0) return "<timeout>";
-  buf.resize(static_cast<size_t>(n));
-  return buf;
-}
 
 TEST(PacketConnTest, AnEchoFiberKeepsDatagramBoundaries) {
   testing::Loops loops;
@@ -67,18 +48,18 @@ TEST(PacketConnTest, AnEchoFiberKeepsDatagramBoundaries) {
   });
   ASSERT_TRUE(WaitFor([&] { return port.load() != 0; }));
   ASSERT_NE(port.load(), 1) << "Listen failed";
-  int fd = Client(port.load());
+  int fd = UdpClient(port.load());
   const std::string big = Pattern(65507, 4);
   int buf = 1 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
   ASSERT_EQ(send(fd, "a", 1, 0), 1);
-  EXPECT_EQ(Receive(fd), "a");
+  EXPECT_EQ(ReceiveDatagram(fd), "a");
   ASSERT_EQ(send(fd, std::string(1000, 'b').data(), 1000, 0), 1000);
-  EXPECT_EQ(Receive(fd), std::string(1000, 'b'));
+  EXPECT_EQ(ReceiveDatagram(fd), std::string(1000, 'b'));
   ASSERT_EQ(send(fd, big.data(), big.size(), 0), 65507);
-  EXPECT_TRUE(Receive(fd) == big);
+  EXPECT_TRUE(ReceiveDatagram(fd) == big);
   ASSERT_EQ(send(fd, "c", 1, 0), 1);
-  EXPECT_EQ(Receive(fd), "c");
+  EXPECT_EQ(ReceiveDatagram(fd), "c");
   close(fd);
   EXPECT_TRUE(WaitFor([&] { return echoed.load() == 4; }));
   EXPECT_FALSE(truncated_seen.load());
@@ -107,7 +88,7 @@ TEST(PacketConnTest, AShortBufferReportsTruncation) {
     done = true;
   });
   ASSERT_TRUE(WaitFor([&] { return port.load() != 0; }));
-  int fd = Client(port.load());
+  int fd = UdpClient(port.load());
   ASSERT_EQ(send(fd, std::string(100, 'x').data(), 100, 0), 100);
   ASSERT_TRUE(WaitFor([&] { return done.load(); }));
   close(fd);

@@ -1,7 +1,9 @@
 #include "tests/test_util.h"
 
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdlib.h>
@@ -18,6 +20,34 @@ namespace netloop::testing {
 uint16_t PortOf(const std::string& uri) {
   size_t colon = uri.rfind(':');
   return static_cast<uint16_t>(std::stoi(uri.substr(colon + 1)));
+}
+
+int UdpClient(uint16_t port, int family) {
+  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (family == AF_INET) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  } else {
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_loopback;
+    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  }
+  return fd;
+}
+
+std::string ReceiveDatagram(int fd) {
+  std::string buf(70000, '\0');
+  ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+  if (n < 0) return "<timeout>";
+  buf.resize(static_cast<size_t>(n));
+  return buf;
 }
 
 int Connect(const std::string& uri, int timeout_seconds) {

@@ -3,6 +3,8 @@
 #ifndef NETLOOP_TESTS_TEST_UTIL_H_
 #define NETLOOP_TESTS_TEST_UTIL_H_
 
+#include <sys/socket.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -16,6 +18,11 @@ uint16_t PortOf(const std::string& uri);
 // Connects to a "tcp://..." or "unix://..." URI; -1 on failure.
 int Connect(const std::string& uri, int timeout_seconds = 10);
 bool WriteAll(int fd, std::string_view data);
+// A UDP socket (10 s receive timeout) connected to `port` on 127.0.0.1, or
+// on ::1 for AF_INET6, so it hears only the server.
+int UdpClient(uint16_t port, int family = AF_INET);
+// One datagram (up to 70,000 bytes), or "<timeout>".
+std::string ReceiveDatagram(int fd);
 // Exactly n bytes, or nullopt on EOF, error or timeout.
 std::optional<std::string> ReadExactly(int fd, size_t n);
 // Everything until EOF (at most `max` bytes); nullopt on error or timeout.

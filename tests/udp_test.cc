@@ -27,6 +27,7 @@ namespace netloop {
 namespace {
 
 using testing::PortOf;
+using testing::ReceiveDatagram;
 using testing::WaitFor;
 
 // Echoes each datagram; a truncated one is answered "T<length>" instead.
@@ -55,35 +56,9 @@ class UdpEcho : public EventHandler {
   std::atomic<int> closes{0};
 };
 
-// A UDP client socket with a 10 s receive timeout, connected to the
-// server (so it only hears the server).
+// A client connected to the server at `uri`.
 int Client(const std::string& uri, int family = AF_INET) {
-  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  const uint16_t port = PortOf(uri);
-  if (family == AF_INET) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  } else {
-    sockaddr_in6 a{};
-    a.sin6_family = AF_INET6;
-    a.sin6_port = htons(port);
-    a.sin6_addr = in6addr_loopback;
-    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  }
-  return fd;
-}
-
-std::string Receive(int fd) {
-  std::string buf(70000, '\0');
-  ssize_t n = recv(fd, buf.data(), buf.size(), 0);
-  if (n < 0) return "<timeout>";
-  buf.resize(static_cast<size_t>(n));
-  return buf;
+  return testing::UdpClient(PortOf(uri), family);
 }
 
 class UdpTest : public ::testing::Test {
@@ -111,9 +86,9 @@ TEST_F(UdpTest, DatagramBoundariesAreKept) {
   ASSERT_EQ(send(fd, "a", 1, 0), 1);
   ASSERT_EQ(send(fd, big.data(), big.size(), 0), 1000);
   ASSERT_EQ(send(fd, "c", 1, 0), 1);
-  EXPECT_EQ(Receive(fd), "a");
-  EXPECT_EQ(Receive(fd), big);
-  EXPECT_EQ(Receive(fd), "c");
+  EXPECT_EQ(ReceiveDatagram(fd), "a");
+  EXPECT_EQ(ReceiveDatagram(fd), big);
+  EXPECT_EQ(ReceiveDatagram(fd), "c");
   close(fd);
 }
 
@@ -124,9 +99,9 @@ TEST_F(UdpTest, TruncationIsReported) {
   int fd = Client(uri_);
   const std::string datagram(2000, 'x');
   ASSERT_EQ(send(fd, datagram.data(), datagram.size(), 0), 2000);
-  EXPECT_EQ(Receive(fd), "T1024");
+  EXPECT_EQ(ReceiveDatagram(fd), "T1024");
   ASSERT_EQ(send(fd, "fits", 4, 0), 4);
-  EXPECT_EQ(Receive(fd), "fits");  // the next one is whole again
+  EXPECT_EQ(ReceiveDatagram(fd), "fits");  // the next one is whole again
   close(fd);
 }
 
@@ -137,7 +112,7 @@ TEST_F(UdpTest, SixtyFourKibDatagramsGoBothWays) {
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
   const std::string datagram = testing::Pattern(65507, 3);  // the IPv4 maximum
   ASSERT_EQ(send(fd, datagram.data(), datagram.size(), 0), 65507);
-  EXPECT_TRUE(Receive(fd) == datagram);
+  EXPECT_TRUE(ReceiveDatagram(fd) == datagram);
   close(fd);
 }
 
@@ -165,7 +140,7 @@ TEST_F(UdpTest, TenThousandDatagramsFromAHundredPeersAllComeBack) {
     if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
     for (int p = 0; p < kPeers; ++p) {
       if (!(pfds[p].revents & POLLIN)) continue;
-      const std::string got = Receive(fds[p]);
+      const std::string got = ReceiveDatagram(fds[p]);
       // Replies come back in order: this peer's next sequence number.
       ASSERT_EQ(got, std::to_string(p) + ":" + std::to_string(received[p]));
       ++received[p];
@@ -185,7 +160,7 @@ TEST_F(UdpTest, Ipv6Works) {
   Start({}, "udp6://[::1]:0");
   int fd = Client(uri_, AF_INET6);
   ASSERT_EQ(send(fd, "six", 3, 0), 3);
-  EXPECT_EQ(Receive(fd), "six");
+  EXPECT_EQ(ReceiveDatagram(fd), "six");
   close(fd);
   std::lock_guard<std::mutex> lock(handler_.mu);
   ASSERT_EQ(handler_.peers.size(), 1u);
@@ -203,7 +178,7 @@ TEST_P(UdpExampleTest, TheExampleServerEchoes) {
   int fd = Client(uri);
   const std::string msg = testing::Pattern(1200, 8);
   ASSERT_EQ(send(fd, msg.data(), msg.size(), 0), 1200);
-  EXPECT_TRUE(Receive(fd) == msg);
+  EXPECT_TRUE(ReceiveDatagram(fd) == msg);
   close(fd);
   // Stops cleanly on SIGTERM (the fibers' sockets close, their loops end).
   const int status = server.Signal(SIGTERM);
