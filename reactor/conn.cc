@@ -505,7 +505,6 @@ absl::Status Conn::Write(std::string_view data) {
 }
 
 absl::Status Conn::WriteBytes(std::string_view data) {
-  if (io_failed_) return BrokenStreamError();
   if (files_ != nullptr) {
     // Behind a file: waits for it in the queue.
     files_->queue.back().after.append(data);
