@@ -106,6 +106,69 @@ uint32_t FromPollMask(uint32_t m) {
   return out;
 }
 
+// Registers `br` (`entries` slots) with `ring` as buffer group `group`;
+// 0 or -errno.
+int RegisterBufferRing(io_uring* ring, io_uring_buf_ring* br, unsigned entries, int group) {
+  io_uring_buf_reg reg;
+  memset(&reg, 0, sizeof(reg));
+  reg.ring_addr = reinterpret_cast<uint64_t>(br);
+  reg.ring_entries = entries;
+  reg.bgid = static_cast<uint16_t>(group);
+  return io_uring_register_buf_ring(ring, &reg, 0);
+}
+
+// A provided-buffer ring and the buffers it hands out: `count` (a power of
+// two) buffers of `size` bytes each, all in the ring at first. The buffers'
+// address space is reserved up front; pages are touched only as the kernel
+// fills them.
+class BufferRing {
+ public:
+  BufferRing() = default;
+  BufferRing(const BufferRing&) = delete;
+  BufferRing& operator=(const BufferRing&) = delete;
+  ~BufferRing() {
+    if (ring_ != nullptr) munmap(ring_, ring_bytes_);
+    if (buffers_ != nullptr) munmap(buffers_, static_cast<size_t>(size_) * count_);
+  }
+
+  absl::Status Map(unsigned size, unsigned count) {
+    size_ = size;
+    count_ = count;
+    ring_bytes_ = (sizeof(io_uring_buf) * count + 4095) & ~size_t{4095};
+    void* mem = mmap(nullptr, ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                     -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(buffer ring)");
+    ring_ = static_cast<io_uring_buf_ring*>(mem);
+    mem = mmap(nullptr, static_cast<size_t>(size) * count, PROT_READ | PROT_WRITE,
+               MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(receive buffers)");
+    buffers_ = static_cast<char*>(mem);
+    io_uring_buf_ring_init(ring_);
+    for (unsigned i = 0; i < count; ++i) Add(i, static_cast<int>(i));
+    Advance(static_cast<int>(count));
+    return absl::OkStatus();
+  }
+
+  io_uring_buf_ring* ring() const { return ring_; }
+  unsigned size() const { return size_; }
+  unsigned count() const { return count_; }
+  char* At(unsigned bid) const { return buffers_ + static_cast<size_t>(bid) * size_; }
+  // Puts buffer `bid` back at `offset` past the ring's tail; the kernel sees
+  // the buffers put back once Advance has counted them.
+  void Add(unsigned bid, int offset) {
+    io_uring_buf_ring_add(ring_, At(bid), size_, static_cast<uint16_t>(bid),
+                          io_uring_buf_ring_mask(count_), offset);
+  }
+  void Advance(int added) { io_uring_buf_ring_advance(ring_, added); }
+
+ private:
+  io_uring_buf_ring* ring_ = nullptr;
+  size_t ring_bytes_ = 0;
+  char* buffers_ = nullptr;
+  unsigned size_ = 0;
+  unsigned count_ = 0;
+};
+
 }  // namespace
 
 class IoUringBackend final : public Backend {
@@ -116,9 +179,8 @@ class IoUringBackend final : public Backend {
             std::bit_ceil(std::clamp<size_t>(o.uring_buffer_count, 8, 32768)))) {}
 
   ~IoUringBackend() override {
-    if (ring_ok_) io_uring_queue_exit(&ring_);  // frees the buffer ring registration
-    if (br_ != nullptr) munmap(br_, br_bytes_);
-    if (bufs_ != nullptr) munmap(bufs_, static_cast<size_t>(buf_size_) * buf_count_);
+    // Frees the buffer rings' registrations; the rings are unmapped after.
+    if (ring_ok_) io_uring_queue_exit(&ring_);
   }
 
   // Maps the receive buffers. The ring itself is made by the loop thread on
@@ -126,26 +188,7 @@ class IoUringBackend final : public Backend {
   // (io_uring signals it with task work, which interrupts its blocking
   // syscalls with EINTR), and that must be the loop thread, not whoever
   // called Engine::Start. Operations queued before then wait in staged_.
-  absl::Status Init() {
-    br_bytes_ = sizeof(io_uring_buf) * buf_count_;
-    br_bytes_ = (br_bytes_ + 4095) & ~size_t{4095};
-    void* mem = mmap(nullptr, br_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-                     -1, 0);
-    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(buffer ring)");
-    br_ = static_cast<io_uring_buf_ring*>(mem);
-    const size_t total = static_cast<size_t>(buf_size_) * buf_count_;
-    mem = mmap(nullptr, total, PROT_READ | PROT_WRITE,
-               MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(receive buffers)");
-    bufs_ = static_cast<char*>(mem);
-    io_uring_buf_ring_init(br_);
-    for (unsigned i = 0; i < buf_count_; ++i) {
-      io_uring_buf_ring_add(br_, BufferAt(i), buf_size_, static_cast<uint16_t>(i),
-                            io_uring_buf_ring_mask(buf_count_), static_cast<int>(i));
-    }
-    io_uring_buf_ring_advance(br_, static_cast<int>(buf_count_));
-    return absl::OkStatus();
-  }
+  absl::Status Init() { return pool_.Map(buf_size_, buf_count_); }
 
   // Sets up a ring the way this backend uses one. Any thread.
   static absl::Status SetUpRing(io_uring* ring, io_uring_buf_ring* br, unsigned entries) {
@@ -160,12 +203,7 @@ class IoUringBackend final : public Backend {
     if (!(p.features & IORING_FEAT_EXT_ARG)) {
       status = absl::UnavailableError("io_uring: the kernel lacks IORING_FEAT_EXT_ARG");
     } else {
-      io_uring_buf_reg reg;
-      memset(&reg, 0, sizeof(reg));
-      reg.ring_addr = reinterpret_cast<uint64_t>(br);
-      reg.ring_entries = entries;
-      reg.bgid = kBufferGroup;
-      rc = io_uring_register_buf_ring(ring, &reg, 0);
+      rc = RegisterBufferRing(ring, br, entries, kBufferGroup);
       if (rc < 0) {
         status = absl::UnavailableError(
             absl::StrCat("io_uring: provided buffer ring: ", strerror(-rc)));
@@ -182,7 +220,7 @@ class IoUringBackend final : public Backend {
   // Loop thread, before its first Poll.
   void CreateRing() {
     created_ = true;
-    absl::Status s = SetUpRing(&ring_, br_, buf_count_);
+    absl::Status s = SetUpRing(&ring_, pool_.ring(), buf_count_);
     if (!s.ok()) {
       NETLOOP_LOG(kError) << "loop cannot run: " << s.message();
       return;
@@ -674,29 +712,16 @@ class IoUringBackend final : public Backend {
     reg->sink = sink;
     // recvmsg writes a header, the sender's name, then the payload, all in
     // the one buffer.
-    const size_t size = sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage) +
-                        std::max<size_t>(max_datagram, 1);
+    reg->max_payload = std::max<size_t>(max_datagram, 1);
+    const size_t size =
+        sizeof(io_uring_recvmsg_out) + sizeof(sockaddr_storage) + reg->max_payload;
     // Rounded up so every buffer's header is aligned; the slack is not
     // shown (max_payload).
-    reg->buffer_size = static_cast<unsigned>((size + 63) & ~size_t{63});
-    reg->max_payload = std::max<size_t>(max_datagram, 1);
-    reg->count = static_cast<unsigned>(std::bit_ceil(std::clamp<size_t>(batch, 8, 4096)));
-    reg->ring_bytes = (sizeof(io_uring_buf) * reg->count + 4095) & ~size_t{4095};
-    void* mem = mmap(nullptr, reg->ring_bytes, PROT_READ | PROT_WRITE,
-                     MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(datagram buffer ring)");
-    reg->ring = static_cast<io_uring_buf_ring*>(mem);
-    mem = mmap(nullptr, static_cast<size_t>(reg->buffer_size) * reg->count,
-               PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED) return absl::ResourceExhaustedError("mmap(datagram buffers)");
-    reg->buffers = static_cast<char*>(mem);
-    io_uring_buf_ring_init(reg->ring);
-    const int mask = io_uring_buf_ring_mask(reg->count);
-    for (unsigned i = 0; i < reg->count; ++i) {
-      io_uring_buf_ring_add(reg->ring, reg->BufferAt(i), reg->buffer_size,
-                            static_cast<uint16_t>(i), mask, static_cast<int>(i));
+    const unsigned count = static_cast<unsigned>(std::bit_ceil(std::clamp<size_t>(batch, 8, 4096)));
+    if (absl::Status s = reg->buffers.Map(static_cast<unsigned>((size + 63) & ~size_t{63}), count);
+        !s.ok()) {
+      return s;
     }
-    io_uring_buf_ring_advance(reg->ring, static_cast<int>(reg->count));
     if (!free_groups_.empty()) {
       reg->group = free_groups_.back();
       free_groups_.pop_back();
@@ -790,27 +815,16 @@ class IoUringBackend final : public Backend {
   // `group`) and the multishot recvmsg on it.
   struct DatagramReg : SocketReg {
     DatagramReg() : SocketReg(Kind::kDatagramReceive) {}
-    ~DatagramReg() {
-      if (ring != nullptr) munmap(ring, ring_bytes);
-      if (buffers != nullptr) munmap(buffers, static_cast<size_t>(buffer_size) * count);
-    }
     int fd = -1;
     DatagramSink* sink = nullptr;
     uint16_t group = 0;
-    unsigned buffer_size = 0;
     size_t max_payload = 0;  // Options::udp_max_datagram
-    unsigned count = 0;
-    io_uring_buf_ring* ring = nullptr;
-    size_t ring_bytes = 0;
-    char* buffers = nullptr;
+    BufferRing buffers;
     msghdr header{};  // what recvmsg keeps per datagram: the sender's name
     bool registered = false;  // the buffer ring is registered with the io_uring
     bool armed = false;
     bool dead = false;
     size_t sends = 0;  // DatagramSends queued or in flight
-    char* BufferAt(unsigned bid) const {
-      return buffers + static_cast<size_t>(bid) * buffer_size;
-    }
   };
   // One queued datagram: its header, address and bytes live here until the
   // completion (the kernel reads them when it runs the operation).
@@ -850,7 +864,7 @@ class IoUringBackend final : public Backend {
     s->Unhold();
   }
 
-  char* BufferAt(unsigned bid) { return bufs_ + static_cast<size_t>(bid) * buf_size_; }
+  char* BufferAt(unsigned bid) { return pool_.At(bid); }
 
   io_uring_sqe* Sqe() {
     if (!ring_ok_) {
@@ -1005,13 +1019,12 @@ class IoUringBackend final : public Backend {
 
   void Recycle(unsigned bid) {
     ++buffers_returned_;
-    io_uring_buf_ring_add(br_, BufferAt(bid), buf_size_, static_cast<uint16_t>(bid),
-                          io_uring_buf_ring_mask(buf_count_), recycled_);
+    pool_.Add(bid, recycled_);
     ++recycled_;
   }
   void FlushRecycled() {
     if (recycled_ == 0) return;
-    io_uring_buf_ring_advance(br_, recycled_);
+    pool_.Advance(recycled_);
     recycled_ = 0;
   }
 
@@ -1233,12 +1246,8 @@ class IoUringBackend final : public Backend {
   }
 
   absl::Status RegisterDatagramBuffers(DatagramReg* reg) {
-    io_uring_buf_reg buf_reg;
-    memset(&buf_reg, 0, sizeof(buf_reg));
-    buf_reg.ring_addr = reinterpret_cast<uint64_t>(reg->ring);
-    buf_reg.ring_entries = reg->count;
-    buf_reg.bgid = reg->group;
-    const int rc = io_uring_register_buf_ring(&ring_, &buf_reg, 0);
+    const int rc =
+        RegisterBufferRing(&ring_, reg->buffers.ring(), reg->buffers.count(), reg->group);
     if (rc < 0) {
       return absl::UnavailableError(
           absl::StrCat("io_uring: datagram buffer ring: ", strerror(-rc)));
@@ -1260,7 +1269,7 @@ class IoUringBackend final : public Backend {
     if (!more) reg->armed = false;
     if (cqe.flags & IORING_CQE_F_BUFFER) {
       const unsigned bid = cqe.flags >> IORING_CQE_BUFFER_SHIFT;
-      char* buffer = reg->BufferAt(bid);
+      char* buffer = reg->buffers.At(bid);
       if (cqe.res > 0 && reg->sink != nullptr) {
         io_uring_recvmsg_out* out = io_uring_recvmsg_validate(buffer, cqe.res, &reg->header);
         if (out != nullptr) {
@@ -1276,9 +1285,8 @@ class IoUringBackend final : public Backend {
         }
       }
       // Back in the socket's ring at once: the sink has copied what it keeps.
-      io_uring_buf_ring_add(reg->ring, buffer, reg->buffer_size, static_cast<uint16_t>(bid),
-                            io_uring_buf_ring_mask(reg->count), 0);
-      io_uring_buf_ring_advance(reg->ring, 1);
+      reg->buffers.Add(bid, 0);
+      reg->buffers.Advance(1);
     } else if (cqe.res < 0 && cqe.res != -ENOBUFS && cqe.res != -ECANCELED &&
                cqe.res != -EINTR && cqe.res != -EAGAIN && !reg->dead) {
       // Not a pause but a refusal (EINVAL from a kernel without multishot
@@ -1331,9 +1339,7 @@ class IoUringBackend final : public Backend {
   std::vector<io_uring_sqe> staged_;
   const unsigned buf_size_;
   const unsigned buf_count_;
-  io_uring_buf_ring* br_ = nullptr;
-  size_t br_bytes_ = 0;
-  char* bufs_ = nullptr;
+  BufferRing pool_;  // streams' and fibers' receive buffers (kBufferGroup)
   int recycled_ = 0;
   size_t in_flight_ = 0;
   std::vector<Stream*> pending_sends_;  // sends to prepare before the next submission
