@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "reactor/internal/backend.h"
+#include "tools/duel/paired_ratio.h"
 #include "tools/duel/report.h"
 #include "tools/duel/server_process.h"
 #include "tools/loadgen/load_client.h"
@@ -174,6 +175,15 @@ double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Each repeat's server CPU per message (rss: RSS per idle connection).
+std::map<int, double> ByRepeat(const std::map<int, loadgen::LoadResult>& runs, bool rss) {
+  std::map<int, double> out;
+  for (const auto& [rep, r] : runs) {
+    out[rep] = rss ? r.server_rss_per_connection : r.server_cpu_us_per_message;
+  }
+  return out;
 }
 
 }  // namespace
@@ -400,7 +410,8 @@ int main(int argc, char** argv) {
                                              : w.udp  ? udp_servers
                                              : w.http ? http_servers
                                                       : echo_servers;
-    std::map<std::string, std::vector<LoadResult>> results;
+    // Per server, each repeat's result by repeat number, for paired ratios.
+    std::map<std::string, std::map<int, LoadResult>> results;
     std::map<std::string, std::string> notes;
     for (int rep = 0; rep < repeats; ++rep) {
       for (size_t k = 0; k < servers.size(); ++k) {
@@ -461,10 +472,13 @@ int main(int argc, char** argv) {
           notes[s.name] = "ERRORS";
           continue;
         }
-        results[s.name].push_back(*r);
+        results[s.name].emplace(rep, *r);
       }
     }
-    double floor_cpu = 0;
+    const ServerSpec* floor = nullptr;
+    for (const ServerSpec& s : servers) {
+      if (s.floor) floor = &s;
+    }
     const size_t first_row = rows.size();
     for (const ServerSpec& s : servers) {
       const auto& runs = results[s.name];
@@ -482,7 +496,7 @@ int main(int argc, char** argv) {
         continue;
       }
       std::vector<double> mps, cpu, p50, p99, rss;
-      for (const LoadResult& r : runs) {
+      for (const auto& [rep, r] : runs) {
         mps.push_back(r.messages_per_second);
         cpu.push_back(r.server_cpu_us_per_message);
         p50.push_back(r.latency_ns.Percentile(50) / 1e3);
@@ -496,29 +510,31 @@ int main(int argc, char** argv) {
       row.p50_us = Median(p50);
       row.p99_us = Median(p99);
       row.rss_per_conn = Median(rss);
-      if (s.floor) floor_cpu = row.cpu_us;
-      if (!row.idle && floor_cpu > 0) row.ratio = row.cpu_us / floor_cpu;
-      rows.push_back(row);
-    }
-    // Against the counterpart: CPU per message, or RSS for idle rows.
-    for (size_t i = first_row; i < rows.size(); ++i) {
-      Row& r = rows[i];
-      if (r.counterpart.empty() || r.repeats == 0) continue;
-      for (size_t j = first_row; j < rows.size(); ++j) {
-        const Row& c = rows[j];
-        if (c.server != r.counterpart || c.repeats == 0) continue;
-        const double base = r.idle ? c.rss_per_conn : c.cpu_us;
-        if (base > 0) r.counterpart_ratio = (r.idle ? r.rss_per_conn : r.cpu_us) / base;
+      if (!row.idle && floor != nullptr) {
+        const PairedRatio q =
+            Paired(ByRepeat(runs, /*rss=*/false), ByRepeat(results[floor->name], false));
+        row.ratio = q.median;
+        row.ratio_min = q.min;
+        row.ratio_max = q.max;
       }
+      if (!s.counterpart.empty()) {
+        const PairedRatio q =
+            Paired(ByRepeat(runs, row.idle), ByRepeat(results[s.counterpart], row.idle));
+        row.counterpart_ratio = q.median;
+        row.counterpart_ratio_min = q.min;
+        row.counterpart_ratio_max = q.max;
+      }
+      rows.push_back(row);
     }
   }
 
   std::string preamble = absl::StrFormat(
       "netloop duel: %d repeat(s), %.1f s cells after %.1f s warm-up; %s; loads verify every "
-      "byte; idle workload%s. Ratio = server CPU µs/msg over the raw epoll floor's in the "
-      "same run (https and static-file rows: over nginx's, with the same certificate and cipher "
-      "suite, or sendfile on); × counterpart = that figure over the named server's, the same library's "
-      "(or, for Go, netloop's) other model (RSS for idle rows).\n\n",
+      "byte; idle workload%s. × floor = server CPU µs/msg over the raw epoll floor's in the "
+      "same repeat, median over the repeats with their range (https and static-file rows: over "
+      "nginx's, with the same certificate and cipher suite, or sendfile on); × counterpart = "
+      "the same, over the named server's, the same library's (or, for Go, netloop's) other "
+      "model (RSS for idle rows). Servers rotate their order every repeat.\n\n",
       repeats, cell_seconds, warmup_seconds,
       pin ? "servers pinned to CPU 1, load on CPU 0" : "not pinned", idle_note);
   std::string md = RenderMarkdown(rows, preamble);

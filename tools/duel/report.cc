@@ -13,12 +13,26 @@ namespace netloop::duel {
 
 namespace {
 
-// "1.06 (netloop callback)"; "–" when the counterpart has no figure; "" for
-// a row without one.
+// "0.97 (0.91–1.02)": a paired ratio with its range over the repeats, which
+// a single repeat does not have.
+std::string RatioWithRange(double ratio, double lo, double hi) {
+  if (lo == hi) return absl::StrFormat("%.2f", ratio);
+  return absl::StrFormat("%.2f (%.2f–%.2f)", ratio, lo, hi);
+}
+
+// "1.06 (0.98–1.10) against netloop callback"; "–" when the counterpart has
+// no figure; "" for a row without one.
 std::string CounterpartCell(const Row& r) {
   if (r.counterpart.empty()) return "";
   if (r.counterpart_ratio <= 0) return "–";
-  return absl::StrFormat("%.2f (%s)", r.counterpart_ratio, r.counterpart);
+  return absl::StrCat(
+      RatioWithRange(r.counterpart_ratio, r.counterpart_ratio_min, r.counterpart_ratio_max),
+      " against ", r.counterpart);
+}
+
+std::string FloorCell(const Row& r, const char* none) {
+  if (r.ratio <= 0) return none;
+  return RatioWithRange(r.ratio, r.ratio_min, r.ratio_max);
 }
 
 }  // namespace
@@ -26,7 +40,8 @@ std::string CounterpartCell(const Row& r) {
 std::string RenderMarkdown(const std::vector<Row>& rows, const std::string& preamble) {
   std::string out = preamble;
   out +=
-      "| workload | server | msgs/s | server CPU µs/msg (min–max) | × floor | × counterpart "
+      "| workload | server | msgs/s | server CPU µs/msg (min–max) | × floor, paired (min–max) "
+      "| × counterpart, paired (min–max) "
       "| p50 µs | p99 µs | RSS/idle conn |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     if (!r.note.empty() && r.repeats == 0) {
@@ -36,14 +51,13 @@ std::string RenderMarkdown(const std::vector<Row>& rows, const std::string& prea
     }
     if (r.idle) {
       absl::StrAppendFormat(&out, "| %s | %s | | | %s | %s | | | %.0f B |\n", r.workload,
-                            r.server, r.ratio > 0 ? absl::StrFormat("%.2f", r.ratio) : "",
-                            CounterpartCell(r), r.rss_per_conn);
+                            r.server, FloorCell(r, ""), CounterpartCell(r), r.rss_per_conn);
       continue;
     }
     absl::StrAppendFormat(
         &out, "| %s | %s | %.0f | %.3f (%.3f–%.3f) | %s | %s | %.0f | %.0f | |\n", r.workload,
         r.server, r.msgs_per_sec, r.cpu_us, r.cpu_us_min, r.cpu_us_max,
-        r.ratio > 0 ? absl::StrFormat("%.2f", r.ratio) : "–", CounterpartCell(r), r.p50_us,
+        FloorCell(r, "–"), CounterpartCell(r), r.p50_us,
         r.p99_us);
   }
   return out;

@@ -21,11 +21,20 @@ struct Row {
   double p50_us = 0;
   double p99_us = 0;
   double rss_per_conn = 0;  // idle rows
-  double ratio = 0;         // cpu_us (or rss, idle rows) / the floor's; 0 = none
+  // Server CPU per message over the floor's (RSS, idle rows), taken in each
+  // repeat against the floor's run of that same repeat and then the median:
+  // pairing runs that were minutes apart cancels the VM's slow drift. The
+  // range is over the repeats. 0 = none.
+  double ratio = 0;
+  double ratio_min = 0;
+  double ratio_max = 0;
   // The other model's server this row is weighed against (fibers against
-  // callbacks, ...), and cpu_us (rss, idle rows) over its; 0 = none.
+  // callbacks, ...), and cpu_us (rss, idle rows) over its, paired by repeat
+  // like `ratio`; 0 = none.
   std::string counterpart;
   double counterpart_ratio = 0;
+  double counterpart_ratio_min = 0;
+  double counterpart_ratio_max = 0;
 };
 
 std::string RenderMarkdown(const std::vector<Row>& rows, const std::string& preamble);
