@@ -122,6 +122,34 @@ TEST(DuelTest, RunsEndToEndAndWritesTableAndChart) {
   EXPECT_NE(svg.str().find("<rect"), std::string::npos);
 }
 
+TEST(DuelTest, ServersNarrowsTheRunButKeepsTheFloorAndPairsRatiosByRepeat) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the duel's servers are benchmarks: run in the default build only";
+#endif
+  std::string dir = std::string(getenv("TEST_TMPDIR"));
+  std::string duel = std::string(getenv("TEST_SRCDIR")) + "/netloop/tools/duel/duel";
+  std::string cmd = duel + " --quick --repeats 2 --cell-seconds 0.3 --warmup-seconds 0.1 " +
+                    "--only \"echo 1KiB ×50 conns\" --servers \"netloop fiber\" --no-pin " +
+                    "--out " + dir + "/s.md --svg " + dir + "/s.svg";
+  int status = system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  std::stringstream md;
+  md << std::ifstream(dir + "/s.md").rdbuf();
+  const std::string t = md.str();
+  EXPECT_NE(t.find("| echo 1KiB ×50 conns | raw epoll (floor) |"), std::string::npos) << t;
+  // Both fiber rows ran; their callback counterparts were not asked for, so
+  // there is no row for them and no counterpart figure ("–").
+  const size_t fiber = t.find("| echo 1KiB ×50 conns | netloop fiber |");
+  ASSERT_NE(fiber, std::string::npos) << t;
+  EXPECT_NE(t.find("| echo 1KiB ×50 conns | netloop fiber io_uring |"), std::string::npos) << t;
+  EXPECT_EQ(t.find("| netloop callback |"), std::string::npos) << t;
+  EXPECT_EQ(t.find("Asio"), std::string::npos) << t;
+  EXPECT_NE(t.find("| – |", fiber), std::string::npos) << t;
+  // Two repeats: the paired ratio over the floor shows its range.
+  EXPECT_NE(t.find("× floor, paired (min–max)"), std::string::npos) << t;
+}
+
 TEST(DuelTest, HttpsCellsVerifyTheServersAndTheirResponses) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "the duel's servers are benchmarks: run in the default build only";

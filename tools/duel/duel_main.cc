@@ -209,6 +209,11 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_md, "markdown output (default: <workspace>/duel.md)");
   app.add_option("--svg", out_svg, "SVG chart output (default: <workspace>/duel.svg)");
   app.add_option("--only", only, "run only workloads whose name contains this");
+  std::vector<std::string> only_servers;
+  app.add_option("--servers", only_servers,
+                 "run only servers whose name contains one of these (comma-separated); the "
+                 "floor or nginx, which the ratios are taken over, always runs")
+      ->delimiter(',');
   app.add_flag("--no-pin", no_pin, "do not pin server and load to CPUs");
   CLI11_PARSE(app, argc, argv);
   if (repeats <= 0) repeats = quick ? 1 : 3;
@@ -236,9 +241,19 @@ int main(int argc, char** argv) {
   auto bin = [&](const std::string& rel) { return FindBinary(rel, argv[0]); };
   // Before pinning, so the Go compiler has every CPU.
   const std::string go_dir = tmp + "/go";
-  const std::string no_go = BuildPeers("go", bin("peers/go/build.sh"), go_dir);
+  // A server runs when --servers names it (or is not given); the floor and
+  // nginx run anyway, being what the ratios are taken over.
+  auto asked = [&](const std::string& name) {
+    return only_servers.empty() ||
+           std::any_of(only_servers.begin(), only_servers.end(),
+                       [&](const std::string& o) { return name.find(o) != std::string::npos; });
+  };
+  const std::string no_go = asked("Go net (goroutines)") || asked("Go net/http")
+                                ? BuildPeers("go", bin("peers/go/build.sh"), go_dir)
+                                : "not asked for";
   const std::string uv_dir = tmp + "/libuv";
-  const std::string no_uv = BuildPeers("libuv", bin("peers/libuv/build.sh"), uv_dir);
+  const std::string no_uv =
+      asked("libuv") ? BuildPeers("libuv", bin("peers/libuv/build.sh"), uv_dir) : "not asked for";
 
   const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   const bool pin = !no_pin && ncpu >= 2;
@@ -417,6 +432,7 @@ int main(int argc, char** argv) {
       for (size_t k = 0; k < servers.size(); ++k) {
         // Rotate the order each repeat so no server always runs first.
         const ServerSpec& s = servers[(k + rep) % servers.size()];
+        if (!s.floor && !asked(s.name)) continue;  // and no row
         if (s.argv[0].empty()) {
           notes[s.name] = "skipped: binary not built";
           continue;
@@ -490,6 +506,7 @@ int main(int argc, char** argv) {
       row.counterpart = s.counterpart;
       row.repeats = static_cast<int>(runs.size());
       if (row.idle && s.nginx) continue;
+      if (!s.floor && !asked(s.name)) continue;
       if (runs.empty()) {
         if (row.note.empty()) row.note = "no result";
         rows.push_back(row);
