@@ -23,11 +23,11 @@
 #ifndef NETLOOP_REACTOR_RING_BUFFER_H_
 #define NETLOOP_REACTOR_RING_BUFFER_H_
 
-#include <sys/uio.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+
+#include "reactor/iovec.h"
 
 namespace netloop {
 

@@ -202,8 +202,14 @@ def _absl_impl(ctx):
             lines += [
                 "cc_library(",
                 "    name = %r," % name,
-                '    deps = ["//include:headers"],',
-                "    linkopts = %r," % flags,
+                "    deps = select({",
+                '        "@platforms//os:windows": ["@com_google_absl_source//absl/%s:%s"],' % (package, name),
+                '        "//conditions:default": ["//include:headers"],',
+                "    }),",
+                "    linkopts = select({",
+                '        "@platforms//os:windows": [],',
+                '        "//conditions:default": %r,' % flags,
+                "    }),",
                 ")",
                 "",
             ]
@@ -215,13 +221,93 @@ def _absl_impl(ctx):
 system_absl = repository_rule(
     implementation = _absl_impl,
     local = True,
-    doc = "Abseil from the system (pkg-config), under upstream labels.",
+    doc = "Abseil from the system (pkg-config), under upstream labels; on Windows " +
+          "(--config=mingw) each label forwards to the same target of @com_google_absl_source.",
 )
+
+def _link_tree(ctx, root, edits):
+    """Symlinks root's entries into the repository; files named in edits are
+    copied with each (old, new) replacement made, and a directory holding such
+    a file is made real and its entries linked one by one. (Starlark has no
+    recursion: a work list.)"""
+    todo = [(root, "")]
+    for _ in range(1000):
+        if not todo:
+            break
+        source, dest = todo.pop()
+        for child in source.readdir():
+            path = child.basename if not dest else dest + "/" + child.basename
+            if path in edits:
+                content = ctx.read(child)
+                for old, new in edits[path]:
+                    if old not in content:
+                        fail("%s no longer contains %r: update system_deps.bzl" % (child, old))
+                    content = content.replace(old, new)
+                ctx.file(path, content)
+            elif [p for p in edits if p.startswith(path + "/")]:
+                todo.append((child, path))
+            else:
+                ctx.symlink(child, path)
+
+def _source_tree_impl(ctx):
+    """A source tree unpacked on this machine, used as it is; empty if absent.
+
+    Only the Windows build reads these trees, so a Linux machine without them
+    still builds: the repository is empty and nothing asks for its targets.
+    """
+    root = ctx.path(ctx.attr.path)
+    if not root.exists:
+        ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
+        ctx.file("BUILD.bazel", "# %s is missing: run tools/setup\n" % ctx.attr.path)
+        return
+    edits = {}
+    for path, pairs in ctx.attr.edits.items():
+        edits[path] = [tuple(p.split("=>", 1)) for p in pairs]
+    _link_tree(ctx, root, edits)
+    for path, content in ctx.attr.extra_files.items():
+        ctx.file(path, content)
+
+_source_tree = repository_rule(
+    implementation = _source_tree_impl,
+    local = True,
+    attrs = {
+        "path": attr.string(mandatory = True),
+        "edits": attr.string_list_dict(doc = "file: [\"old=>new\", ...] replacements"),
+        "extra_files": attr.string_dict(doc = "files added to the tree: path: content"),
+    },
+)
+
+# Bazel 4.2.3's bundled @platforms has no wasm CPUs, which Abseil's BUILD
+# names in two config_settings; they point at constraint values no platform
+# here carries instead.
+_ABSL_SOURCE_EDITS = {
+    "absl/BUILD.bazel": [
+        '"@platforms//cpu:wasm32"=>"//netloop_stubs:wasm32"',
+        '"@platforms//cpu:wasm64"=>"//netloop_stubs:wasm64"',
+    ],
+}
+
+_ABSL_SOURCE_STUBS = {
+    "netloop_stubs/BUILD.bazel": """package(default_visibility = ["//visibility:public"])
+
+constraint_setting(name = "absent_cpu")
+
+constraint_value(name = "wasm32", constraint_setting = ":absent_cpu")
+
+constraint_value(name = "wasm64", constraint_setting = ":absent_cpu")
+""",
+}
+
+# Where tools/setup unpacks Debian's Abseil source package (the same version as
+# libabsl-dev) for the Windows build, which cannot use Linux's shared libraries.
+ABSL_SOURCE_DIR = "/opt/netloop/src/abseil"
 
 def _system_library_impl(ctx):
     ctx.file("WORKSPACE", 'workspace(name = "%s")\n' % ctx.name)
     ctx.file("include/BUILD.bazel", _link_include_dir(ctx, ctx.attr.include_dirs))
     ctx.file("BUILD.bazel", ctx.attr.build_file_content)
+    if ctx.attr.source_dir and ctx.path(ctx.attr.source_dir).exists:
+        ctx.symlink(ctx.path(ctx.attr.source_dir), "src")
 
 _system_library = repository_rule(
     implementation = _system_library_impl,
@@ -229,23 +315,68 @@ _system_library = repository_rule(
     attrs = {
         "build_file_content": attr.string(),
         "include_dirs": attr.string_list(doc = "Paths under /usr/include to export."),
+        "source_dir": attr.string(doc = "Sources linked under src/ where present (Windows builds)."),
     },
 )
 
 _GTEST_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
-# Upstream's gtest target includes gmock; so does this one.
+# Upstream's gtest target includes gmock; so does this one. On Windows
+# (--config=mingw) both are compiled from Debian's googletest sources
+# (/usr/src/googletest), linked under src/.
 cc_library(
     name = "gtest",
-    deps = ["//include:headers"],
-    linkopts = ["-lgmock", "-lgtest", "-lpthread"],
+    deps = select({
+        "@platforms//os:windows": [":gtest_from_source"],
+        "//conditions:default": ["//include:headers"],
+    }),
+    linkopts = select({
+        "@platforms//os:windows": [],
+        "//conditions:default": ["-lgmock", "-lgtest", "-lpthread"],
+    }),
 )
 
 cc_library(
     name = "gtest_main",
-    deps = ["//include:headers"],
-    linkopts = ["-lgtest_main", "-lgmock", "-lgtest", "-lpthread"],
+    srcs = select({
+        "@platforms//os:windows": ["src/googlemock/src/gmock_main.cc"],
+        "//conditions:default": [],
+    }),
+    deps = select({
+        "@platforms//os:windows": [":gtest_from_source"],
+        "//conditions:default": ["//include:headers"],
+    }),
+    linkopts = select({
+        "@platforms//os:windows": [],
+        "//conditions:default": ["-lgtest_main", "-lgmock", "-lgtest", "-lpthread"],
+    }),
+)
+
+cc_library(
+    name = "gtest_from_source",
+    srcs = [
+        "src/googletest/src/gtest-all.cc",
+        "src/googlemock/src/gmock-all.cc",
+    ],
+    hdrs = glob([
+        "src/googletest/include/**/*.h",
+        "src/googlemock/include/**/*.h",
+    ]),
+    # The -all.cc files include every other source by its path under the
+    # project's root.
+    textual_hdrs = glob([
+        "src/googletest/src/*.cc",
+        "src/googletest/src/*.h",
+        "src/googlemock/src/*.cc",
+    ]),
+    includes = [
+        "src/googlemock",
+        "src/googlemock/include",
+        "src/googletest",
+        "src/googletest/include",
+    ],
+    visibility = ["//visibility:private"],
 )
 
 alias(name = "gmock", actual = ":gtest")
@@ -256,14 +387,19 @@ alias(name = "gmock_main", actual = ":gtest_main")
 _BENCHMARK_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
+# Linux's package only: targets that need it are skipped on Windows.
+_LINUX = ["@platforms//os:linux"]
+
 cc_library(
     name = "benchmark",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
     linkopts = ["-lbenchmark", "-lpthread"],
 )
 
 cc_library(
     name = "benchmark_main",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
     linkopts = ["-lbenchmark_main", "-lbenchmark", "-lpthread"],
 )
@@ -272,9 +408,13 @@ cc_library(
 _CLI11_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
+# Linux's package only: targets that need it are skipped on Windows.
+_LINUX = ["@platforms//os:linux"]
+
 # Header-only.
 cc_library(
     name = "cli11",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
 )
 """
@@ -282,10 +422,14 @@ cc_library(
 _BOOST_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
+# Linux's package only: targets that need it are skipped on Windows.
+_LINUX = ["@platforms//os:linux"]
+
 # rules_boost's name for Boost.Context. Only boost/context is exported: the
 # rest of Boost it includes (config, assert, ...) comes from /usr/include.
 cc_library(
     name = "context",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
     linkopts = ["-lboost_context"],
 )
@@ -294,8 +438,12 @@ cc_library(
 _LIBURING_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
+# Linux's package only: targets that need it are skipped on Windows.
+_LINUX = ["@platforms//os:linux"]
+
 cc_library(
     name = "liburing",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
     linkopts = ["-luring"],
 )
@@ -304,15 +452,20 @@ cc_library(
 _OPENSSL_BUILD = """
 package(default_visibility = ["//visibility:public"])
 
+# Linux's package only: targets that need it are skipped on Windows.
+_LINUX = ["@platforms//os:linux"]
+
 # The upstream (Bazel Central Registry) openssl module's target names.
 cc_library(
     name = "crypto",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
     linkopts = ["-lcrypto"],
 )
 
 cc_library(
     name = "ssl",
+    target_compatible_with = _LINUX,
     deps = ["//include:headers"],
     linkopts = ["-lssl", "-lcrypto"],
 )
@@ -321,10 +474,19 @@ cc_library(
 def netloop_system_deps():
     """Declares every external repository netloop needs, from Debian packages."""
     system_absl(name = "com_google_absl")
+    _source_tree(
+        name = "com_google_absl_source",
+        path = ABSL_SOURCE_DIR,
+        edits = _ABSL_SOURCE_EDITS,
+        extra_files = _ABSL_SOURCE_STUBS,
+    )
+    # Abseil's own BUILD files load bazel-skylib (Debian's bazel-skylib).
+    _source_tree(name = "bazel_skylib", path = "/usr/share/bazel/tools/skylib")
     _system_library(
         name = "com_google_googletest",
         build_file_content = _GTEST_BUILD,
         include_dirs = ["gtest", "gmock"],
+        source_dir = "/usr/src/googletest",
     )
     _system_library(
         name = "com_google_benchmark",
