@@ -56,10 +56,10 @@ absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(LoopOptions options
 
 EventLoop::EventLoop(LoopOptions options, int wakeup_fd)
     : options_(std::move(options)),
-      wakeup_fd_(wakeup_fd),
-      wakeup_watcher_(std::make_unique<WakeupWatcher>(wakeup_fd)),
       read_buffer_(new char[std::max<size_t>(options_.read_buffer_size, 4096)]),
-      read_buffer_size_(std::max<size_t>(options_.read_buffer_size, 4096)) {
+      read_buffer_size_(std::max<size_t>(options_.read_buffer_size, 4096)),
+      wakeup_fd_(wakeup_fd),
+      wakeup_watcher_(std::make_unique<WakeupWatcher>(wakeup_fd)) {
   now_ns_ = MonotonicNanos();
 }
 

@@ -243,11 +243,13 @@ def _link_tree(ctx, root, edits):
                     if old not in content:
                         fail("%s no longer contains %r: update system_deps.bzl" % (child, old))
                     content = content.replace(old, new)
-                ctx.file(path, content)
+                ctx.file(path, content, executable = False)
             elif [p for p in edits if p.startswith(path + "/")]:
                 todo.append((child, path))
             else:
                 ctx.symlink(child, path)
+    if todo:
+        fail("%s: more directories to edit than _link_tree walks" % root)
 
 def _source_tree_impl(ctx):
     """A source tree unpacked on this machine, used as it is; empty if absent.
@@ -262,6 +264,9 @@ def _source_tree_impl(ctx):
         return
     edits = {}
     for path, pairs in ctx.attr.edits.items():
+        for p in pairs:
+            if "=>" not in p:
+                fail("edit %r of %s is not \"old=>new\"" % (p, path))
         edits[path] = [tuple(p.split("=>", 1)) for p in pairs]
     _link_tree(ctx, root, edits)
     for path, content in ctx.attr.extra_files.items():
@@ -480,8 +485,10 @@ def netloop_system_deps():
         edits = _ABSL_SOURCE_EDITS,
         extra_files = _ABSL_SOURCE_STUBS,
     )
-    # Abseil's own BUILD files load bazel-skylib (Debian's bazel-skylib).
-    _source_tree(name = "bazel_skylib", path = "/usr/share/bazel/tools/skylib")
+    # Abseil's own BUILD files load bazel-skylib (Debian's bazel-skylib),
+    # unless the workspace already has its own.
+    if not native.existing_rule("bazel_skylib"):
+        _source_tree(name = "bazel_skylib", path = "/usr/share/bazel/tools/skylib")
     _system_library(
         name = "com_google_googletest",
         build_file_content = _GTEST_BUILD,

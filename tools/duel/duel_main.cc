@@ -211,8 +211,9 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "run only workloads whose name contains this");
   std::vector<std::string> only_servers;
   app.add_option("--servers", only_servers,
-                 "run only servers whose name contains one of these (comma-separated); the "
-                 "floor or nginx, which the ratios are taken over, always runs")
+                 "run only servers whose name contains one of these (comma-separated); each "
+                 "workload's reference (the raw floor, or nginx for https and static files), "
+                 "which the ratios are taken over, always runs")
       ->delimiter(',');
   app.add_flag("--no-pin", no_pin, "do not pin server and load to CPUs");
   CLI11_PARSE(app, argc, argv);
@@ -243,6 +244,7 @@ int main(int argc, char** argv) {
   const std::string go_dir = tmp + "/go";
   // A server runs when --servers names it (or is not given); the floor and
   // nginx run anyway, being what the ratios are taken over.
+  std::erase(only_servers, "");  // "a," would otherwise name every server
   auto asked = [&](const std::string& name) {
     return only_servers.empty() ||
            std::any_of(only_servers.begin(), only_servers.end(),

@@ -21,8 +21,8 @@ struct Row {
   double p50_us = 0;
   double p99_us = 0;
   double rss_per_conn = 0;  // idle rows
-  // Server CPU per message over the floor's (RSS, idle rows), taken in each
-  // repeat against the floor's run of that same repeat and then the median:
+  // Server CPU per message over the floor's (none for idle rows), taken in
+  // each repeat against the floor's run of that same repeat, then the median:
   // pairing runs that were minutes apart cancels the VM's slow drift. The
   // range is over the repeats. 0 = none.
   double ratio = 0;

@@ -81,7 +81,8 @@ def _impl(ctx):
         ),
         feature(name = "dbg", flag_sets = [_flags(_COMPILE, ["-g", "-O0"])]),
         feature(name = "fastbuild", flag_sets = [_flags(_COMPILE, ["-O1"])]),
-        # Headers a rule lists, and the -D/-I flags Bazel passes for them.
+        # The .d file Bazel reads to check that every included header is
+        # declared.
         feature(name = "dependency_file", enabled = True, flag_sets = [
             flag_set(
                 actions = _COMPILE,
