@@ -35,16 +35,16 @@ namespace {
 // is owned from the call on. Before a FiberConnCore exists it is closed here;
 // after, the core closes it, on failure (its destructor) and on success
 // (Close).
-absl::StatusOr<std::shared_ptr<FiberConnCore>> AdoptSocket(int fd, std::string unread,
+absl::StatusOr<std::shared_ptr<FiberConnCore>> AdoptSocket(SocketHandle fd, std::string unread,
                                                            const char* who,
                                                            bool fiber_required) {
   Scheduler* s = Scheduler::Current();
   if (s == nullptr) {
-    ::close(fd);
+    netloop::internal::CloseSocket(fd);
     return absl::FailedPreconditionError(std::string(who) + " off a loop thread");
   }
   if (fiber_required && Scheduler::CurrentTask() == nullptr) {
-    ::close(fd);
+    netloop::internal::CloseSocket(fd);
     return absl::FailedPreconditionError(std::string(who) + " outside a fiber");
   }
   auto core = std::make_shared<FiberConnCore>(s, fd, std::move(unread));
@@ -54,14 +54,14 @@ absl::StatusOr<std::shared_ptr<FiberConnCore>> AdoptSocket(int fd, std::string u
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(int fd, std::string unread) {
+absl::StatusOr<std::unique_ptr<FiberConn>> FiberConn::Adopt(SocketHandle fd, std::string unread) {
   absl::StatusOr<std::shared_ptr<FiberConnCore>> core =
       AdoptSocket(fd, std::move(unread), "FiberConn::Adopt", /*fiber_required=*/false);
   if (!core.ok()) return core.status();
   return std::unique_ptr<FiberConn>(new FiberConn(std::move(*core)));
 }
 
-absl::Status FiberConn::Serve(int fd, std::string unread,
+absl::Status FiberConn::Serve(SocketHandle fd, std::string unread,
                              absl::FunctionRef<void(FiberConn&)> handler) {
   absl::StatusOr<std::shared_ptr<FiberConnCore>> core =
       AdoptSocket(fd, std::move(unread), "FiberConn::Serve", /*fiber_required=*/true);
@@ -540,7 +540,7 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
     return absl::UnimplementedError("fiber::Dial: udp:// is not supported");
   }
   bool in_progress = false;
-  absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
+  absl::StatusOr<SocketHandle> fd = StartConnect(parsed->address, &in_progress);
   if (!fd.ok()) return fd.status();
   if (parsed->address.is_ip()) {
     ApplySocketTuning(*fd, parsed->address.family(), SocketTuning{});

@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "reactor/address.h"
 #include "reactor/event_loop.h"
+#include "reactor/socket_handle.h"
 #include "reactor/tls.h"
 
 namespace netloop::fiber {
@@ -97,11 +98,11 @@ class FiberConn {
   // Adopts a connected, non-blocking socket on the current loop. Loop
   // thread (in a fiber or not). `unread` holds bytes already read from it
   // (Conn::Detach).
-  static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(int fd, std::string unread = {});
+  static absl::StatusOr<std::unique_ptr<FiberConn>> Adopt(SocketHandle fd, std::string unread = {});
   // Adopt, then run `handler` with the connection kept on the calling fiber's
   // stack (no separate allocation), closing it when the handler returns.
   // Inside a fiber. The handler is not called on failure.
-  static absl::Status Serve(int fd, std::string unread,
+  static absl::Status Serve(SocketHandle fd, std::string unread,
                             absl::FunctionRef<void(FiberConn&)> handler);
 
   // Closes if still open.
@@ -166,7 +167,7 @@ class FiberConn {
 
   SocketAddress LocalAddress() const;
   SocketAddress RemoteAddress() const;
-  int fd() const;
+  SocketHandle fd() const;
   EventLoop& loop() const;
   FiberConnRef Ref() const;
 

@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<PacketConn>> PacketConn::Listen(std::string_view 
     return absl::InvalidArgumentError(
         "PacketConn::Listen: a udp://, udp4:// or udp6:// address with a numeric host");
   }
-  absl::StatusOr<int> fd = BindDatagram(*parsed, /*reuse_port=*/true);
+  absl::StatusOr<SocketHandle> fd = BindDatagram(*parsed, /*reuse_port=*/true);
   if (!fd.ok()) return fd.status();
   // Readiness on every backend: the socket is watched once, edge-triggered.
   auto core = std::make_shared<FiberConnCore>(s, *fd, std::string(), /*readiness_only=*/true);

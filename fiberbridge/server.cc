@@ -1,10 +1,10 @@
 #include "fiberbridge/server.h"
 
-#include <unistd.h>
 
 #include <utility>
 
 #include "reactor/internal/accepted_socket_taker.h"
+#include "reactor/internal/platform.h"
 #include "reactor/logging.h"
 
 namespace netloop::fiber {
@@ -15,17 +15,17 @@ namespace {
 // die and this closes the fd, which nobody else owns at that point.
 class PendingFd {
  public:
-  explicit PendingFd(int fd) : fd_(fd) {}
+  explicit PendingFd(SocketHandle fd) : fd_(fd) {}
   PendingFd(PendingFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   PendingFd& operator=(PendingFd&&) = delete;
   ~PendingFd() {
-    if (fd_ >= 0) ::close(fd_);
+    if (IsValidSocket(fd_)) netloop::internal::CloseSocket(fd_);
   }
   // Hands the fd on (to FiberConn::Serve, which owns it from then on).
   int Release() { return std::exchange(fd_, -1); }
 
  private:
-  int fd_;
+  SocketHandle fd_;
 };
 
 }  // namespace
@@ -57,7 +57,7 @@ class FiberServer::Bridge final : public EventHandler,
     return Action::kNone;
   }
 
-  void TakeAccepted(int loop_index, int fd, const SocketAddress&) override {
+  void TakeAccepted(int loop_index, SocketHandle fd, const SocketAddress&) override {
     SpawnServe(loop_index, fd, /*taken=*/true);
   }
 
@@ -65,7 +65,7 @@ class FiberServer::Bridge final : public EventHandler,
   // Starts the handler's fiber for `fd` on loop `loop_index`. A `taken`
   // socket (accepted, never a Conn) is counted by the engine until
   // ReleaseTakenSocket.
-  void SpawnServe(int loop_index, int fd, bool taken) {
+  void SpawnServe(int loop_index, SocketHandle fd, bool taken) {
     // The closure is three words: it fits AnyInvocable's inline storage, so
     // a parked connection pays no heap block for it.
     FiberServer* server = server_;

@@ -1,7 +1,5 @@
 #include "reactor/address.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <string.h>
 
 #include "absl/strings/numbers.h"
@@ -194,7 +192,8 @@ absl::StatusOr<NetAddress> ParseAddressNoLookup(std::string_view uri) {
   if (host.empty()) {
     // All interfaces; plain tcp prefers IPv4 like most servers' defaults.
     if (want4) {
-      in_addr any{htonl(INADDR_ANY)};
+      in_addr any;
+      any.s_addr = htonl(INADDR_ANY);
       out.address = SocketAddress::Ipv4(any, static_cast<uint16_t>(port));
     } else {
       out.address = SocketAddress::Ipv6(in6addr_any, static_cast<uint16_t>(port));

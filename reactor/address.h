@@ -10,15 +10,13 @@
 #ifndef NETLOOP_REACTOR_ADDRESS_H_
 #define NETLOOP_REACTOR_ADDRESS_H_
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "reactor/socket_handle.h"
+#include "reactor/socket_types.h"
 
 namespace netloop {
 

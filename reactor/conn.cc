@@ -1,11 +1,7 @@
 #include "reactor/conn.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <utility>
@@ -18,6 +14,7 @@
 #include "reactor/internal/socket_ops.h"
 #include "reactor/internal/datagram_socket.h"
 #include "reactor/internal/outbound_files.h"
+#include "reactor/internal/platform.h"
 #include "reactor/internal/sys_io.h"
 #include "reactor/internal/tls_session.h"
 #include "reactor/internal/worker.h"
@@ -56,7 +53,7 @@ constexpr size_t kSendFileChunk = 1024 * 1024;
 
 }  // namespace
 
-Conn::Conn(internal::Worker* worker, int fd, uint64_t id, bool is_client,
+Conn::Conn(internal::Worker* worker, SocketHandle fd, uint64_t id, bool is_client,
            const SocketAddress& remote)
     : worker_(worker), id_(id), is_client_(is_client) {
   fd_ = fd;
@@ -83,11 +80,11 @@ SocketAddress Conn::RemoteAddress() const {
   if (remote_len_ > 0) {
     return SocketAddress(reinterpret_cast<const sockaddr*>(&remote_), remote_len_);
   }
-  return fd_ >= 0 ? PeerAddressOf(fd_) : SocketAddress();
+  return IsValidSocket(fd_) ? PeerAddressOf(fd_) : SocketAddress();
 }
 
 SocketAddress Conn::LocalAddress() const {
-  return fd_ >= 0 ? LocalAddressOf(fd_) : SocketAddress();
+  return IsValidSocket(fd_) ? LocalAddressOf(fd_) : SocketAddress();
 }
 
 // ---------------------------------------------------------------- reading
@@ -719,7 +716,7 @@ absl::Status Conn::SendFile(int file_fd, uint64_t offset, uint64_t length) {
   }
   if (io_failed_) return BrokenStreamError();
   if (length == 0) return absl::OkStatus();
-  const int fd = fcntl(file_fd, F_DUPFD_CLOEXEC, 0);
+  const int fd = internal::FileDup(file_fd);
   if (fd < 0) return absl::ErrnoToStatus(errno, "SendFile: dup");
   if (files_ == nullptr) files_ = std::make_unique<internal::OutboundFiles>();
   files_->queue.push_back({fd, offset, length, {}});
@@ -793,7 +790,7 @@ bool Conn::PumpFiles() {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(f.remaining, kFileChunk));
     ssize_t n;
     do {
-      n = ::pread(f.fd, buf, want, static_cast<off_t>(f.offset));
+      n = internal::FilePread(f.fd, buf, want, f.offset);
     } while (n < 0 && errno == EINTR);
     if (n <= 0) {
       CloseWithError(n == 0 ? absl::DataLossError("SendFile: the file ended before its length")
@@ -1146,10 +1143,10 @@ void Conn::CloseNow(absl::Status reason) {
   tls_.reset();
   // Stops what is in flight and closes the fd (a Dial that failed before
   // its socket has none).
-  if (registered_ || fd_ >= 0) backend().CloseStream(this);
+  if (registered_ || IsValidSocket(fd_)) backend().CloseStream(this);
   registered_ = false;
   interest_ = 0;
-  fd_ = -1;
+  fd_ = kInvalidSocket;
   // The last hold (a Guard, an operation in flight) frees the Conn.
 }
 
@@ -1205,7 +1202,7 @@ absl::StatusOr<DetachedConn> Conn::Detach() {
   state_ = State::kDetached;
   MarkReleased();
   worker_->Forget(this);
-  fd_ = -1;
+  fd_ = kInvalidSocket;
   // A Guard on the stack (callbacks always run under one) frees the Conn.
   return out;
 }

@@ -31,6 +31,7 @@
 #include "reactor/address.h"
 #include "reactor/internal/backend.h"
 #include "reactor/ring_buffer.h"
+#include "reactor/socket_handle.h"
 #include "reactor/timer_queue.h"
 #include "reactor/tls.h"
 
@@ -104,7 +105,7 @@ class ConnRef {
 // and the outbound bytes Write accepted that the socket has not taken yet
 // (the new owner sends them first; HandOff does).
 struct DetachedConn {
-  int fd = -1;
+  SocketHandle fd = kInvalidSocket;
   std::string unread;
   std::string unsent;
   SocketAddress remote;
@@ -197,7 +198,7 @@ class Conn final : private internal::Stream {
   void* context() const { return context_; }
   // The handler owns what it stores here; free it in OnClose.
   void set_context(void* context) { context_ = context; }
-  int fd() const { return fd_; }
+  SocketHandle fd() const { return fd_; }
   uint64_t id() const { return id_; }
   bool is_client() const { return is_client_; }
   bool is_open() const { return state_ == State::kOpen; }
@@ -243,7 +244,7 @@ class Conn final : private internal::Stream {
     Conn* c_;
   };
 
-  Conn(internal::Worker* worker, int fd, uint64_t id, bool is_client,
+  Conn(internal::Worker* worker, SocketHandle fd, uint64_t id, bool is_client,
        const SocketAddress& remote);
   ~Conn();
 

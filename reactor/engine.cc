@@ -1,12 +1,16 @@
 #include "reactor/engine.h"
 
 #include <pthread.h>
+#include <string.h>
+
+#include <thread>
+#include <utility>
+
+#ifndef _WIN32
 #include <sched.h>
 #include <signal.h>
-#include <string.h>
 #include <unistd.h>
-
-#include <utility>
+#endif
 
 #include "absl/strings/str_cat.h"
 #include "reactor/clock.h"
@@ -25,6 +29,45 @@ std::atomic<Engine*> signal_engine{nullptr};
 void StopSignalHandler(int) {
   Engine* e = signal_engine.load(std::memory_order_acquire);
   if (e != nullptr) e->StopFromSignalHandler();
+}
+
+#ifdef _WIN32
+// Ctrl-C, Ctrl-Break, the console closing, logoff and shutdown: Windows
+// runs this on a thread of its own, so it may do what a signal handler may.
+BOOL WINAPI StopConsoleHandler(DWORD) {
+  Engine* e = signal_engine.load(std::memory_order_acquire);
+  if (e == nullptr) return FALSE;
+  e->StopFromSignalHandler();
+  return TRUE;
+}
+#endif
+
+int OnlineCpus() {
+#ifdef _WIN32
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+#else
+  return std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
+#endif
+}
+
+void PinThisThreadToCpu(int cpu) {
+#ifdef _WIN32
+  (void)SetThreadAffinityMask(GetCurrentThread(), DWORD_PTR{1} << (cpu % 64));
+#else
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+#endif
+}
+
+void SetSocketBufferSize(SocketHandle fd, int option, int bytes) {
+#ifdef _WIN32
+  (void)setsockopt(static_cast<SOCKET>(fd), SOL_SOCKET, option,
+                   reinterpret_cast<const char*>(&bytes), sizeof(bytes));
+#else
+  (void)setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof(bytes));
+#endif
 }
 
 uint64_t HashBytes(std::string_view bytes) {
@@ -68,8 +111,7 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
   handler_ = &handler;
   options_ = options;
   resolver_ = std::make_unique<internal::DialResolver>();
-  int n = options_.loops > 0 ? options_.loops
-                             : std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
+  int n = options_.loops > 0 ? options_.loops : OnlineCpus();
   for (int i = 0; i < n; ++i) {
     LoopOptions lo;
     lo.backend = options_.backend;
@@ -87,12 +129,7 @@ absl::Status Engine::Start(EventHandler& handler, std::vector<std::string> addre
   Action boot = handler_->OnBoot(*this);
   for (int i = 0; i < n; ++i) {
     threads_.emplace_back([this, i] {
-      if (options_.pin_loops_to_cpus) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(i % std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)), &set);
-        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-      }
+      if (options_.pin_loops_to_cpus) PinThisThreadToCpu(i % OnlineCpus());
       pthread_setname_np(pthread_self(), workers_[i]->loop().name().c_str());
       workers_[i]->loop().Run();
     });
@@ -136,20 +173,23 @@ absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
       // UDP: a socket per loop in either accept mode (there is nothing to
       // accept), the kernel spreading peers over them.
       for (auto& worker : workers_) {
-        absl::StatusOr<int> fd = BindDatagram(addr, /*reuse_port=*/true);
+        absl::StatusOr<SocketHandle> fd = BindDatagram(addr, /*reuse_port=*/true);
         if (!fd.ok()) return fd.status();
         if (addr.address.port() == 0) addr.address = LocalAddressOf(*fd);
         const SocketTuning& t = options_.socket;
         if (t.receive_buffer_bytes > 0) {
-          setsockopt(*fd, SOL_SOCKET, SO_RCVBUF, &t.receive_buffer_bytes, sizeof(int));
+          SetSocketBufferSize(*fd, SO_RCVBUF, t.receive_buffer_bytes);
         }
         if (t.send_buffer_bytes > 0) {
-          setsockopt(*fd, SOL_SOCKET, SO_SNDBUF, &t.send_buffer_bytes, sizeof(int));
+          SetSocketBufferSize(*fd, SO_SNDBUF, t.send_buffer_bytes);
         }
         auto socket = std::make_unique<internal::DatagramSocket>(
             worker.get(), *fd, options_.udp_max_datagram, options_.udp_batch);
         if (absl::Status s = socket->Watch(); !s.ok()) return s;
         worker->AddDatagramSocket(std::move(socket));
+#ifdef _WIN32
+        break;  // no SO_REUSEPORT: one socket, served by the first loop
+#endif
       }
       listen_uris_.push_back(absl::StrCat("udp://", addr.address.ToString()));
       continue;
@@ -158,7 +198,7 @@ absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
                     addr.network != Network::kUnix;
     if (per_loop) {
       for (auto& worker : workers_) {
-        absl::StatusOr<int> fd = Listen(addr, options_.reuse_addr, true, options_.backlog);
+        absl::StatusOr<SocketHandle> fd = Listen(addr, options_.reuse_addr, true, options_.backlog);
         if (!fd.ok()) return fd.status();
         if (addr.address.port() == 0) {
           // Port 0: the first bind picked a port; the other loops share it.
@@ -167,7 +207,7 @@ absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
         internal::Worker* w = worker.get();
         auto listener = std::make_unique<internal::Listener>(
             &w->loop(), *fd,
-            [this, w](int cfd, const SocketAddress& peer) {
+            [this, w](SocketHandle cfd, const SocketAddress& peer) {
               accepted_.fetch_add(1, std::memory_order_relaxed);
               w->AddLoad(1);
               w->AddConnection(cfd, peer, NextConnId(), false, false, nullptr, 0);
@@ -186,14 +226,14 @@ absl::Status Engine::BindListeners(const std::vector<std::string>& addresses) {
         if (!loop.ok()) return loop.status();
         acceptor_loop_ = std::move(*loop);
       }
-      absl::StatusOr<int> fd = Listen(addr, options_.reuse_addr, false, options_.backlog);
+      absl::StatusOr<SocketHandle> fd = Listen(addr, options_.reuse_addr, false, options_.backlog);
       if (!fd.ok()) return fd.status();
       if (addr.address.port() == 0 && addr.address.is_ip()) {
         addr.address = LocalAddressOf(*fd);
       }
       auto listener = std::make_unique<internal::Listener>(
           acceptor_loop_.get(), *fd,
-          [this](int cfd, const SocketAddress& peer) { OnAccepted(cfd, peer); },
+          [this](SocketHandle cfd, const SocketAddress& peer) { OnAccepted(cfd, peer); },
           &accept_pauses_);
       if (absl::Status s = listener->Watch(); !s.ok()) return s;
       acceptor_listeners_.push_back(std::move(listener));
@@ -223,7 +263,7 @@ internal::Worker* Engine::PickWorker(const SocketAddress& peer) {
   }
 }
 
-void Engine::OnAccepted(int fd, const SocketAddress& peer) {
+void Engine::OnAccepted(SocketHandle fd, const SocketAddress& peer) {
   accepted_.fetch_add(1, std::memory_order_relaxed);
   internal::Worker* w = PickWorker(peer);
   // Counted now, not when the worker gets to it, so a burst of accepts sees
@@ -277,14 +317,14 @@ absl::StatusOr<ConnRef> Engine::Dial(std::string_view address, DialOptions dial)
     return DialByName(w, *std::move(parsed), dial, std::move(tls));
   }
   bool in_progress = false;
-  absl::StatusOr<int> fd = StartConnect(parsed->address, &in_progress);
+  absl::StatusOr<SocketHandle> fd = StartConnect(parsed->address, &in_progress);
   if (!fd.ok()) return back_out(fd.status());
   dialled_.fetch_add(1, std::memory_order_relaxed);
   uint64_t id = NextConnId();
   int64_t timeout = DurationToNanosSaturated(dial.timeout);
   int64_t deadline = timeout == kNeverNanos ? kNeverNanos : MonotonicNanos() + timeout;
   SocketAddress peer = parsed->address;
-  int cfd = *fd;
+  SocketHandle cfd = *fd;
   void* context = dial.context;
   w->loop().RunInLoop([w, cfd, peer, id, in_progress, context, deadline, tls] {
     w->AddConnection(cfd, peer, id, true, in_progress, context, deadline,
@@ -314,7 +354,7 @@ absl::StatusOr<ConnRef> Engine::DialByName(
       return;
     }
     bool in_progress = false;
-    absl::StatusOr<int> fd = StartConnect(resolved->address, &in_progress);
+    absl::StatusOr<SocketHandle> fd = StartConnect(resolved->address, &in_progress);
     if (!fd.ok()) {
       w->loop().RunInLoop([w, id, context, reason = fd.status()]() mutable {
         w->FailDial(id, context, ConnectFailedError(reason));
@@ -382,6 +422,10 @@ void Engine::StopFromSignalHandler() {
 
 void Engine::StopOnSignals() {
   signal_engine.store(this, std::memory_order_release);
+#ifdef _WIN32
+  (void)StopSignalHandler;
+  SetConsoleCtrlHandler(StopConsoleHandler, TRUE);
+#else
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = StopSignalHandler;
@@ -389,6 +433,7 @@ void Engine::StopOnSignals() {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+#endif
 }
 
 void Engine::WorkerStopped() {

@@ -30,6 +30,7 @@
 #include "reactor/event_handler.h"
 #include "reactor/event_loop.h"
 #include "reactor/options.h"
+#include "reactor/socket_handle.h"
 
 namespace netloop {
 
@@ -163,7 +164,7 @@ class Engine {
   friend class internal::Worker;
   friend void internal::SetAcceptedSocketTaker(Engine&, internal::AcceptedSocketTaker*);
   friend void internal::ReleaseTakenSocket(Engine&, int);
-  void OnAccepted(int fd, const SocketAddress& peer);
+  void OnAccepted(SocketHandle fd, const SocketAddress& peer);
   internal::Worker* PickWorker(const SocketAddress& peer);
   uint64_t NextConnId() { return next_conn_id_.fetch_add(1, std::memory_order_relaxed); }
   void WorkerStopped();

@@ -20,8 +20,14 @@ absl::Status WithReason(absl::Status status, CloseReason reason) {
 
 std::string ErrnoText(int err) {
   char buf[128];
+#ifdef _WIN32
+  // The C runtime's messages; it knows the POSIX errno values the engine
+  // maps Winsock errors to (platform.h).
+  const char* text = strerror_s(buf, sizeof(buf), err) == 0 ? buf : "unknown error";
+#else
   // GNU strerror_r returns the message pointer, which may not be `buf`.
   const char* text = strerror_r(err, buf, sizeof(buf));
+#endif
   return absl::StrCat(text, " (errno ", err, ")");
 }
 

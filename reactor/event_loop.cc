@@ -2,11 +2,15 @@
 
 #include <errno.h>
 #include <string.h>
+
+#ifndef _WIN32
 #include <sys/eventfd.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cassert>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +22,11 @@ namespace {
 thread_local EventLoop* current_loop = nullptr;
 }  // namespace
 
+#ifdef _WIN32
+// Windows wakes the loop through its completion port (Backend::Wakeup): no
+// descriptor, nothing to drain.
+class EventLoop::WakeupWatcher {};
+#else
 // Drains the eventfd other threads write to wake the loop.
 class EventLoop::WakeupWatcher final : public IoWatcher {
  public:
@@ -31,10 +40,15 @@ class EventLoop::WakeupWatcher final : public IoWatcher {
  private:
   int fd_;
 };
+#endif
 
 absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(LoopOptions options) {
+#ifdef _WIN32
+  const int efd = -1;
+#else
   int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (efd < 0) return absl::InternalError(absl::StrCat("eventfd: ", strerror(errno)));
+#endif
   std::unique_ptr<EventLoop> loop(new EventLoop(std::move(options), efd));
   internal::BackendOptions bo;
   bo.kind = loop->options_.backend;
@@ -47,10 +61,12 @@ absl::StatusOr<std::unique_ptr<EventLoop>> EventLoop::Create(LoopOptions options
   absl::StatusOr<std::unique_ptr<internal::Backend>> backend = internal::NewBackend(bo);
   if (!backend.ok()) return backend.status();
   loop->backend_ = std::move(*backend);
+#ifndef _WIN32
   // The wake-up fd is drained on every event, so an edge-triggered backend
   // cannot strand a wake-up.
   absl::Status s = loop->backend_->Watch(efd, kIoReadable, loop->wakeup_watcher_.get());
   if (!s.ok()) return s;
+#endif
   return loop;
 }
 
@@ -59,16 +75,24 @@ EventLoop::EventLoop(LoopOptions options, int wakeup_fd)
       read_buffer_(new char[std::max<size_t>(options_.read_buffer_size, 4096)]),
       read_buffer_size_(std::max<size_t>(options_.read_buffer_size, 4096)),
       wakeup_fd_(wakeup_fd),
+#ifdef _WIN32
+      wakeup_watcher_(std::make_unique<WakeupWatcher>()) {
+#else
       wakeup_watcher_(std::make_unique<WakeupWatcher>(wakeup_fd)) {
+#endif
   now_ns_ = MonotonicNanos();
 }
 
 EventLoop::~EventLoop() {
   // Locals may still unwatch fds or cancel timers: destroy them first.
   while (!locals_.empty()) locals_.pop_back();
+#ifdef _WIN32
+  backend_.reset();
+#else
   if (backend_) (void)backend_->Unwatch(wakeup_fd_, wakeup_watcher_.get());
   backend_.reset();
   close(wakeup_fd_);
+#endif
 }
 
 EventLoop* EventLoop::Current() { return current_loop; }
@@ -78,8 +102,11 @@ void EventLoop::Run() {
   EventLoop* previous = current_loop;
   current_loop = this;
   backend_->StartOnLoopThread();
-  running_.store(true, std::memory_order_release);
-  running_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(running_mu_);
+    running_.store(true, std::memory_order_release);
+  }
+  running_cv_.notify_all();
   while (!quit_.load(std::memory_order_acquire)) {
     backend_->Poll(PollTimeoutNanos());
     now_ns_ = MonotonicNanos();
@@ -116,7 +143,13 @@ int64_t EventLoop::PollTimeoutNanos() const {
   return next > now ? next - now : 0;
 }
 
-void EventLoop::WaitUntilRunning() const { running_.wait(false, std::memory_order_acquire); }
+void EventLoop::WaitUntilRunning() const {
+  // A mutex and condition variable, not atomic<bool>::wait: libstdc++'s
+  // wait/notify on platforms without futexes (mingw-w64) was seen to lose
+  // the notification and leave Engine::Start waiting forever.
+  std::unique_lock<std::mutex> lock(running_mu_);
+  running_cv_.wait(lock, [this] { return running_.load(std::memory_order_acquire); });
+}
 
 void EventLoop::Quit() {
   quit_.store(true, std::memory_order_release);
@@ -124,9 +157,13 @@ void EventLoop::Quit() {
 }
 
 void EventLoop::Wakeup() {
+#ifdef _WIN32
+  backend_->Wakeup();
+#else
   uint64_t one = 1;
   ssize_t ignored = write(wakeup_fd_, &one, sizeof(one));
   (void)ignored;
+#endif
 }
 
 void EventLoop::RunInLoop(Task task) {
@@ -169,15 +206,15 @@ bool EventLoop::RescheduleTimer(TimerId id, int64_t when_ns) {
   return timers_.Reschedule(id, when_ns);
 }
 
-absl::Status EventLoop::Watch(int fd, uint32_t interest, IoWatcher* watcher) {
+absl::Status EventLoop::Watch(SocketHandle fd, uint32_t interest, IoWatcher* watcher) {
   return backend_->Watch(fd, interest, watcher);
 }
 
-absl::Status EventLoop::UpdateWatch(int fd, uint32_t interest, IoWatcher* watcher) {
+absl::Status EventLoop::UpdateWatch(SocketHandle fd, uint32_t interest, IoWatcher* watcher) {
   return backend_->Modify(fd, interest, watcher);
 }
 
-absl::Status EventLoop::Unwatch(int fd, IoWatcher* watcher) {
+absl::Status EventLoop::Unwatch(SocketHandle fd, IoWatcher* watcher) {
   for (auto& entry : reinvokes_) {
     if (entry.first == watcher) entry.first = nullptr;
   }

@@ -9,8 +9,10 @@
 #define NETLOOP_REACTOR_EVENT_LOOP_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "reactor/internal/backend.h"
 #include "reactor/io_watcher.h"
 #include "reactor/options.h"
+#include "reactor/socket_handle.h"
 #include "reactor/task_queue.h"
 #include "reactor/timer_queue.h"
 
@@ -108,10 +111,10 @@ class EventLoop {
   // Readiness watching (see IoWatcher), on every backend (io_uring serves it
   // with multishot polls, which report like edge-triggered epoll: watchers
   // must read or write until EAGAIN). Loop thread only.
-  absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher);
-  absl::Status UpdateWatch(int fd, uint32_t interest, IoWatcher* watcher);
+  absl::Status Watch(SocketHandle fd, uint32_t interest, IoWatcher* watcher);
+  absl::Status UpdateWatch(SocketHandle fd, uint32_t interest, IoWatcher* watcher);
   // After Unwatch returns, `watcher` receives nothing more and may be freed.
-  absl::Status Unwatch(int fd, IoWatcher* watcher);
+  absl::Status Unwatch(SocketHandle fd, IoWatcher* watcher);
   // Calls watcher->OnIoReady(events) again in the next iteration without
   // waiting for the poller: used when an edge-triggered reader stopped at its
   // budget with bytes still in the socket. Cancelled by Unwatch.
@@ -154,6 +157,8 @@ class EventLoop {
   std::atomic<std::thread::id> thread_id_{};
   std::atomic<bool> quit_{false};
   std::atomic<bool> running_{false};  // Run() started once
+  mutable std::mutex running_mu_;      // WaitUntilRunning's wait
+  mutable std::condition_variable running_cv_;
   std::atomic<uint64_t> iterations_{0};
   int64_t now_ns_ = 0;
   TaskQueue tasks_;

@@ -1,10 +1,7 @@
 #include "reactor/fault_injection.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -267,17 +264,17 @@ thread_local bool last_read_shortened = false;
 
 bool LastReadWasShortened() { return last_read_shortened; }
 
-ssize_t SysRead(int fd, void* buf, size_t n) {
+ssize_t SysRead(SocketHandle fd, void* buf, size_t n) {
   last_read_shortened = false;
   Injector& inj = TheInjector();
-  if (!inj.active()) return ::read(fd, buf, n);
+  if (!inj.active()) return RawRead(fd, buf, n);
   Decision d = inj.Decide(Op::kRead, n);
   if (FailsBeforeTheCall(d)) return -1;
   if (d.faulted && d.kind == Kind::kShort) {
     n = d.limit;
     last_read_shortened = true;
   }
-  return ::read(fd, buf, n);
+  return RawRead(fd, buf, n);
 }
 
 ssize_t FaultCompletedReceive(size_t n) {
@@ -316,23 +313,24 @@ ssize_t FaultSubmittedSend(size_t n) {
   }
 }
 
-ssize_t SysSend(int fd, const void* buf, size_t n, int flags) {
+ssize_t SysSend(SocketHandle fd, const void* buf, size_t n, int flags) {
   Injector& inj = TheInjector();
-  if (!inj.active()) return ::send(fd, buf, n, flags);
+  if (!inj.active()) return RawSend(fd, buf, n, flags);
   Decision d = inj.Decide(Op::kSend, n);
   if (FailsBeforeTheCall(d)) return -1;
   if (d.faulted && d.kind == Kind::kShort) n = d.limit;
-  return ::send(fd, buf, n, flags);
+  return RawSend(fd, buf, n, flags);
 }
 
-ssize_t SysSendMsg(int fd, const msghdr* msg, int flags) {
+#ifndef _WIN32
+ssize_t SysSendMsg(SocketHandle fd, const msghdr* msg, int flags) {
   Injector& inj = TheInjector();
-  if (!inj.active()) return ::sendmsg(fd, msg, flags);
+  if (!inj.active()) return RawSendMsg(fd, msg, flags);
   size_t total = 0;
   for (size_t i = 0; i < msg->msg_iovlen; ++i) total += msg->msg_iov[i].iov_len;
   Decision d = inj.Decide(Op::kSend, total);
   if (FailsBeforeTheCall(d)) return -1;
-  if (!(d.faulted && d.kind == Kind::kShort)) return ::sendmsg(fd, msg, flags);
+  if (!(d.faulted && d.kind == Kind::kShort)) return RawSendMsg(fd, msg, flags);
   // A short write: the same pieces, cut after d.limit bytes.
   std::vector<iovec> cut;
   size_t left = d.limit;
@@ -345,19 +343,21 @@ ssize_t SysSendMsg(int fd, const msghdr* msg, int flags) {
   msghdr shorter = *msg;
   shorter.msg_iov = cut.data();
   shorter.msg_iovlen = cut.size();
-  return ::sendmsg(fd, &shorter, flags);
+  return RawSendMsg(fd, &shorter, flags);
 }
 
-int SysAccept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+int SysAccept4(SocketHandle fd, sockaddr* addr, socklen_t* len, int flags) {
   Injector& inj = TheInjector();
   if (inj.active() && FailsBeforeTheCall(inj.Decide(Op::kAccept, 0))) return -1;
-  return ::accept4(fd, addr, len, flags);
+  return RawAccept4(fd, addr, len, flags);
 }
 
-int SysConnect(int fd, const sockaddr* addr, socklen_t len) {
+#endif  // !_WIN32
+
+int SysConnect(SocketHandle fd, const sockaddr* addr, socklen_t len) {
   Injector& inj = TheInjector();
   if (inj.active() && FailsBeforeTheCall(inj.Decide(Op::kConnect, 0))) return -1;
-  return ::connect(fd, addr, len);
+  return RawConnect(fd, addr, len);
 }
 
 int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
@@ -369,7 +369,7 @@ int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
     if (d.faulted && d.kind == Kind::kError) return d.err;
     (void)FailsBeforeTheCall(d);  // a delay
   }
-  return ::getaddrinfo(host, service, hints, res);
+  return RawGetAddrInfo(host, service, hints, res);
 }
 
 }  // namespace internal

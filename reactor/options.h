@@ -59,9 +59,13 @@ enum class BackendKind : uint8_t {
   // buffer ring, sends through the ring. Engine::Start fails with a clear
   // error when io_uring is unavailable.
   kIoUring,
+  // Windows' I/O completion ports: the only backend there, and what kAuto
+  // means there. Asking for it elsewhere (or for epoll or io_uring on
+  // Windows) fails Start with a clear error.
+  kIocp,
 };
 
-// "auto", "epoll" or "io_uring", as the examples' and tools' --backend and
+// "auto", "epoll", "io_uring" or "iocp", as the examples' and tools' --backend and
 // NETLOOP_BACKEND spell them. Any thread.
 absl::StatusOr<BackendKind> ParseBackendKind(std::string_view name);
 const char* BackendKindName(BackendKind kind);
@@ -69,7 +73,12 @@ const char* BackendKindName(BackendKind kind);
 struct Options {
   // Number of event loops (threads). 0 means one per online CPU.
   int loops = 0;
+#ifdef _WIN32
+  // Windows has no SO_REUSEPORT: kReusePort fails Start there.
+  AcceptMode accept_mode = AcceptMode::kAcceptor;
+#else
   AcceptMode accept_mode = AcceptMode::kReusePort;
+#endif
   LoadBalancing load_balancing = LoadBalancing::kRoundRobin;
   bool reuse_addr = true;
   int backlog = 4096;

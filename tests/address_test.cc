@@ -1,8 +1,6 @@
 // Address parsing and formatting: the URIs users pass to Engine::Start/Dial.
 #include "reactor/address.h"
 
-#include <arpa/inet.h>
-
 #include <string>
 
 #include "gtest/gtest.h"

@@ -1,98 +1,165 @@
 #include "tests/test_util.h"
 
-#include <dirent.h>
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <stdlib.h>
-#include <sys/time.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+#ifndef _WIN32
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
+
+#include <algorithm>
 
 #include "reactor/address.h"
 #include "reactor/options.h"
 
 namespace netloop::testing {
+namespace {
+
+#ifdef _WIN32
+// Blocking client sockets with timeouts (milliseconds on Windows).
+SocketHandle NewClientSocket(int family, int type, int timeout_seconds) {
+  static const bool started = [] {
+    WSADATA data;
+    return WSAStartup(MAKEWORD(2, 2), &data) == 0;
+  }();
+  (void)started;
+  SOCKET s = socket(family, type, 0);
+  if (s == INVALID_SOCKET) return kInvalidSocket;
+  DWORD ms = static_cast<DWORD>(timeout_seconds) * 1000;
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&ms), sizeof(ms));
+  setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&ms), sizeof(ms));
+  return static_cast<SocketHandle>(s);
+}
+long ClientRecv(SocketHandle fd, char* buf, size_t n) {
+  return recv(static_cast<SOCKET>(fd), buf, static_cast<int>(std::min<size_t>(n, 1 << 30)), 0);
+}
+long ClientSend(SocketHandle fd, const char* buf, size_t n) {
+  return send(static_cast<SOCKET>(fd), buf, static_cast<int>(std::min<size_t>(n, 1 << 30)), 0);
+}
+int ClientConnect(SocketHandle fd, const sockaddr* a, socklen_t len) {
+  return connect(static_cast<SOCKET>(fd), a, len);
+}
+#else
+SocketHandle NewClientSocket(int family, int type, int timeout_seconds) {
+  int fd = socket(family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) return kInvalidSocket;
+  timeval tv{timeout_seconds, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (type == SOCK_STREAM) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+long ClientRecv(SocketHandle fd, char* buf, size_t n) { return recv(fd, buf, n, 0); }
+long ClientSend(SocketHandle fd, const char* buf, size_t n) {
+  return send(fd, buf, n, MSG_NOSIGNAL);
+}
+int ClientConnect(SocketHandle fd, const sockaddr* a, socklen_t len) {
+  return connect(fd, a, len);
+}
+#endif
+
+// A call that failed only because a signal came (POSIX); Windows has none.
+bool Interrupted() {
+#ifdef _WIN32
+  return false;
+#else
+  return errno == EINTR;
+#endif
+}
+
+}  // namespace
+
+void CloseClient(SocketHandle fd) {
+#ifdef _WIN32
+  closesocket(static_cast<SOCKET>(fd));
+#else
+  close(fd);
+#endif
+}
+
+void ShutdownClientWrite(SocketHandle fd) {
+#ifdef _WIN32
+  shutdown(static_cast<SOCKET>(fd), SD_SEND);
+#else
+  shutdown(fd, SHUT_WR);
+#endif
+}
 
 uint16_t PortOf(const std::string& uri) {
   size_t colon = uri.rfind(':');
   return static_cast<uint16_t>(std::stoi(uri.substr(colon + 1)));
 }
 
-int UdpClient(uint16_t port, int family) {
-  int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+SocketHandle UdpClient(uint16_t port, int family) {
+  SocketHandle fd = NewClientSocket(family, SOCK_DGRAM, 10);
   if (family == AF_INET) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ClientConnect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   } else {
     sockaddr_in6 a{};
     a.sin6_family = AF_INET6;
     a.sin6_port = htons(port);
     a.sin6_addr = in6addr_loopback;
-    connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ClientConnect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   }
   return fd;
 }
 
-std::string ReceiveDatagram(int fd) {
+std::string ReceiveDatagram(SocketHandle fd) {
   std::string buf(70000, '\0');
-  ssize_t n = recv(fd, buf.data(), buf.size(), 0);
+  long n = ClientRecv(fd, buf.data(), buf.size());
   if (n < 0) return "<timeout>";
   buf.resize(static_cast<size_t>(n));
   return buf;
 }
 
-int Connect(const std::string& uri, int timeout_seconds) {
+SocketHandle Connect(const std::string& uri, int timeout_seconds) {
   auto addr = ParseAddress(uri);
-  if (!addr.ok()) return -1;
-  int fd = socket(addr->address.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  timeval tv{timeout_seconds, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  if (connect(fd, addr->address.sockaddr_ptr(), addr->address.length()) != 0) {
-    close(fd);
-    return -1;
+  if (!addr.ok()) return kInvalidSocket;
+  SocketHandle fd = NewClientSocket(addr->address.family(), SOCK_STREAM, timeout_seconds);
+  if (!IsValidSocket(fd)) return kInvalidSocket;
+  if (ClientConnect(fd, addr->address.sockaddr_ptr(), addr->address.length()) != 0) {
+    CloseClient(fd);
+    return kInvalidSocket;
   }
   return fd;
 }
 
-bool WriteAll(int fd, std::string_view data) {
+bool WriteAll(SocketHandle fd, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    long n = ClientSend(fd, data.data(), data.size());
+    if (n < 0 && Interrupted()) continue;
     if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
   return true;
 }
 
-std::optional<std::string> ReadExactly(int fd, size_t n) {
+std::optional<std::string> ReadExactly(SocketHandle fd, size_t n) {
   std::string out(n, '\0');
   size_t got = 0;
   while (got < n) {
-    ssize_t r = recv(fd, out.data() + got, n - got, 0);
-    if (r < 0 && errno == EINTR) continue;
+    long r = ClientRecv(fd, out.data() + got, n - got);
+    if (r < 0 && Interrupted()) continue;
     if (r <= 0) return std::nullopt;
     got += static_cast<size_t>(r);
   }
   return out;
 }
 
-std::optional<std::string> ReadToEof(int fd, size_t max) {
+std::optional<std::string> ReadToEof(SocketHandle fd, size_t max) {
   std::string out;
   char buf[65536];
   while (out.size() < max) {
-    ssize_t r = recv(fd, buf, sizeof(buf), 0);
-    if (r < 0 && errno == EINTR) continue;
+    long r = ClientRecv(fd, buf, sizeof(buf));
+    if (r < 0 && Interrupted()) continue;
     if (r < 0) return std::nullopt;
     if (r == 0) return out;
     out.append(buf, static_cast<size_t>(r));
@@ -116,12 +183,17 @@ namespace {
 
 // Entries of a /proc/.../fd directory, or -1.
 int CountFdEntries(const std::string& dir) {
+#ifdef _WIN32
+  (void)dir;
+  return -1;
+#else
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return -1;
   int n = 0;
   while (dirent* e = readdir(d)) n += e->d_name[0] != '.';
   closedir(d);
   return n;
+#endif
 }
 
 }  // namespace
@@ -134,12 +206,16 @@ int OpenDescriptors() {
 int OpenDescriptorsOf(int pid) { return CountFdEntries("/proc/" + std::to_string(pid) + "/fd"); }
 
 long RaiseFdLimit() {
+#ifdef _WIN32
+  return 1 << 20;
+#else
   rlimit rl;
   getrlimit(RLIMIT_NOFILE, &rl);
   rl.rlim_cur = rl.rlim_max;
   setrlimit(RLIMIT_NOFILE, &rl);
   getrlimit(RLIMIT_NOFILE, &rl);
   return static_cast<long>(rl.rlim_cur);
+#endif
 }
 
 bool TestingIoUring() {
@@ -159,13 +235,21 @@ size_t ReceivePoolBytesPerLoop() {
 
 CommandResult RunCommand(const std::string& command) {
   CommandResult result;
+#ifdef _WIN32
+  FILE* p = _popen(command.c_str(), "r");
+#else
   FILE* p = popen(command.c_str(), "r");
+#endif
   if (p == nullptr) return result;
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) result.output.append(buf, n);
+#ifdef _WIN32
+  result.exit_code = _pclose(p);
+#else
   const int status = pclose(p);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+#endif
   return result;
 }
 

@@ -3,35 +3,45 @@
 #ifndef NETLOOP_TESTS_TEST_UTIL_H_
 #define NETLOOP_TESTS_TEST_UTIL_H_
 
-#include <sys/socket.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "reactor/socket_handle.h"
+#include "reactor/socket_types.h"
+
 namespace netloop::testing {
+
+// Client sockets are SocketHandles: ints on POSIX, SOCKETs on Windows,
+// where they must be closed with CloseClient (not close(2)).
 
 // Port of "tcp://host:port" / "tcp://[::1]:port".
 uint16_t PortOf(const std::string& uri);
-// Connects to a "tcp://..." or "unix://..." URI; -1 on failure.
-int Connect(const std::string& uri, int timeout_seconds = 10);
-bool WriteAll(int fd, std::string_view data);
+// Connects to a "tcp://..." or "unix://..." URI; kInvalidSocket (-1 on
+// POSIX) on failure.
+SocketHandle Connect(const std::string& uri, int timeout_seconds = 10);
+bool WriteAll(SocketHandle fd, std::string_view data);
+void CloseClient(SocketHandle fd);
+// shutdown(SHUT_WR): the server sees EOF.
+void ShutdownClientWrite(SocketHandle fd);
 // A UDP socket (10 s receive timeout) connected to `port` on 127.0.0.1, or
 // on ::1 for AF_INET6, so it hears only the server.
-int UdpClient(uint16_t port, int family = AF_INET);
+SocketHandle UdpClient(uint16_t port, int family = AF_INET);
 // One datagram (up to 70,000 bytes), or "<timeout>".
-std::string ReceiveDatagram(int fd);
+std::string ReceiveDatagram(SocketHandle fd);
 // Exactly n bytes, or nullopt on EOF, error or timeout.
-std::optional<std::string> ReadExactly(int fd, size_t n);
+std::optional<std::string> ReadExactly(SocketHandle fd, size_t n);
 // Everything until EOF (at most `max` bytes); nullopt on error or timeout.
-std::optional<std::string> ReadToEof(int fd, size_t max = 1 << 26);
+std::optional<std::string> ReadToEof(SocketHandle fd, size_t max = 1 << 26);
 // Deterministic pseudo-random bytes.
 std::string Pattern(size_t n, uint32_t seed);
-// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new limit.
+// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new limit
+// (Windows has no such limit: a large number).
 long RaiseFdLimit();
-// Descriptors this process has open now (from /proc/self/fd), or -1.
+// Descriptors this process has open now (from /proc/self/fd), or -1 (also
+// on Windows).
 int OpenDescriptors();
 // Descriptors process `pid` has open now (from /proc/PID/fd), or -1.
 int OpenDescriptorsOf(int pid);

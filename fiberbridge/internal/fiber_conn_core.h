@@ -18,9 +18,11 @@
 #include "reactor/clock.h"
 #include "reactor/errors.h"
 #include "reactor/internal/backend.h"
+#include "reactor/internal/platform.h"
 #include "reactor/internal/sys_io.h"
 #include "reactor/internal/tls_session.h"
 #include "reactor/io_watcher.h"
+#include "reactor/socket_handle.h"
 
 namespace netloop::fiber {
 
@@ -67,7 +69,7 @@ class FiberConnCore final : public IoWatcher, public StopListener {
   // Close never ran (Register failed). `readiness_only`: wait through
   // readiness on every backend (a UDP socket, whose datagrams have no
   // completion path yet), never through completion operations.
-  FiberConnCore(Scheduler* s, int fd, std::string unread, bool readiness_only = false)
+  FiberConnCore(Scheduler* s, SocketHandle fd, std::string unread, bool readiness_only = false)
       : sched_(s),
         backend_(!readiness_only && s->loop().backend().completion() ? &s->loop().backend()
                                                                      : nullptr),
@@ -75,7 +77,7 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     if (!unread.empty()) unread_ = std::make_unique<std::string>(std::move(unread));
   }
   ~FiberConnCore() {
-    if (!closed_) ::close(fd_);
+    if (!closed_) netloop::internal::CloseSocket(fd_);
   }
   FiberConnCore(const FiberConnCore&) = delete;
   FiberConnCore& operator=(const FiberConnCore&) = delete;
@@ -252,18 +254,18 @@ class FiberConnCore final : public IoWatcher, public StopListener {
       // Cancelled before the fd goes; their completions wake the fibers.
       WakeSlot(read_, /*closing_fd=*/true);
       WakeSlot(write_, /*closing_fd=*/true);
-      ::close(fd_);
+      netloop::internal::CloseSocket(fd_);
       return;
     }
     (void)sched_->loop().Unwatch(fd_, this);
-    ::close(fd_);
+    netloop::internal::CloseSocket(fd_);
     WakeSlot(read_);
     WakeSlot(write_);
   }
 
   Scheduler* const sched_;
   netloop::internal::Backend* const backend_;  // completion backends only
-  int fd_;
+  SocketHandle fd_;
   bool closed_ = false;
   // Readiness backends: false once a read has drained the socket, until the
   // next edge. A read that returns less than it asked for has emptied the

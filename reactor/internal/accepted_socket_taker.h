@@ -6,6 +6,8 @@
 #ifndef NETLOOP_REACTOR_INTERNAL_ACCEPTED_SOCKET_TAKER_H_
 #define NETLOOP_REACTOR_INTERNAL_ACCEPTED_SOCKET_TAKER_H_
 
+#include "reactor/socket_handle.h"
+
 namespace netloop {
 class Engine;
 class SocketAddress;
@@ -21,7 +23,7 @@ class AcceptedSocketTaker {
   // here on. The socket counts as one of the loop's connections (for
   // CountConnections and least-connections balancing) until the taker calls
   // ReleaseTakenSocket.
-  virtual void TakeAccepted(int loop_index, int fd, const SocketAddress& peer) = 0;
+  virtual void TakeAccepted(int loop_index, SocketHandle fd, const SocketAddress& peer) = 0;
 
  protected:
   ~AcceptedSocketTaker() = default;

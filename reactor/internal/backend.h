@@ -23,7 +23,6 @@
 #define NETLOOP_REACTOR_INTERNAL_BACKEND_H_
 
 #include <errno.h>
-#include <sys/socket.h>
 
 #include <cstdint>
 #include <memory>
@@ -34,7 +33,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "reactor/io_watcher.h"
+#include "reactor/iovec.h"
 #include "reactor/options.h"
+#include "reactor/socket_handle.h"
+#include "reactor/socket_types.h"
 
 namespace netloop {
 class SocketAddress;
@@ -57,7 +59,7 @@ class Stream {
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 
-  int stream_fd() const { return fd_; }
+  SocketHandle stream_fd() const { return fd_; }
 
   void Hold() { ++holds_; }
   void Unhold() {
@@ -96,10 +98,11 @@ class Stream {
   // Frees the owner (delete this).
   virtual void Free() = 0;
 
-  int fd_ = -1;
+  SocketHandle fd_ = kInvalidSocket;
 
  private:
   friend class EpollBackend;
+  friend class IocpBackend;
   friend class IoUringBackend;
   uint16_t holds_ = 0;
   bool released_ = false;
@@ -117,7 +120,7 @@ class AcceptSink {
  public:
   // A connection was accepted: `fd` is non-blocking, close-on-exec, owned by
   // the sink from here on. Returns false to stop accepting in this round.
-  virtual bool OnAccepted(int fd, const SocketAddress& peer) = 0;
+  virtual bool OnAccepted(SocketHandle fd, const SocketAddress& peer) = 0;
   // accept failed with `err` (EMFILE and such): the backend stopped
   // accepting on this socket until StartAccepting is called again.
   virtual void OnAcceptFailed(int err) = 0;
@@ -174,7 +177,7 @@ class Operation {
   virtual void OnComplete(int result) = 0;
 
   Kind kind = Kind::kReceive;
-  int fd = -1;
+  SocketHandle fd = kInvalidSocket;
   char* data = nullptr;
   size_t size = 0;
   const char* buffer = nullptr;
@@ -206,11 +209,17 @@ class Backend {
   virtual bool edge_triggered() const = 0;
 
   // ---- Readiness watching (IoWatcher; see EventLoop::Watch). ----
-  virtual absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher) = 0;
-  virtual absl::Status Modify(int fd, uint32_t interest, IoWatcher* watcher) = 0;
+  virtual absl::Status Watch(SocketHandle fd, uint32_t interest, IoWatcher* watcher) = 0;
+  virtual absl::Status Modify(SocketHandle fd, uint32_t interest, IoWatcher* watcher) = 0;
   // Nothing more reaches `watcher` afterwards, not even events already
   // collected: it may be freed.
-  virtual absl::Status Unwatch(int fd, IoWatcher* watcher) = 0;
+  virtual absl::Status Unwatch(SocketHandle fd, IoWatcher* watcher) = 0;
+
+  // Any thread, async-signal-safe where the platform has signals: makes the
+  // loop's Poll return soon. Only backends that own the loop's wake-up (IOCP,
+  // through PostQueuedCompletionStatus) implement it; on POSIX the loop
+  // wakes through an eventfd it watches like any other descriptor.
+  virtual void Wakeup() {}
 
   // Called once by the loop thread before its first Poll (io_uring makes its
   // ring here: see io_uring_backend.cc).
@@ -290,8 +299,10 @@ class Backend {
   virtual void ReturnLentBuffer(Stream* stream) { (void)stream; }
   // shutdown(SHUT_WR).
   virtual void ShutdownWrite(Stream* stream) = 0;
-  // Waits for a non-blocking connect on the stream's fd: OnConnected.
-  virtual absl::Status AwaitConnect(Stream* stream) = 0;
+  // Waits for the connect to `peer` started on the stream's fd (a
+  // non-blocking connect on POSIX; on Windows the socket is only bound, and
+  // the backend connects it itself with ConnectEx): OnConnected.
+  virtual absl::Status AwaitConnect(Stream* stream, const SocketAddress& peer) = 0;
   // Stops every operation and closes the fd (operations in flight keep
   // their hold until their final completion).
   virtual void CloseStream(Stream* stream) = 0;
@@ -312,10 +323,10 @@ class Backend {
   virtual void ReleaseBuffer(uint32_t buffer_id) = 0;
 
   // ---- Listening sockets. ----
-  virtual absl::Status StartAccepting(int fd, AcceptSink* sink) = 0;
+  virtual absl::Status StartAccepting(SocketHandle fd, AcceptSink* sink) = 0;
   // After this, `sink` hears nothing more and may be freed; the caller
   // closes the fd.
-  virtual void StopAccepting(int fd, AcceptSink* sink) = 0;
+  virtual void StopAccepting(SocketHandle fd, AcceptSink* sink) = 0;
 
   // ---- Datagram sockets (UDP). ----
   // A completion backend receives on `fd` itself: a multishot recvmsg into
@@ -323,7 +334,7 @@ class Backend {
   // of them; pages are touched only as datagrams fill them), each datagram
   // reported to `sink`. Unimplemented on readiness backends: the owner then
   // watches the socket and reads with recvmmsg.
-  virtual absl::Status StartReceivingDatagrams(int fd, DatagramSink* sink, size_t max_datagram,
+  virtual absl::Status StartReceivingDatagrams(SocketHandle fd, DatagramSink* sink, size_t max_datagram,
                                                size_t batch) {
     (void)fd;
     (void)sink;
@@ -333,7 +344,7 @@ class Backend {
   }
   // After this, `sink` hears nothing more and may be freed; the caller
   // closes the fd.
-  virtual void StopReceivingDatagrams(int fd, DatagramSink* sink) {
+  virtual void StopReceivingDatagrams(SocketHandle fd, DatagramSink* sink) {
     (void)fd;
     (void)sink;
   }
@@ -376,6 +387,7 @@ BackendKind ResolveAutoBackend();
 
 absl::StatusOr<std::unique_ptr<Backend>> NewEpollBackend(const BackendOptions& options);
 absl::StatusOr<std::unique_ptr<Backend>> NewIoUringBackend(const BackendOptions& options);
+absl::StatusOr<std::unique_ptr<Backend>> NewIocpBackend(const BackendOptions& options);
 // Sets up (and tears down) a ring like the io_uring backend's.
 absl::Status ProbeIoUring();
 

@@ -13,6 +13,25 @@
 
 namespace netloop::internal {
 
+#ifdef _WIN32
+
+// Windows has one backend: IOCP.
+absl::Status IoUringAvailable() {
+  return absl::UnavailableError("io_uring is a Linux interface");
+}
+
+BackendKind ResolveAutoBackend() { return BackendKind::kIocp; }
+
+absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& options) {
+  if (options.kind != BackendKind::kAuto && options.kind != BackendKind::kIocp) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "backend ", BackendKindName(options.kind), " is not available on Windows: use iocp"));
+  }
+  return NewIocpBackend(options);
+}
+
+#else  // !_WIN32
+
 absl::Status IoUringAvailable() {
   // The probe sets up a ring with every flag and feature the real one uses (a seccomp filter, kernel.io_uring_disabled, an old kernel or a
   // memlock limit fails it here, once, instead of in the middle of Start).
@@ -41,6 +60,9 @@ BackendKind ResolveAutoBackend() {
 absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& options) {
   BackendKind kind = options.kind;
   if (kind == BackendKind::kAuto) kind = ResolveAutoBackend();
+  if (kind == BackendKind::kIocp) {
+    return absl::InvalidArgumentError("backend iocp is only available on Windows");
+  }
   if (kind == BackendKind::kIoUring) {
     if (absl::Status s = IoUringAvailable(); !s.ok()) {
       if (options.kind == BackendKind::kIoUring) {
@@ -60,16 +82,19 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackend(const BackendOptions& option
   return NewEpollBackend(options);
 }
 
+#endif  // _WIN32
+
 }  // namespace netloop::internal
 
 namespace netloop {
 
 absl::StatusOr<BackendKind> ParseBackendKind(std::string_view name) {
-  for (BackendKind kind : {BackendKind::kAuto, BackendKind::kEpoll, BackendKind::kIoUring}) {
+  for (BackendKind kind : {BackendKind::kAuto, BackendKind::kEpoll, BackendKind::kIoUring,
+                           BackendKind::kIocp}) {
     if (name == BackendKindName(kind)) return kind;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("backend must be auto, epoll or io_uring, not \"", std::string(name), "\""));
+      absl::StrCat("backend must be auto, epoll, io_uring or iocp, not \"", std::string(name), "\""));
 }
 
 const char* BackendKindName(BackendKind kind) {
@@ -80,6 +105,8 @@ const char* BackendKindName(BackendKind kind) {
       return "epoll";
     case BackendKind::kIoUring:
       return "io_uring";
+    case BackendKind::kIocp:
+      return "iocp";
   }
   return "?";
 }

@@ -2,13 +2,14 @@
 
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <string_view>
 
 #include "reactor/conn.h"
 #include "reactor/event_loop.h"
+#include "reactor/internal/platform.h"
+#include "reactor/internal/socket_ops.h"
 #include "reactor/internal/worker.h"
 #include "reactor/logging.h"
 
@@ -21,7 +22,7 @@ constexpr int kRoundsPerEvent = 4;
 
 }  // namespace
 
-DatagramSocket::DatagramSocket(Worker* worker, int fd, size_t max_datagram, size_t batch)
+DatagramSocket::DatagramSocket(Worker* worker, SocketHandle fd, size_t max_datagram, size_t batch)
     : worker_(worker),
       fd_(fd),
       max_datagram_(max_datagram > 0 ? max_datagram : 65535),
@@ -45,19 +46,24 @@ absl::Status DatagramSocket::Watch() {
 }
 
 void DatagramSocket::Close() {
-  if (fd_ < 0) return;
+  if (!IsValidSocket(fd_)) return;
   if (backend_served_) {
     worker_->loop().backend().StopReceivingDatagrams(fd_, this);
   } else {
     (void)worker_->loop().Unwatch(fd_, this);
   }
-  ::close(fd_);
-  fd_ = -1;
+  CloseSocket(fd_);
+  fd_ = kInvalidSocket;
   worker_->DatagramSocketClosed(conn_);
 }
 
 void DatagramSocket::OnIoReady(uint32_t events) {
-  if (fd_ < 0) return;
+  if (!IsValidSocket(fd_)) return;
+#ifdef _WIN32
+  // Windows serves UDP through its completion backend only.
+  (void)events;
+  (void)kRoundsPerEvent;
+#else
   if (buffers_ == nullptr) {
     buffers_.reset(new char[max_datagram_ * batch_]);
     headers_.resize(batch_);
@@ -82,7 +88,7 @@ void DatagramSocket::OnIoReady(uint32_t events) {
     if (n <= 0) return;  // EAGAIN: drained (errors on a UDP socket are per datagram)
     // Replies written while the batch is delivered leave together after it.
     worker_->SetDatagramBatch(conn_, this);
-    for (int i = 0; i < n && fd_ >= 0; ++i) {
+    for (int i = 0; i < n && IsValidSocket(fd_); ++i) {
       const msghdr& h = headers_[i].msg_hdr;
       const SocketAddress from(reinterpret_cast<const sockaddr*>(&peers_[i]), h.msg_namelen);
       worker_->DeliverDatagram(
@@ -97,11 +103,12 @@ void DatagramSocket::OnIoReady(uint32_t events) {
   // Budget spent with datagrams perhaps still queued: edge-triggered, so
   // come back next iteration rather than wait for a new edge.
   worker_->loop().ReinvokeNextIteration(this, events);
+#endif
 }
 
 void DatagramSocket::OnDatagram(std::string_view bytes, const sockaddr* from,
                                 socklen_t from_len, bool truncated) {
-  if (fd_ < 0) return;
+  if (!IsValidSocket(fd_)) return;
   worker_->SetDatagramBatch(conn_, this);
   worker_->DeliverDatagram(conn_, bytes, SocketAddress(from, from_len), truncated);
   worker_->SetDatagramBatch(conn_, nullptr);
@@ -109,7 +116,7 @@ void DatagramSocket::OnDatagram(std::string_view bytes, const sockaddr* from,
 
 void DatagramSocket::OnDatagramServingEnded(const absl::Status& why) {
   backend_served_ = false;
-  if (fd_ < 0) return;
+  if (!IsValidSocket(fd_)) return;
   absl::Status watched = worker_->loop().Watch(fd_, kIoReadable | kIoEdgeTriggered, this);
   NETLOOP_LOG(kWarning) << "udp: io_uring stopped serving the socket (" << why.message()
                         << "); " << (watched.ok() ? "served through readiness now"
@@ -138,6 +145,16 @@ void DatagramSocket::QueueReply(std::span<const std::string_view> pieces, const 
 void DatagramSocket::FlushReplies() {
   if (replies_.empty()) return;
   const size_t count = replies_.size();
+#ifdef _WIN32
+  for (size_t i = 0; i < count && IsValidSocket(fd_); ++i) {
+    Reply& r = replies_[i];
+    iovec piece{reply_bytes_.data() + r.offset, r.size};
+    if (SendDatagramTo(fd_, &piece, 1, reinterpret_cast<const sockaddr*>(&r.to), r.to_len) !=
+        0) {
+      worker_->CountUdpSendDrop();
+    }
+  }
+#else
   reply_headers_.resize(count);
   reply_iovecs_.resize(count);
   for (size_t i = 0; i < count; ++i) {
@@ -151,7 +168,7 @@ void DatagramSocket::FlushReplies() {
     h.msg_iovlen = 1;
   }
   size_t next = 0;
-  while (next < count && fd_ >= 0) {
+  while (next < count && IsValidSocket(fd_)) {
     int n;
     do {
       n = sendmmsg(fd_, reply_headers_.data() + next, static_cast<unsigned>(count - next),
@@ -169,6 +186,7 @@ void DatagramSocket::FlushReplies() {
     worker_->CountUdpSendDrop();  // this one failed (EMSGSIZE, unreachable)
     ++next;
   }
+#endif
   replies_.clear();
   reply_bytes_.clear();
 }

@@ -14,8 +14,6 @@
 #ifndef NETLOOP_REACTOR_INTERNAL_DATAGRAM_SOCKET_H_
 #define NETLOOP_REACTOR_INTERNAL_DATAGRAM_SOCKET_H_
 
-#include <sys/socket.h>
-
 #include <memory>
 #include <span>
 #include <string>
@@ -26,6 +24,9 @@
 #include "reactor/address.h"
 #include "reactor/internal/backend.h"
 #include "reactor/io_watcher.h"
+#include "reactor/iovec.h"
+#include "reactor/socket_handle.h"
+#include "reactor/socket_types.h"
 
 namespace netloop {
 class Conn;
@@ -40,7 +41,7 @@ class DatagramSocket final : public IoWatcher, public DatagramSink {
  public:
   // Takes `fd` (bound, non-blocking). `max_datagram` bytes are read per
   // datagram (a longer one is truncated and says so), `batch` per recvmmsg.
-  DatagramSocket(Worker* worker, int fd, size_t max_datagram, size_t batch);
+  DatagramSocket(Worker* worker, SocketHandle fd, size_t max_datagram, size_t batch);
   ~DatagramSocket();
   DatagramSocket(const DatagramSocket&) = delete;
   DatagramSocket& operator=(const DatagramSocket&) = delete;
@@ -71,7 +72,7 @@ class DatagramSocket final : public IoWatcher, public DatagramSink {
   void FlushReplies();
 
   Worker* const worker_;
-  int fd_;
+  SocketHandle fd_;
   const size_t max_datagram_;
   const size_t batch_;
   Conn* conn_;  // owned: the handler's view of this socket
@@ -79,7 +80,9 @@ class DatagramSocket final : public IoWatcher, public DatagramSink {
   // recvmmsg's batch: allocated on the first datagram (an engine that never
   // receives one pays nothing), pages touched only as datagrams fill them.
   std::unique_ptr<char[]> buffers_;
+#ifndef _WIN32
   std::vector<mmsghdr> headers_;
+#endif
   std::vector<iovec> iovecs_;
   std::vector<sockaddr_storage> peers_;
   // Replies queued during one batch's delivery (bytes copied into one
@@ -92,7 +95,9 @@ class DatagramSocket final : public IoWatcher, public DatagramSink {
   };
   std::string reply_bytes_;
   std::vector<Reply> replies_;
+#ifndef _WIN32
   std::vector<mmsghdr> reply_headers_;
+#endif
   std::vector<iovec> reply_iovecs_;
 };
 

@@ -59,13 +59,13 @@ class EpollBackend final : public Backend {
 
   // ---------------------------------------------------------- watchers
 
-  absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher) override {
+  absl::Status Watch(SocketHandle fd, uint32_t interest, IoWatcher* watcher) override {
     return Control(EPOLL_CTL_ADD, fd, ToEpoll(interest), Tagged(watcher, kTagWatcher));
   }
-  absl::Status Modify(int fd, uint32_t interest, IoWatcher* watcher) override {
+  absl::Status Modify(SocketHandle fd, uint32_t interest, IoWatcher* watcher) override {
     return Control(EPOLL_CTL_MOD, fd, ToEpoll(interest), Tagged(watcher, kTagWatcher));
   }
-  absl::Status Unwatch(int fd, IoWatcher* watcher) override {
+  absl::Status Unwatch(SocketHandle fd, IoWatcher* watcher) override {
     return Remove(fd, Tagged(watcher, kTagWatcher));
   }
 
@@ -161,15 +161,15 @@ class EpollBackend final : public Backend {
 
   void ShutdownWrite(Stream* s) override { ::shutdown(s->fd_, SHUT_WR); }
 
-  absl::Status AwaitConnect(Stream* s) override {
+  absl::Status AwaitConnect(Stream* s, const SocketAddress&) override {
     s->io_interest_ = kConnecting | (s->io_interest_ & kRegistered);
     return Sync(s);
   }
 
   void CloseStream(Stream* s) override {
     Forget(s);
-    if (s->fd_ >= 0) ::close(s->fd_);
-    s->fd_ = -1;
+    if (IsValidSocket(s->fd_)) ::close(s->fd_);
+    s->fd_ = kInvalidSocket;
   }
 
   absl::Status DetachStream(Stream* s, std::string*, size_t* sent) override {
@@ -180,7 +180,7 @@ class EpollBackend final : public Backend {
 
   // ---------------------------------------------------------- listeners
 
-  absl::Status StartAccepting(int fd, AcceptSink* sink) override {
+  absl::Status StartAccepting(SocketHandle fd, AcceptSink* sink) override {
     auto reg = std::make_unique<ListenReg>(ListenReg{fd, sink});
     absl::Status s = Control(EPOLL_CTL_ADD, fd, EPOLLIN | (edge_triggered_ ? EPOLLET : 0),
                              Tagged(reg.get(), kTagListener));
@@ -188,7 +188,7 @@ class EpollBackend final : public Backend {
     return s;
   }
 
-  void StopAccepting(int fd, AcceptSink* sink) override {
+  void StopAccepting(SocketHandle fd, AcceptSink* sink) override {
     for (size_t i = 0; i < listeners_.size(); ++i) {
       if (listeners_[i]->fd != fd || listeners_[i]->sink != sink) continue;
       (void)Remove(fd, Tagged(listeners_[i].get(), kTagListener));
@@ -234,7 +234,7 @@ class EpollBackend final : public Backend {
     return ev;
   }
 
-  absl::Status Control(int op, int fd, uint32_t events, uint64_t data) {
+  absl::Status Control(int op, SocketHandle fd, uint32_t events, uint64_t data) {
     epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = events;
@@ -248,7 +248,7 @@ class EpollBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  absl::Status Remove(int fd, uint64_t data) {
+  absl::Status Remove(SocketHandle fd, uint64_t data) {
     // Drop events this Poll already collected, so that a handler may close
     // and free another connection mid-dispatch.
     for (int i = cursor_ + 1; i < ready_; ++i) {

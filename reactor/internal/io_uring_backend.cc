@@ -247,7 +247,7 @@ class IoUringBackend final : public Backend {
 
   // ---------------------------------------------------------- watchers
 
-  absl::Status Watch(int fd, uint32_t interest, IoWatcher* watcher) override {
+  absl::Status Watch(SocketHandle fd, uint32_t interest, IoWatcher* watcher) override {
     // A poll on a regular file or directory "succeeds" and reports ready
     // forever; epoll refuses them, and so does this backend.
     struct stat st;
@@ -282,7 +282,7 @@ class IoUringBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  absl::Status Modify(int fd, uint32_t interest, IoWatcher* watcher) override {
+  absl::Status Modify(SocketHandle fd, uint32_t interest, IoWatcher* watcher) override {
     (void)Unwatch(fd, watcher);
     return Watch(fd, interest, watcher);
   }
@@ -522,7 +522,7 @@ class IoUringBackend final : public Backend {
 
   void ShutdownWrite(Stream* s) override { ::shutdown(s->fd_, SHUT_WR); }
 
-  absl::Status AwaitConnect(Stream* s) override {
+  absl::Status AwaitConnect(Stream* s, const SocketAddress&) override {
     io_uring_sqe* sqe = Sqe();
     io_uring_prep_poll_add(sqe, s->fd_, POLLOUT);
     io_uring_sqe_set_data64(sqe, Tag(s, kOpConnect));
@@ -549,8 +549,8 @@ class IoUringBackend final : public Backend {
     // Requests in flight hold the file, so the fd number may go then: the
     // socket itself closes once the cancellations complete.
     if (armed) SubmitNow();
-    if (s->fd_ >= 0) ::close(s->fd_);
-    s->fd_ = -1;
+    if (IsValidSocket(s->fd_)) ::close(s->fd_);
+    s->fd_ = kInvalidSocket;
   }
 
   absl::Status DetachStream(Stream* s, std::string* unread, size_t* sent) override {
@@ -677,7 +677,7 @@ class IoUringBackend final : public Backend {
 
   // ---------------------------------------------------------- listeners
 
-  absl::Status StartAccepting(int fd, AcceptSink* sink) override {
+  absl::Status StartAccepting(SocketHandle fd, AcceptSink* sink) override {
     auto reg = std::make_unique<AcceptReg>();
     reg->fd = fd;
     reg->sink = sink;
@@ -686,7 +686,7 @@ class IoUringBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  void StopAccepting(int fd, AcceptSink* sink) override {
+  void StopAccepting(SocketHandle fd, AcceptSink* sink) override {
     // The accept in flight holds the socket open after the caller closes
     // its fd; shutting it down stops the listening now, so new clients are
     // refused at once rather than queued on a socket nobody accepts from.
@@ -705,7 +705,7 @@ class IoUringBackend final : public Backend {
 
   // ---------------------------------------------------------- datagrams
 
-  absl::Status StartReceivingDatagrams(int fd, DatagramSink* sink, size_t max_datagram,
+  absl::Status StartReceivingDatagrams(SocketHandle fd, DatagramSink* sink, size_t max_datagram,
                                        size_t batch) override {
     auto reg = std::make_unique<DatagramReg>();
     reg->fd = fd;
@@ -744,7 +744,7 @@ class IoUringBackend final : public Backend {
     return absl::OkStatus();
   }
 
-  void StopReceivingDatagrams(int fd, DatagramSink* sink) override {
+  void StopReceivingDatagrams(SocketHandle fd, DatagramSink* sink) override {
     for (auto& reg : datagrams_) {
       if (reg->fd != fd || reg->sink != sink || reg->dead) continue;
       reg->dead = true;

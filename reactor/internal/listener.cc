@@ -1,11 +1,11 @@
 #include "reactor/internal/listener.h"
 
 #include <string.h>
-#include <unistd.h>
 
 #include <algorithm>
 
 #include "reactor/clock.h"
+#include "reactor/internal/platform.h"
 #include "reactor/logging.h"
 
 namespace netloop::internal {
@@ -14,31 +14,31 @@ constexpr int64_t kMinBackoffNs = 10'000'000;   // 10 ms
 constexpr int64_t kMaxBackoffNs = 500'000'000;  // 500 ms
 }  // namespace
 
-Listener::Listener(EventLoop* loop, int fd, AcceptCallback sink,
+Listener::Listener(EventLoop* loop, SocketHandle fd, AcceptCallback sink,
                    std::atomic<uint64_t>* pauses)
     : loop_(loop), fd_(fd), sink_(std::move(sink)), pauses_(pauses) {}
 
 Listener::~Listener() {
-  if (fd_ >= 0) ::close(fd_);
+  if (IsValidSocket(fd_)) internal::CloseSocket(fd_);
 }
 
 absl::Status Listener::Watch() { return loop_->backend().StartAccepting(fd_, this); }
 
 void Listener::Close() {
-  if (fd_ < 0) return;
+  if (!IsValidSocket(fd_)) return;
   if (paused_) {
     loop_->CancelTimer(resume_timer_);
   } else {
     loop_->backend().StopAccepting(fd_, this);
   }
-  ::close(fd_);
-  fd_ = -1;
+  internal::CloseSocket(fd_);
+  fd_ = kInvalidSocket;
 }
 
-bool Listener::OnAccepted(int fd, const SocketAddress& peer) {
+bool Listener::OnAccepted(SocketHandle fd, const SocketAddress& peer) {
   backoff_ns_ = 0;
   sink_(fd, peer);
-  return fd_ >= 0;
+  return IsValidSocket(fd_);
 }
 
 void Listener::OnAcceptFailed(int err) {
@@ -59,7 +59,7 @@ void Listener::Pause(int err) {
   paused_ = true;
   resume_timer_ = loop_->RunAtNanos(MonotonicNanos() + backoff_ns_, [this] {
     paused_ = false;
-    if (fd_ >= 0) (void)Watch();
+    if (IsValidSocket(fd_)) (void)Watch();
   });
 }
 

@@ -17,30 +17,31 @@
 #include "reactor/address.h"
 #include "reactor/event_loop.h"
 #include "reactor/internal/backend.h"
+#include "reactor/socket_handle.h"
 
 namespace netloop::internal {
 
 class Listener final : private AcceptSink {
  public:
   // Receives each accepted, non-blocking socket on the listener's loop thread.
-  using AcceptCallback = absl::AnyInvocable<void(int fd, const SocketAddress& peer)>;
+  using AcceptCallback = absl::AnyInvocable<void(SocketHandle fd, const SocketAddress& peer)>;
 
   // Takes ownership of the listening `fd`. Watch() starts accepting.
-  Listener(EventLoop* loop, int fd, AcceptCallback sink, std::atomic<uint64_t>* pauses);
+  Listener(EventLoop* loop, SocketHandle fd, AcceptCallback sink, std::atomic<uint64_t>* pauses);
   ~Listener();
 
   absl::Status Watch();  // loop thread (or before the loop runs)
   void Close();          // loop thread; idempotent
-  int fd() const { return fd_; }
+  SocketHandle fd() const { return fd_; }
 
  private:
   // AcceptSink.
-  bool OnAccepted(int fd, const SocketAddress& peer) override;
+  bool OnAccepted(SocketHandle fd, const SocketAddress& peer) override;
   void OnAcceptFailed(int err) override;
   void Pause(int err);
 
   EventLoop* const loop_;
-  int fd_;
+  SocketHandle fd_;
   AcceptCallback sink_;
   std::atomic<uint64_t>* pauses_;
   bool paused_ = false;

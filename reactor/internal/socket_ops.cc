@@ -26,7 +26,7 @@ absl::Status ErrnoStatus(const char* what, int err) {
                       absl::StrCat(what, ": ", strerror(err)));
 }
 
-void SetIntOpt(int fd, int level, int name, int value, const char* label) {
+void SetIntOpt(SocketHandle fd, int level, int name, int value, const char* label) {
   if (setsockopt(fd, level, name, &value, sizeof(value)) != 0) {
     NETLOOP_LOG(kWarning) << "setsockopt(" << label << "): " << strerror(errno);
   }
@@ -50,7 +50,7 @@ void RemoveStaleUnixSocket(const SocketAddress& addr) {
 
 }  // namespace
 
-absl::StatusOr<int> Listen(const NetAddress& addr, bool reuse_addr,
+absl::StatusOr<SocketHandle> Listen(const NetAddress& addr, bool reuse_addr,
                            bool reuse_port, int backlog) {
   const SocketAddress& sa = addr.address;
   int fd = socket(sa.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -80,7 +80,7 @@ absl::StatusOr<int> Listen(const NetAddress& addr, bool reuse_addr,
   return fd;
 }
 
-absl::StatusOr<int> BindDatagram(const NetAddress& addr, bool reuse_port) {
+absl::StatusOr<SocketHandle> BindDatagram(const NetAddress& addr, bool reuse_port) {
   const SocketAddress& sa = addr.address;
   int fd = socket(sa.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus("socket", errno);
@@ -98,7 +98,7 @@ absl::StatusOr<int> BindDatagram(const NetAddress& addr, bool reuse_port) {
   return fd;
 }
 
-int SendDatagramTo(int fd, const iovec* iov, int count, const sockaddr* to, socklen_t to_len) {
+int SendDatagramTo(SocketHandle fd, const iovec* iov, int count, const sockaddr* to, socklen_t to_len) {
   msghdr msg{};
   msg.msg_name = const_cast<sockaddr*>(to);
   msg.msg_namelen = to_len;
@@ -111,7 +111,7 @@ int SendDatagramTo(int fd, const iovec* iov, int count, const sockaddr* to, sock
   return n >= 0 ? 0 : errno;
 }
 
-absl::StatusOr<int> StartConnect(const SocketAddress& addr, bool* in_progress) {
+absl::StatusOr<SocketHandle> StartConnect(const SocketAddress& addr, bool* in_progress) {
   int fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus("socket", errno);
   *in_progress = false;
@@ -133,7 +133,7 @@ absl::StatusOr<int> StartConnect(const SocketAddress& addr, bool* in_progress) {
   return fd;
 }
 
-void ApplySocketTuning(int fd, int family, const SocketTuning& t) {
+void ApplySocketTuning(SocketHandle fd, int family, const SocketTuning& t) {
   if (family != AF_INET && family != AF_INET6) return;
   if (t.tcp_nodelay) SetIntOpt(fd, IPPROTO_TCP, TCP_NODELAY, 1, "TCP_NODELAY");
   if (t.keepalive_idle > absl::ZeroDuration()) {
@@ -153,21 +153,21 @@ void ApplySocketTuning(int fd, int family, const SocketTuning& t) {
   }
 }
 
-SocketAddress LocalAddressOf(int fd) {
+SocketAddress LocalAddressOf(SocketHandle fd) {
   SocketAddress a;
   socklen_t len = sizeof(sockaddr_un);
   if (getsockname(fd, a.mutable_sockaddr_ptr(), &len) == 0) a.set_length(len);
   return a;
 }
 
-SocketAddress PeerAddressOf(int fd) {
+SocketAddress PeerAddressOf(SocketHandle fd) {
   SocketAddress a;
   socklen_t len = sizeof(sockaddr_un);
   if (getpeername(fd, a.mutable_sockaddr_ptr(), &len) == 0) a.set_length(len);
   return a;
 }
 
-int SocketError(int fd) {
+int SocketError(SocketHandle fd) {
   int err = 0;
   socklen_t len = sizeof(err);
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return errno;

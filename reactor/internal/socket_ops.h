@@ -6,7 +6,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "reactor/address.h"
+#include "reactor/iovec.h"
 #include "reactor/options.h"
+#include "reactor/socket_handle.h"
 
 namespace netloop {
 
@@ -14,25 +16,25 @@ namespace netloop {
 // stale unix socket file (nobody listening) is removed first.
 // A non-blocking UDP socket bound to addr (SO_REUSEPORT when asked, so that
 // each loop can bind its own to the same port).
-absl::StatusOr<int> BindDatagram(const NetAddress& addr, bool reuse_port);
+absl::StatusOr<SocketHandle> BindDatagram(const NetAddress& addr, bool reuse_port);
 // One datagram of `count` pieces to `to`, without blocking: 0, or the errno.
-int SendDatagramTo(int fd, const struct iovec* iov, int count, const sockaddr* to,
+int SendDatagramTo(SocketHandle fd, const struct iovec* iov, int count, const sockaddr* to,
                    socklen_t to_len);
-absl::StatusOr<int> Listen(const NetAddress& addr, bool reuse_addr,
+absl::StatusOr<SocketHandle> Listen(const NetAddress& addr, bool reuse_addr,
                            bool reuse_port, int backlog);
 
 // Starts a non-blocking connect. *in_progress is true when the result comes
 // later (EINPROGRESS): wait for writability, then read SocketError().
-absl::StatusOr<int> StartConnect(const SocketAddress& addr, bool* in_progress);
+absl::StatusOr<SocketHandle> StartConnect(const SocketAddress& addr, bool* in_progress);
 
 // Applies TCP options; a no-op for unix sockets. Errors are logged, not fatal:
 // a missing knob must not cost the connection.
-void ApplySocketTuning(int fd, int family, const SocketTuning& tuning);
+void ApplySocketTuning(SocketHandle fd, int family, const SocketTuning& tuning);
 
-SocketAddress LocalAddressOf(int fd);
-SocketAddress PeerAddressOf(int fd);
+SocketAddress LocalAddressOf(SocketHandle fd);
+SocketAddress PeerAddressOf(SocketHandle fd);
 // SO_ERROR (clears it).
-int SocketError(int fd);
+int SocketError(SocketHandle fd);
 
 // Ignores SIGPIPE for the process once. Writes use MSG_NOSIGNAL anyway; this
 // covers writes a user's own code makes on a connection's fd.

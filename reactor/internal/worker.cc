@@ -1,6 +1,5 @@
 #include "reactor/internal/worker.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
@@ -11,6 +10,7 @@
 #include "reactor/errors.h"
 #include "reactor/logging.h"
 #include "reactor/internal/accepted_socket_taker.h"
+#include "reactor/internal/platform.h"
 #include "reactor/internal/socket_ops.h"
 
 namespace netloop::internal {
@@ -23,17 +23,17 @@ Worker::Worker(Engine* engine, int index, std::unique_ptr<EventLoop> loop)
 Worker::~Worker() {
   // Connections still here were never run through a loop (Start failed).
   for (auto& [id, conn] : conns_) {
-    ::close(conn->fd_);
+    CloseSocket(conn->fd_);
     delete conn;
   }
   loop_->RemoveIterationHook(this);
 }
 
-void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
+void Worker::AddConnection(SocketHandle fd, const SocketAddress& peer, uint64_t id,
                            bool is_client, bool connecting, void* context,
                            int64_t connect_deadline_ns, std::unique_ptr<TlsSession> tls) {
   if (stopping_ && !is_client) {
-    ::close(fd);
+    internal::CloseSocket(fd);
     AddLoad(-1);
     return;
   }
@@ -65,7 +65,7 @@ void Worker::AddConnection(int fd, const SocketAddress& peer, uint64_t id,
   if (connecting) {
     conn->tls_ = std::move(tls);  // the handshake starts once connected
     conn->state_ = Conn::State::kConnecting;
-    absl::Status s = loop_->backend().AwaitConnect(conn);
+    absl::Status s = loop_->backend().AwaitConnect(conn, peer);
     if (!s.ok()) {
       conn->CloseNow(s);
       return;
@@ -153,7 +153,7 @@ void Worker::CloseListeners() {
   for (auto& d : datagram_sockets_) d->Close();
 }
 
-Conn* Worker::NewDatagramConn(int fd) {
+Conn* Worker::NewDatagramConn(SocketHandle fd) {
   Conn* conn = new Conn(this, fd, /*id=*/0, /*is_client=*/false, SocketAddress());
   conn->datagram_ = true;
   conn->state_ = Conn::State::kOpen;
@@ -162,7 +162,7 @@ Conn* Worker::NewDatagramConn(int fd) {
 
 void Worker::DatagramSocketClosed(Conn* conn) {
   conn->state_ = Conn::State::kClosed;
-  conn->fd_ = -1;
+  conn->fd_ = kInvalidSocket;
 }
 
 void Worker::DeleteDatagramConn(Conn* conn) { delete conn; }

@@ -16,6 +16,7 @@
 #include "reactor/internal/datagram_socket.h"
 #include "reactor/internal/listener.h"
 #include "reactor/internal/tls_session.h"
+#include "reactor/socket_handle.h"
 
 namespace netloop::internal {
 
@@ -34,7 +35,7 @@ class Worker final : public IterationHook {
   // opens a Conn for it. Counted in load() by whoever chose this worker.
   // An accepted socket gets a TLS session when Options::tls is set; a
   // dialled one brings its own (`tls`, made by Dial).
-  void AddConnection(int fd, const SocketAddress& peer, uint64_t id, bool is_client,
+  void AddConnection(SocketHandle fd, const SocketAddress& peer, uint64_t id, bool is_client,
                      bool connecting, void* context, int64_t connect_deadline_ns,
                      std::unique_ptr<TlsSession> tls = nullptr);
   // A Dial that failed before it had a socket (its name did not resolve, or
@@ -54,7 +55,7 @@ class Worker final : public IterationHook {
 
   // UDP (DatagramSocket): the handler's Conn for a socket, which is never
   // in conns_ (it has no OnOpen or OnClose, and does not hold Stop up).
-  Conn* NewDatagramConn(int fd);
+  Conn* NewDatagramConn(SocketHandle fd);
   void DeleteDatagramConn(Conn* conn);
   void DatagramSocketClosed(Conn* conn);
   void DeliverDatagram(Conn* conn, std::string_view bytes, const SocketAddress& from,

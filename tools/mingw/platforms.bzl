@@ -6,3 +6,7 @@ that depends on it, instead of failing, and a Linux build is unchanged.
 """
 
 LINUX_ONLY = ["@platforms//os:linux"]
+
+# The Windows-only counterpart: a target that exists for the mingw build only
+# (an _iocp test variant, say).
+WINDOWS_ONLY = ["@platforms//os:windows"]

@@ -1,0 +1,752 @@
+// The IOCP backend (Windows): one completion port per loop.
+//
+// A completion backend like io_uring, with one difference in how streams
+// receive. io_uring receives into buffers the kernel picks from a provided
+// ring, so no buffer is pinned per idle connection. Windows has no such
+// ring: an overlapped WSARecv pins the buffer it is given until it
+// completes. So a stream posts a *zero-byte* WSARecv, which pins nothing and
+// completes when bytes (or the FIN, or a reset) are there, and then reads
+// them with non-blocking recv into the loop's shared read buffer, as the
+// epoll backend does. An idle connection owns no buffer, and OnReceived sees
+// the loop's buffer directly.
+//
+// Sends are overlapped WSASends of what the stream's PendingOutput says,
+// one per stream per round, made at the start of the next Poll (so a
+// round's writes leave in one send, and nothing is issued from inside a sink
+// callback). The bytes stay in the stream's outbound ring, kept alive by the
+// stream's hold, until the completion.
+//
+// Accepts are AcceptEx calls, several outstanding per listener, each with a
+// socket made for it.
+//
+// Every socket is associated with the port once, with
+// FILE_SKIP_COMPLETION_PORT_ON_SUCCESS: an operation that succeeds at once
+// posts no packet. Its completion is queued (inline_done_) and dispatched by
+// the same Poll, never from inside the call that issued it.
+//
+// The loop's wake-up is PostQueuedCompletionStatus, coalesced: at most one
+// wake-up packet is queued at a time.
+//
+// Dials are ConnectEx calls on a socket StartConnect bound (and did not
+// connect).
+//
+// Not yet served here (each returns a clear error, see docs/issue11-plan.md):
+// readiness watching (EventLoop::Watch), DetachStream, the fiber bridge's
+// one-shot operations, and UDP.
+#include "reactor/internal/platform.h"  // Winsock first: mswsock.h needs it
+
+#include <mswsock.h>
+#include <string.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "reactor/address.h"
+#include "reactor/internal/backend.h"
+#include "reactor/internal/socket_ops.h"
+#include "reactor/internal/sys_io.h"
+#include "reactor/logging.h"
+
+namespace netloop::internal {
+namespace {
+
+// Completion keys. Sockets are associated with key 0; the wake-up packet
+// carries its own key and no OVERLAPPED.
+constexpr ULONG_PTR kSocketKey = 0;
+constexpr ULONG_PTR kWakeKey = 1;
+
+// Stream::io_flags_ bits.
+constexpr uint8_t kRecvArmed = 1;   // a zero-byte WSARecv is in flight
+constexpr uint8_t kRecvWanted = 2;  // the owner wants to receive
+constexpr uint8_t kSendBusy = 4;    // a send is queued or in flight
+constexpr uint8_t kDead = 16;       // closed: deliver nothing more
+constexpr uint8_t kAttached = 32;   // associated with this loop's port
+constexpr uint8_t kReinvoke = 64;   // in reinvokes_: read again next Poll
+
+// AcceptEx wants room for each address plus 16 bytes.
+constexpr DWORD kAcceptAddressBytes = sizeof(sockaddr_storage) + 16;
+// AcceptEx calls kept outstanding per listening socket.
+constexpr int kAcceptsPerListener = 16;
+constexpr size_t kInitialEntries = 256;
+constexpr size_t kMaxEntries = 4096;
+
+// The bytes an overlapped call moved, or -errno; for a call that completed
+// through the port (its status in ov.Internal).
+long OverlappedResult(SocketHandle socket, OVERLAPPED* ov, DWORD transferred) {
+  if (ov->Internal == 0) return static_cast<long>(transferred);  // STATUS_SUCCESS
+  DWORD bytes = 0;
+  DWORD flags = 0;
+  if (WSAGetOverlappedResult(static_cast<SOCKET>(socket), ov, &bytes, FALSE, &flags)) {
+    return static_cast<long>(bytes);
+  }
+  const int err = LastSocketError();
+  return -(err == 0 ? EIO : err);
+}
+
+}  // namespace
+
+class IocpBackend final : public Backend {
+ public:
+  IocpBackend(HANDLE port, const BackendOptions& options)
+      : port_(port),
+        read_buffer_(options.read_buffer),
+        read_buffer_size_(options.read_buffer_size),
+        read_budget_(options.read_budget_per_event),
+        entries_(kInitialEntries) {}
+
+  ~IocpBackend() override {
+    // The kernel writes each operation's OVERLAPPED when it completes: wait
+    // (boundedly) for those still out, whose sockets are closed by now.
+    for (int round = 0; round < 100 && ops_out_ > 0; ++round) {
+      ULONG n = 0;
+      if (!GetQueuedCompletionStatusEx(port_, entries_.data(),
+                                       static_cast<ULONG>(entries_.size()), &n, 10, FALSE)) {
+        continue;
+      }
+      for (ULONG i = 0; i < n; ++i) {
+        if (entries_[i].lpOverlapped != nullptr) --ops_out_;
+      }
+    }
+    if (ops_out_ > 0) {
+      // Leak rather than free memory the kernel may still write.
+      NETLOOP_LOG(kWarning) << "iocp: " << ops_out_ << " operations still out at teardown";
+      for (auto& op : all_ops_) (void)op.release();
+    }
+    CloseHandle(port_);
+  }
+
+  const char* name() const override { return "iocp"; }
+  BackendKind kind() const override { return BackendKind::kIocp; }
+  bool completion() const override { return true; }
+  bool edge_triggered() const override { return false; }
+
+  // ---------------------------------------------------------- watchers
+
+  absl::Status Watch(SocketHandle, uint32_t, IoWatcher*) override {
+    return absl::UnimplementedError("iocp: readiness watching (EventLoop::Watch) is not served");
+  }
+  absl::Status Modify(SocketHandle, uint32_t, IoWatcher*) override {
+    return absl::UnimplementedError("iocp: readiness watching (EventLoop::Watch) is not served");
+  }
+  absl::Status Unwatch(SocketHandle, IoWatcher*) override { return absl::OkStatus(); }
+
+  void Wakeup() override {
+    if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+      PostQueuedCompletionStatus(port_, 0, kWakeKey, nullptr);
+    }
+  }
+
+  // ---------------------------------------------------------- the loop
+
+  int Poll(int64_t timeout_ns) override {
+    FlushSends();
+    int dispatched = RunReinvokes();
+    DWORD timeout_ms;
+    if (!inline_done_.empty() || !reinvokes_.empty() || dispatched > 0) {
+      timeout_ms = 0;
+    } else if (timeout_ns < 0) {
+      timeout_ms = INFINITE;
+    } else {
+      // Round up: waking early would spin on a timer that is not due yet.
+      const int64_t ms = (timeout_ns + 999'999) / 1'000'000;
+      timeout_ms = static_cast<DWORD>(std::min<int64_t>(ms, 3'600'000));
+    }
+    ULONG n = 0;
+    // The count is read only when the call succeeds: wine sets it on a
+    // timeout too.
+    if (GetQueuedCompletionStatusEx(port_, entries_.data(), static_cast<ULONG>(entries_.size()),
+                                    &n, timeout_ms, FALSE)) {
+      for (ULONG i = 0; i < n; ++i) {
+        const OVERLAPPED_ENTRY& e = entries_[i];
+        if (e.lpOverlapped == nullptr) {
+          if (e.lpCompletionKey == kWakeKey) wake_pending_.store(false, std::memory_order_release);
+          continue;
+        }
+        IocpOp* op = CONTAINING_RECORD(e.lpOverlapped, IocpOp, ov);
+        --ops_out_;
+        Complete(op, e.dwNumberOfBytesTransferred);
+        ++dispatched;
+      }
+      // A full batch suggests more are waiting: grow (a handful of times
+      // per loop lifetime, never in steady state).
+      if (n == entries_.size() && entries_.size() < kMaxEntries) {
+        entries_.resize(entries_.size() * 2);
+      }
+    }
+    dispatched += RunInlineCompletions();
+    ReapAccepts();
+    return dispatched;
+  }
+
+  bool HasPendingWork() const override {
+    return !inline_done_.empty() || !reinvokes_.empty() || !pending_sends_.empty();
+  }
+  size_t OperationsInFlight() const override { return in_flight_; }
+
+  // ---------------------------------------------------------- streams
+
+  absl::Status SetStreamInterest(Stream* s, bool receive, bool, bool) override {
+    if (s->io_flags_ & kDead) return absl::OkStatus();
+    if (absl::Status a = Attach(s); !a.ok()) return a;
+    if (receive) {
+      s->io_flags_ |= kRecvWanted;
+      if (!(s->io_flags_ & kRecvArmed)) ArmRecv(s);
+    } else {
+      // A zero-byte receive in flight pins no buffer: it stays, and when it
+      // completes while receiving is off, the next ArmRecv finds the bytes.
+      s->io_flags_ &= ~kRecvWanted;
+    }
+    return absl::OkStatus();
+  }
+
+  long Send(Stream* s, const iovec*, int) override {
+    if (s->io_flags_ & (kSendBusy | kDead)) return kSendPending;
+    s->io_flags_ |= kSendBusy;
+    HoldOp(s);
+    pending_sends_.push_back(s);
+    return kSendPending;
+  }
+
+  bool SendInFlight(const Stream* s) const override { return s->io_flags_ & kSendBusy; }
+
+  void RetainUntilSent(Stream* s, void* block) override {
+    if (!(s->io_flags_ & kSendBusy)) {
+      ::operator delete(block);
+      return;
+    }
+    retained_.emplace_back(s, block);
+  }
+
+  void ShutdownWrite(Stream* s) override {
+    if (IsValidSocket(s->fd_)) ::shutdown(static_cast<SOCKET>(s->fd_), SD_SEND);
+  }
+
+  absl::Status AwaitConnect(Stream* s, const SocketAddress& peer) override {
+    // StartConnect only bound the socket: ConnectEx connects it, and its
+    // completion is the connect's outcome.
+    if (absl::Status a = Attach(s); !a.ok()) return a;
+    if (connect_ex_ == nullptr) {
+      GUID guid = WSAID_CONNECTEX;
+      DWORD bytes = 0;
+      if (WSAIoctl(static_cast<SOCKET>(s->fd_), SIO_GET_EXTENSION_FUNCTION_POINTER, &guid,
+                   sizeof(guid), &connect_ex_, sizeof(connect_ex_), &bytes, nullptr,
+                   nullptr) != 0) {
+        return absl::InternalError(absl::StrCat("iocp: ConnectEx: error ", WSAGetLastError()));
+      }
+    }
+    IocpOp* op = NewOp();
+    op->kind = OpKind::kConnect;
+    op->stream = s;
+    HoldOp(s);
+    const BOOL ok = connect_ex_(static_cast<SOCKET>(s->fd_), peer.sockaddr_ptr(), peer.length(),
+                                nullptr, 0, nullptr, &op->ov);
+    Issued(op, ok ? 0 : SOCKET_ERROR, 0);
+    return absl::OkStatus();
+  }
+
+  void CloseStream(Stream* s) override {
+    s->io_flags_ |= kDead;
+    s->io_flags_ &= ~kRecvWanted;
+    // closesocket ends the operations in flight: each completes (aborted)
+    // through the port and drops its hold then.
+    if (IsValidSocket(s->fd_)) CloseSocket(s->fd_);
+    s->fd_ = kInvalidSocket;
+  }
+
+  absl::Status DetachStream(Stream*, std::string*, size_t*) override {
+    // A Windows socket belongs to one completion port for life: a detached
+    // connection could only be adopted on this same loop, which the fiber
+    // bridge on IOCP will do.
+    return absl::UnimplementedError("iocp: detaching a connection is not served yet");
+  }
+
+  // ---------------------------------------------------------- operations
+
+  void Submit(Operation* op) override {
+    // Completes in the next Poll, as every completion does.
+    injected_ops_.emplace_back(op, -EOPNOTSUPP);
+  }
+  void CancelOperation(Operation*, bool) override {}
+  void ReleaseBuffer(uint32_t) override {}
+
+  // ---------------------------------------------------------- listeners
+
+  absl::Status StartAccepting(SocketHandle fd, AcceptSink* sink) override {
+    auto reg = std::make_unique<AcceptReg>();
+    reg->fd = fd;
+    reg->sink = sink;
+    reg->family = LocalAddressOf(fd).family();
+    // A listener paused (EMFILE) and started again is associated already:
+    // Windows refuses a second association, which is fine here.
+    if (CreateIoCompletionPort(reinterpret_cast<HANDLE>(fd), port_, kSocketKey, 0) != nullptr) {
+      SetFileCompletionNotificationModes(
+          reinterpret_cast<HANDLE>(fd),
+          FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
+    } else if (GetLastError() != ERROR_INVALID_PARAMETER) {
+      return absl::InternalError(
+          absl::StrCat("iocp: associating a listener: error ", GetLastError()));
+    }
+    if (accept_ex_ == nullptr) {
+      GUID guid = WSAID_ACCEPTEX;
+      DWORD bytes = 0;
+      if (WSAIoctl(static_cast<SOCKET>(fd), SIO_GET_EXTENSION_FUNCTION_POINTER, &guid,
+                   sizeof(guid), &accept_ex_, sizeof(accept_ex_), &bytes, nullptr,
+                   nullptr) != 0) {
+        return absl::InternalError(
+            absl::StrCat("iocp: AcceptEx: error ", WSAGetLastError()));
+      }
+    }
+    AcceptReg* r = reg.get();
+    accepts_.push_back(std::move(reg));
+    for (int i = 0; i < kAcceptsPerListener && !r->dead; ++i) PostAccept(r, NewOp());
+    return absl::OkStatus();
+  }
+
+  void StopAccepting(SocketHandle fd, AcceptSink* sink) override {
+    for (auto& reg : accepts_) {
+      if (reg->fd != fd || reg->sink != sink || reg->dead) continue;
+      reg->dead = true;
+      reg->sink = nullptr;
+      // The caller closes the socket next, which ends the AcceptEx calls;
+      // each frees its accept socket when its completion comes.
+      CancelIoEx(reinterpret_cast<HANDLE>(fd), nullptr);
+    }
+  }
+
+ private:
+  enum class OpKind : uint8_t { kRecv, kSend, kAccept, kConnect };
+
+  struct AcceptReg {
+    SocketHandle fd = kInvalidSocket;
+    AcceptSink* sink = nullptr;
+    int family = AF_INET;
+    int outstanding = 0;
+    bool dead = false;
+  };
+
+  // One overlapped call. From a free list: steady state does not allocate.
+  struct IocpOp {
+    OVERLAPPED ov;  // what the port hands back
+    OpKind kind = OpKind::kRecv;
+    Stream* stream = nullptr;
+    AcceptReg* reg = nullptr;
+    SocketHandle accept_socket = kInvalidSocket;
+    long inline_result = 0;  // an inline completion's bytes or -errno
+    char addresses[2 * kAcceptAddressBytes];
+  };
+
+  IocpOp* NewOp() {
+    IocpOp* op;
+    if (!free_ops_.empty()) {
+      op = free_ops_.back();
+      free_ops_.pop_back();
+    } else {
+      all_ops_.push_back(std::make_unique<IocpOp>());
+      op = all_ops_.back().get();
+    }
+    memset(&op->ov, 0, sizeof(op->ov));
+    op->stream = nullptr;
+    op->reg = nullptr;
+    op->accept_socket = kInvalidSocket;
+    op->inline_result = 0;
+    return op;
+  }
+  void FreeOp(IocpOp* op) { free_ops_.push_back(op); }
+
+  void HoldOp(Stream* s) {
+    s->Hold();
+    ++in_flight_;
+  }
+  void UnholdOp(Stream* s) {
+    --in_flight_;
+    s->Unhold();
+  }
+
+  absl::Status Attach(Stream* s) {
+    if (s->io_flags_ & kAttached) return absl::OkStatus();
+    const HANDLE h = reinterpret_cast<HANDLE>(s->fd_);
+    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr) {
+      return absl::InternalError(
+          absl::StrCat("iocp: associating a connection: error ", GetLastError()));
+    }
+    SetFileCompletionNotificationModes(
+        h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
+    s->io_flags_ |= kAttached;
+    return absl::OkStatus();
+  }
+
+  // Issued an overlapped call that returned `rc` (0: done at once, no
+  // packet follows; otherwise WSA_IO_PENDING: a packet follows; anything
+  // else: it failed, no packet follows).
+  void Issued(IocpOp* op, int rc, long done_bytes) {
+    if (rc == 0) {
+      op->inline_result = done_bytes;
+      inline_done_.push_back(op);
+      return;
+    }
+    const int wsa = WSAGetLastError();
+    if (wsa == WSA_IO_PENDING) {
+      ++ops_out_;
+      return;
+    }
+    const int err = ErrnoFromWindowsError(static_cast<unsigned long>(wsa));
+    op->inline_result = -(err == 0 ? EIO : err);
+    inline_done_.push_back(op);
+  }
+
+  void ArmRecv(Stream* s) {
+    IocpOp* op = NewOp();
+    op->kind = OpKind::kRecv;
+    op->stream = s;
+    s->io_flags_ |= kRecvArmed;
+    HoldOp(s);
+    WSABUF none{0, nullptr};
+    DWORD flags = 0;
+    DWORD got = 0;
+    const int rc =
+        WSARecv(static_cast<SOCKET>(s->fd_), &none, 1, &got, &flags, &op->ov, nullptr);
+    Issued(op, rc, 0);
+  }
+
+  // Right before the wait: one send per stream with output this round.
+  void FlushSends() {
+    if (pending_sends_.empty()) return;
+    // Taken out first: a failure below runs OnClose, whose handler may
+    // write to another stream and queue its send for the next round.
+    flushing_.swap(pending_sends_);
+    for (Stream* s : flushing_) {
+      if (s->io_flags_ & kDead) {
+        s->io_flags_ &= ~kSendBusy;
+        ReleaseAfterSend(s);
+        UnholdOp(s);
+        continue;
+      }
+      iovec iov[Stream::kMaxPendingPieces];
+      const int count = s->PendingOutput(iov);
+      size_t total = 0;
+      for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+      const ssize_t allowed = FaultSubmittedSend(total);
+      if (total == 0 || allowed < 0) {
+        s->io_flags_ &= ~kSendBusy;
+        ReleaseAfterSend(s);
+        if (allowed < 0) s->OnSendReady(static_cast<int>(allowed));
+        UnholdOp(s);
+        continue;
+      }
+      WSABUF bufs[Stream::kMaxPendingPieces];
+      size_t left = static_cast<size_t>(allowed);  // fewer: an injected short send
+      int used = 0;
+      for (int i = 0; i < count && left > 0; ++i) {
+        const size_t piece = std::min({iov[i].iov_len, left, size_t{0x7fffffff}});
+        bufs[used].buf = static_cast<char*>(iov[i].iov_base);
+        bufs[used].len = static_cast<ULONG>(piece);
+        left -= piece;
+        ++used;
+      }
+      IocpOp* op = NewOp();
+      op->kind = OpKind::kSend;
+      op->stream = s;
+      DWORD sent = 0;
+      const int rc = WSASend(static_cast<SOCKET>(s->fd_), bufs, static_cast<DWORD>(used), &sent,
+                             0, &op->ov, nullptr);
+      Issued(op, rc, static_cast<long>(sent));
+    }
+    flushing_.clear();
+  }
+
+  void Complete(IocpOp* op, DWORD transferred) {
+    switch (op->kind) {
+      case OpKind::kRecv: {
+        Stream* s = op->stream;
+        const long result = (s->io_flags_ & kDead)
+                                ? -ECANCELED
+                                : OverlappedResult(s->fd_, &op->ov, transferred);
+        FreeOp(op);
+        OnRecvSignalled(s, result);
+        return;
+      }
+      case OpKind::kSend: {
+        Stream* s = op->stream;
+        const long result = (s->io_flags_ & kDead)
+                                ? -ECANCELED
+                                : OverlappedResult(s->fd_, &op->ov, transferred);
+        FreeOp(op);
+        OnSent(s, result);
+        return;
+      }
+      case OpKind::kAccept: {
+        AcceptReg* reg = op->reg;
+        const long result =
+            reg->dead ? -ECANCELED : OverlappedResult(reg->fd, &op->ov, transferred);
+        OnAccepted(op, result);
+        return;
+      }
+      case OpKind::kConnect: {
+        Stream* s = op->stream;
+        const long result = (s->io_flags_ & kDead)
+                                ? -ECANCELED
+                                : OverlappedResult(s->fd_, &op->ov, transferred);
+        FreeOp(op);
+        OnConnectDone(s, result);
+        return;
+      }
+    }
+  }
+
+  void OnConnectDone(Stream* s, long result) {
+    s->Hold();
+    if (!(s->io_flags_ & kDead)) {
+      if (result >= 0) {
+        // Without this the socket is not fully connected for Winsock:
+        // getpeername and shutdown fail on it.
+        setsockopt(static_cast<SOCKET>(s->fd_), SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr,
+                   0);
+      }
+      s->OnConnected(result >= 0 ? 0 : static_cast<int>(-result));
+    }
+    UnholdOp(s);
+    s->Unhold();
+  }
+
+  int RunInlineCompletions() {
+    int dispatched = 0;
+    // Handlers may issue more (a re-armed receive that completes at once):
+    // those run in this pass too, up to a bound, the rest next Poll.
+    for (size_t i = 0; i < inline_done_.size() && i < 4096; ++i) {
+      IocpOp* op = inline_done_[i];
+      switch (op->kind) {
+        case OpKind::kRecv: {
+          Stream* s = op->stream;
+          const long result = (s->io_flags_ & kDead) ? -ECANCELED : op->inline_result;
+          FreeOp(op);
+          OnRecvSignalled(s, result);
+          break;
+        }
+        case OpKind::kSend: {
+          Stream* s = op->stream;
+          const long result = op->inline_result;
+          FreeOp(op);
+          OnSent(s, result);
+          break;
+        }
+        case OpKind::kAccept:
+          OnAccepted(op, op->reg->dead ? -ECANCELED : op->inline_result);
+          break;
+        case OpKind::kConnect: {
+          Stream* s = op->stream;
+          const long result = op->inline_result;
+          FreeOp(op);
+          OnConnectDone(s, result);
+          break;
+        }
+      }
+      ++dispatched;
+    }
+    const size_t done = std::min<size_t>(inline_done_.size(), 4096);
+    inline_done_.erase(inline_done_.begin(), inline_done_.begin() + static_cast<long>(done));
+    if (!injected_ops_.empty()) {
+      std::vector<std::pair<Operation*, int>> ops;
+      ops.swap(injected_ops_);
+      for (auto [op, result] : ops) op->OnComplete(result);
+    }
+    return dispatched;
+  }
+
+  // The zero-byte receive completed: bytes, the FIN or an error are there.
+  void OnRecvSignalled(Stream* s, long result) {
+    s->io_flags_ &= ~kRecvArmed;
+    s->Hold();  // a sink may close and release the stream
+    if (!(s->io_flags_ & kDead)) {
+      if (result < 0 && result != -ECANCELED) {
+        s->io_flags_ &= ~kRecvWanted;
+        s->OnReceiveEnded(static_cast<int>(-result));
+      } else if (s->io_flags_ & kRecvWanted) {
+        Receive(s);
+      }
+    }
+    UnholdOp(s);
+    s->Unhold();
+  }
+
+  // Reads what is there into the loop's buffer, within the budget, then
+  // arms the next zero-byte receive (or comes back next Poll).
+  void Receive(Stream* s) {
+    size_t budget = read_budget_;
+    for (;;) {
+      const ssize_t n = SysRead(s->fd_, read_buffer_, read_buffer_size_);
+      if (n > 0) {
+        const bool more = s->OnReceived(std::string_view(read_buffer_, static_cast<size_t>(n)));
+        if (s->released() || (s->io_flags_ & kDead) || !(s->io_flags_ & kRecvWanted)) return;
+        if (!more) break;
+        if (static_cast<size_t>(n) >= budget) {
+          if (!(s->io_flags_ & kReinvoke)) {
+            s->io_flags_ |= kReinvoke;
+            s->Hold();
+            reinvokes_.push_back(s);
+          }
+          return;
+        }
+        budget -= static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0) {
+        s->io_flags_ &= ~kRecvWanted;
+        s->OnReceiveEnded(0);
+        return;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      s->io_flags_ &= ~kRecvWanted;
+      s->OnReceiveEnded(errno);
+      return;
+    }
+    if ((s->io_flags_ & kRecvWanted) && !(s->io_flags_ & (kRecvArmed | kDead))) ArmRecv(s);
+  }
+
+  int RunReinvokes() {
+    if (reinvokes_.empty()) return 0;
+    reinvoking_.swap(reinvokes_);
+    for (Stream* s : reinvoking_) {
+      s->io_flags_ &= ~kReinvoke;
+      if (!(s->io_flags_ & (kDead | kRecvArmed)) && (s->io_flags_ & kRecvWanted) &&
+          !s->released()) {
+        Receive(s);
+      }
+      s->Unhold();
+    }
+    const int n = static_cast<int>(reinvoking_.size());
+    reinvoking_.clear();
+    return n;
+  }
+
+  void OnSent(Stream* s, long result) {
+    s->Hold();
+    s->io_flags_ &= ~kSendBusy;
+    ReleaseAfterSend(s);
+    if (!(s->io_flags_ & kDead)) s->OnSendReady(static_cast<int>(result));
+    UnholdOp(s);
+    s->Unhold();
+  }
+
+  void ReleaseAfterSend(Stream* s) {
+    if (retained_.empty()) return;
+    size_t kept = 0;
+    for (auto& [owner, block] : retained_) {
+      if (owner == s) {
+        ::operator delete(block);
+      } else {
+        retained_[kept++] = {owner, block};
+      }
+    }
+    retained_.resize(kept);
+  }
+
+  void PostAccept(AcceptReg* reg, IocpOp* op) {
+    op->kind = OpKind::kAccept;
+    op->reg = reg;
+    SOCKET s = WSASocketW(reg->family, SOCK_STREAM, reg->family == AF_UNIX ? 0 : IPPROTO_TCP,
+                          nullptr, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+    if (s == INVALID_SOCKET) {
+      // Out of sockets or memory: stop, and let the sink decide when to try
+      // again (it calls StartAccepting), once the calls still out are back.
+      const int err = LastSocketError();
+      FreeOp(op);
+      if (reg->sink != nullptr && !reg->dead) {
+        AcceptSink* sink = reg->sink;
+        reg->dead = true;
+        reg->sink = nullptr;
+        CancelIoEx(reinterpret_cast<HANDLE>(reg->fd), nullptr);
+        sink->OnAcceptFailed(err);
+      }
+      return;
+    }
+    op->accept_socket = static_cast<SocketHandle>(s);
+    ++reg->outstanding;
+    DWORD got = 0;
+    const BOOL ok = accept_ex_(static_cast<SOCKET>(reg->fd), s, op->addresses, 0,
+                               kAcceptAddressBytes, kAcceptAddressBytes, &got, &op->ov);
+    if (ok) {
+      Issued(op, 0, 0);
+    } else {
+      Issued(op, SOCKET_ERROR, 0);
+    }
+  }
+
+  void OnAccepted(IocpOp* op, long result) {
+    AcceptReg* reg = op->reg;
+    --reg->outstanding;
+    const SocketHandle accepted = op->accept_socket;
+    op->accept_socket = kInvalidSocket;
+    if (reg->dead || reg->sink == nullptr) {
+      CloseSocket(accepted);
+      FreeOp(op);
+      return;
+    }
+    if (result < 0) {
+      // One client's failure (it reset before the accept picked it up: wine
+      // reports error 59 there): close its socket, accept the next.
+      CloseSocket(accepted);
+      PostAccept(reg, op);
+      return;
+    }
+    const SOCKET listen_socket = static_cast<SOCKET>(reg->fd);
+    setsockopt(static_cast<SOCKET>(accepted), SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
+               reinterpret_cast<const char*>(&listen_socket), sizeof(listen_socket));
+    u_long non_blocking = 1;
+    ioctlsocket(static_cast<SOCKET>(accepted), FIONBIO, &non_blocking);
+    const SocketAddress peer = PeerAddressOf(accepted);
+    const bool go_on = reg->sink->OnAccepted(accepted, peer);
+    if (!go_on || reg->dead) {
+      FreeOp(op);
+      return;
+    }
+    PostAccept(reg, op);
+  }
+
+  void ReapAccepts() {
+    accepts_.erase(std::remove_if(accepts_.begin(), accepts_.end(),
+                                  [](const std::unique_ptr<AcceptReg>& r) {
+                                    return r->dead && r->outstanding == 0;
+                                  }),
+                   accepts_.end());
+  }
+
+  const HANDLE port_;
+  char* const read_buffer_;
+  const size_t read_buffer_size_;
+  const size_t read_budget_;
+  std::vector<OVERLAPPED_ENTRY> entries_;
+  std::atomic<bool> wake_pending_{false};
+  LPFN_ACCEPTEX accept_ex_ = nullptr;
+  LPFN_CONNECTEX connect_ex_ = nullptr;
+
+  std::vector<std::unique_ptr<IocpOp>> all_ops_;
+  std::vector<IocpOp*> free_ops_;
+  std::vector<IocpOp*> inline_done_;
+  size_t ops_out_ = 0;    // calls whose packet has not come yet
+  size_t in_flight_ = 0;  // stream holds taken by operations
+
+  std::vector<Stream*> pending_sends_;
+  std::vector<Stream*> flushing_;
+  std::vector<Stream*> reinvokes_;
+  std::vector<Stream*> reinvoking_;
+  std::vector<std::pair<Stream*, void*>> retained_;
+  std::vector<std::unique_ptr<AcceptReg>> accepts_;
+  std::vector<std::pair<Operation*, int>> injected_ops_;
+};
+
+absl::StatusOr<std::unique_ptr<Backend>> NewIocpBackend(const BackendOptions& options) {
+  EnsureWinsock();
+  HANDLE port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, nullptr, 0, 1);
+  if (port == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("CreateIoCompletionPort: error ", GetLastError()));
+  }
+  return std::unique_ptr<Backend>(new IocpBackend(port, options));
+}
+
+}  // namespace netloop::internal
