@@ -18,12 +18,41 @@ absl::Status WithReason(absl::Status status, CloseReason reason) {
   return status;
 }
 
+#ifdef _WIN32
+const char* SocketErrnoText(int err) {
+  switch (err) {
+    case ECONNRESET: return "Connection reset by peer";
+    case ECONNREFUSED: return "Connection refused";
+    case ECONNABORTED: return "Software caused connection abort";
+    case ETIMEDOUT: return "Connection timed out";
+    case ECANCELED: return "Operation canceled";
+    case ENOTCONN: return "Transport endpoint is not connected";
+    case EHOSTUNREACH: return "No route to host";
+    case ENETUNREACH: return "Network is unreachable";
+    case ENETDOWN: return "Network is down";
+    case ENETRESET: return "Network dropped connection on reset";
+    case EADDRINUSE: return "Address already in use";
+    case EADDRNOTAVAIL: return "Cannot assign requested address";
+    case EAFNOSUPPORT: return "Address family not supported by protocol";
+    case EMSGSIZE: return "Message too long";
+    case ENOBUFS: return "No buffer space available";
+    case EINPROGRESS: return "Operation now in progress";
+    case EALREADY: return "Operation already in progress";
+    case ENOTSOCK: return "Socket operation on non-socket";
+    case EOPNOTSUPP: return "Operation not supported";
+    case EWOULDBLOCK: return "Operation would block";
+    default: return nullptr;
+  }
+}
+#endif
+
 std::string ErrnoText(int err) {
   char buf[128];
 #ifdef _WIN32
-  // The C runtime's messages; it knows the POSIX errno values the engine
-  // maps Winsock errors to (platform.h).
-  const char* text = strerror_s(buf, sizeof(buf), err) == 0 ? buf : "unknown error";
+  // The C runtime knows the classic errno values; the socket ones the
+  // engine maps Winsock errors to (platform.h) get their POSIX names here.
+  const char* text = SocketErrnoText(err);
+  if (text == nullptr) text = strerror_s(buf, sizeof(buf), err) == 0 ? buf : "unknown error";
 #else
   // GNU strerror_r returns the message pointer, which may not be `buf`.
   const char* text = strerror_r(err, buf, sizeof(buf));

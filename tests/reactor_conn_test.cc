@@ -1,14 +1,17 @@
 // Conn behaviour over loopback: framing across arbitrary splits, big writes
 // through EPOLLOUT, async writes from other threads, wake, every way to close,
 // backpressure, idle timeout, dial.
+#ifndef _WIN32
 #include <netinet/in.h>
-#include <signal.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -24,7 +27,10 @@
 namespace netloop {
 namespace {
 
+using testing::CloseClient;
 using testing::Connect;
+using testing::ResetClient;
+using testing::ShutdownClientWrite;
 using testing::Pattern;
 using testing::ReadExactly;
 using testing::ReadToEof;
@@ -81,7 +87,7 @@ class FrameHandler : public EventHandler {
 
 // Sends `piece` and waits until the server has read it (one more OnTraffic),
 // so that each piece is a read of its own instead of merging with the next.
-void SendAsOwnRead(int fd, std::string_view piece, FrameHandler& h) {
+void SendAsOwnRead(SocketHandle fd, std::string_view piece, FrameHandler& h) {
   const int before = h.traffic_calls.load();
   ASSERT_TRUE(WriteAll(fd, piece));
   ASSERT_TRUE(WaitFor([&] { return h.traffic_calls.load() > before; }));
@@ -104,10 +110,7 @@ std::string Frame(std::string_view payload) {
   return out;
 }
 
-void SetNoDelay(int fd) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-}
+void SetNoDelay(SocketHandle fd) { testing::SetClientNoDelay(fd); }
 
 TEST(ConnTest, FramesSplitAtEveryByteBoundary) {
   FrameHandler h;
@@ -118,15 +121,15 @@ TEST(ConnTest, FramesSplitAtEveryByteBoundary) {
   std::string p = Pattern(300, 1);
   expected += std::string(p.rbegin(), p.rend()) + "zyx";
   for (size_t split = 1; split < stream.size(); ++split) {
-    int fd = Connect(f.uri());
-    ASSERT_GE(fd, 0);
+    SocketHandle fd = Connect(f.uri());
+    ASSERT_TRUE(IsValidSocket(fd));
     SetNoDelay(fd);
     SendAsOwnRead(fd, stream.substr(0, split), h);
     ASSERT_TRUE(WriteAll(fd, stream.substr(split)));
     auto got = ReadExactly(fd, expected.size());
     ASSERT_TRUE(got.has_value()) << "split " << split;
     ASSERT_EQ(*got, expected) << "split " << split;
-    close(fd);
+    CloseClient(fd);
   }
 }
 
@@ -134,8 +137,8 @@ TEST(ConnTest, ByteByByteAndWrappedRingViews) {
   FrameHandler h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
-  ASSERT_GE(fd, 0);
+  SocketHandle fd = Connect(f.uri());
+  ASSERT_TRUE(IsValidSocket(fd));
   SetNoDelay(fd);
   // Byte by byte: every read leaves a partial frame in the ring.
   std::string frame = Frame("drip");
@@ -161,7 +164,7 @@ TEST(ConnTest, ByteByByteAndWrappedRingViews) {
   }
   EXPECT_EQ(*got, expected);
   EXPECT_GT(h.wrapped_views.load(), 0) << "the wrapped (two-piece) path was not exercised";
-  close(fd);
+  CloseClient(fd);
 }
 
 // Writes `total` bytes on open; the client reads slowly at first.
@@ -191,8 +194,8 @@ TEST(ConnTest, MultiMegabyteWriteCompletesThroughWritableEvents) {
   o.write_high_water = 0;  // no backpressure in this test
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri(), 30);
-  ASSERT_GE(fd, 0);
+  SocketHandle fd = Connect(f.uri(), 30);
+  ASSERT_TRUE(IsValidSocket(fd));
   // The 32 MiB write in OnOpen met a full socket while we did not read.
   ASSERT_TRUE(WaitFor([&] { return h.buffered_after_write.load() > 0; }));
   auto got = ReadToEof(fd, 64 << 20);
@@ -202,7 +205,7 @@ TEST(ConnTest, MultiMegabyteWriteCompletesThroughWritableEvents) {
   EXPECT_TRUE(*got == data) << "bytes differ";
   EXPECT_TRUE(WaitFor([&] { return h.closed.load() == 1; }));
   EXPECT_TRUE(h.close_ok.load());
-  close(fd);
+  CloseClient(fd);
 }
 
 // Remembers the first connection for the tests below.
@@ -244,8 +247,8 @@ TEST(ConnTest, AsyncWriteFromForeignThreadsKeepsPerThreadOrder) {
   RecordingHandler h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
-  ASSERT_GE(fd, 0);
+  SocketHandle fd = Connect(f.uri());
+  ASSERT_TRUE(IsValidSocket(fd));
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
   ConnRef ref = h.First();
   constexpr int kThreads = 4, kPer = 1000;
@@ -276,7 +279,7 @@ TEST(ConnTest, AsyncWriteFromForeignThreadsKeepsPerThreadOrder) {
   }
   EXPECT_TRUE(WaitFor([&] { return callbacks.load() == kThreads * kPer; }));
   // After close: the callback reports the connection gone.
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
   std::atomic<int> late{0};
   ref.AsyncWrite("late", [&](Conn* c, absl::Status s) {
@@ -291,13 +294,13 @@ TEST(ConnTest, WakeCallsOnTrafficWithoutNewBytes) {
   RecordingHandler h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
   EXPECT_EQ(h.traffic.load(), 0);
   std::thread([&] { h.First().Wake(); }).join();
   EXPECT_TRUE(WaitFor([&] { return h.traffic.load() == 1; }));
   EXPECT_EQ(h.inbound_seen.load(), 0u);
-  close(fd);
+  CloseClient(fd);
 }
 
 // Replies "bye" and returns kClose: the reply must arrive before EOF.
@@ -320,21 +323,21 @@ TEST(ConnTest, CloseFromHandlerDeliversReplyThenEof) {
   ReplyThenClose h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WriteAll(fd, "hi"));
   auto got = ReadToEof(fd);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(*got, "bye");
   EXPECT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
   EXPECT_TRUE(h.ok.load()) << "local close reports OK";
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST(ConnTest, CloseWithErrorFromAnotherThreadReportsThatStatus) {
   RecordingHandler h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
   std::thread([&] { h.First().CloseWithError(absl::AbortedError("kicked")); }).join();
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
@@ -343,7 +346,7 @@ TEST(ConnTest, CloseWithErrorFromAnotherThreadReportsThatStatus) {
   EXPECT_TRUE(got.has_value() && got->empty());
   // ConnRef::Close after close is a harmless no-op.
   h.First().Close();
-  close(fd);
+  CloseClient(fd);
   DrainLoops(f.engine);  // the Close above has run
   EXPECT_EQ(h.closes.load(), 1) << "OnClose exactly once";
 }
@@ -352,16 +355,14 @@ TEST(ConnTest, PeerEofAndResetReasons) {
   RecordingHandler h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int a = Connect(f.uri());
+  SocketHandle a = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
-  close(a);  // FIN
+  CloseClient(a);  // FIN
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
   EXPECT_TRUE(IsPeerClosed(h.LastReason())) << h.LastReason();
-  int b = Connect(f.uri());
+  SocketHandle b = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 2; }));
-  linger lg{1, 0};
-  setsockopt(b, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  close(b);  // RST
+  ResetClient(b);  // RST
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 2; }));
   EXPECT_EQ(GetCloseReason(h.LastReason()), CloseReason::kReset) << h.LastReason();
 }
@@ -384,18 +385,18 @@ TEST(ConnTest, HalfCloseStillReceivesWholeReply) {
   o.socket.send_buffer_bytes = 32 * 1024;
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   std::string data = Pattern(4 << 20, 5);
   std::thread writer([&] {
     EXPECT_TRUE(WriteAll(fd, data));
-    shutdown(fd, SHUT_WR);
+    ShutdownClientWrite(fd);
   });
   auto got = ReadToEof(fd, 8 << 20);
   writer.join();
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->size(), data.size());
   EXPECT_TRUE(*got == data);
-  close(fd);
+  CloseClient(fd);
 }
 
 // Answers each byte received with 256 KiB, to a client that does not read,
@@ -431,7 +432,7 @@ TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
   o.socket.send_buffer_bytes = 64 * 1024;
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   // Each byte asks for 256 KiB (50 MiB in all, more than the kernel's socket
   // buffers absorb); a client that does not read yet.
   ASSERT_TRUE(WriteAll(fd, std::string(200, 'r')));
@@ -443,9 +444,9 @@ TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
   auto deadline = absl::Now() + absl::Seconds(20);
   size_t drained = 0;
   while (h.resumes.load() == 0 && absl::Now() < deadline) {
-    ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    long n = testing::ReceiveNow(fd, buf, sizeof(buf));
     if (n > 0) drained += n;
-    if (n <= 0) usleep(1000);
+    if (n <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   // Reading resumed only because the client read (how much depends on how
   // much the kernel's socket buffers absorbed, so only > 0 is certain).
@@ -453,7 +454,7 @@ TEST(ConnTest, BackpressureHoldsMemoryAtTheMark) {
   EXPECT_GE(h.resumes.load(), 1) << "pauses " << h.pauses.load() << " max "
                                  << h.max_buffered.load();
   EXPECT_EQ(h.traffic_while_paused.load(), 0) << "reading must stop while paused";
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST(ConnTest, IdleTimeoutClosesOnlyTheIdleConnection) {
@@ -462,21 +463,21 @@ TEST(ConnTest, IdleTimeoutClosesOnlyTheIdleConnection) {
   o.idle_timeout = absl::Seconds(1);
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int idle = Connect(f.uri());
-  int busy = Connect(f.uri());
+  SocketHandle idle = Connect(f.uri());
+  SocketHandle busy = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 2; }));
   // Traffic on `busy` every 10 ms (a 100x margin on the timeout) until the
   // idle one is closed, at most 20 s.
   for (int i = 0; i < 2000 && h.closes.load() == 0; ++i) {
     ASSERT_TRUE(WriteAll(busy, "x"));
-    usleep(10 * 1000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_EQ(h.closes.load(), 1);
   EXPECT_TRUE(absl::IsDeadlineExceeded(h.LastReason())) << h.LastReason();
   auto eof = ReadToEof(idle);
   EXPECT_TRUE(eof.has_value());
-  close(idle);
-  close(busy);
+  CloseClient(idle);
+  CloseClient(busy);
 }
 
 // Streams to its peer on every Wake until the write fails.
@@ -507,19 +508,21 @@ TEST(ConnTest, WritingToAResetPeerNeverRaisesSigpipe) {
   Streamer h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
+#ifndef _WIN32
   // Undo the engine's process-wide SIG_IGN: only MSG_NOSIGNAL protects now.
   signal(SIGPIPE, SIG_DFL);
-  int fd = Connect(f.uri());
+#endif
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WriteAll(fd, "go"));
   ASSERT_TRUE(ReadExactly(fd, 1).has_value()) << "the server is streaming";
-  linger lg{1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  close(fd);  // RST while the server is writing
+  ResetClient(fd);  // RST while the server is writing
   ASSERT_TRUE(WaitFor([&] { return h.closed.load(); }));
   std::lock_guard<std::mutex> lock(h.mu);
   EXPECT_EQ(GetCloseReason(h.reason), CloseReason::kReset) << h.reason;
+#ifndef _WIN32
   // Still alive: a SIGPIPE would have killed the test binary.
   signal(SIGPIPE, SIG_IGN);
+#endif
 }
 
 // A client engine dialling a server engine.
@@ -571,6 +574,9 @@ TEST(DialTest, ExchangesDataWithAServerEngine) {
 }
 
 TEST(DialTest, RefusedPortReportsConnectFailedWithoutOnOpen) {
+#ifdef _WIN32
+  GTEST_SKIP() << "finds a free port with POSIX socket calls";
+#else
   // Bind a port and close it again: nothing listens there.
   int probe = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -579,7 +585,7 @@ TEST(DialTest, RefusedPortReportsConnectFailedWithoutOnOpen) {
   bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   socklen_t len = sizeof(a);
   getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
-  close(probe);
+  CloseClient(probe);
   DialHandler h;
   Engine client;
   Options o;
@@ -600,6 +606,7 @@ TEST(DialTest, RefusedPortReportsConnectFailedWithoutOnOpen) {
   EXPECT_FALSE(client.Dial("tcp://nonsense").ok()) << "bad addresses fail at once";
   client.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(client.Wait().ok());
+#endif
 }
 
 // Queues `bytes` of output on open and remembers the connection.
@@ -622,7 +629,7 @@ TEST(ConnTest, ConnRefCloseFromAnotherThreadDrainsPendingBytesFirst) {
   o.socket.send_buffer_bytes = 64 * 1024;
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri(), 30);
+  SocketHandle fd = Connect(f.uri(), 30);
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
   ASSERT_GT(h.pending_after_open.load(), 0u) << "bytes must still be pending for this test";
   std::thread([&] { h.First().Close(); }).join();
@@ -632,7 +639,7 @@ TEST(ConnTest, ConnRefCloseFromAnotherThreadDrainsPendingBytesFirst) {
   EXPECT_TRUE(*got == h.data) << "every pending byte arrives, then EOF";
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
   EXPECT_TRUE(h.LastReason().ok()) << h.LastReason();
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST(ConnTest, HalfClosedPeerThatNeverReadsIsClosedAfterTheDrainTimeout) {
@@ -643,21 +650,21 @@ TEST(ConnTest, HalfClosedPeerThatNeverReadsIsClosedAfterTheDrainTimeout) {
   o.close_drain_timeout = absl::Milliseconds(300);
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
   ASSERT_GT(h.pending_after_open.load(), 0u);
-  shutdown(fd, SHUT_WR);  // FIN, and then never read
+  ShutdownClientWrite(fd);  // FIN, and then never read
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }, 10000))
       << "a half-closed peer that never reads held the connection";
   EXPECT_TRUE(absl::IsDeadlineExceeded(h.LastReason())) << h.LastReason();
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST(ConnTest, AsyncWritevAndRunAfterClose) {
   RecordingHandler h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WaitFor([&] { return h.opens.load() == 1; }));
   ConnRef ref = h.First();
   EXPECT_TRUE(ref.valid());
@@ -681,7 +688,7 @@ TEST(ConnTest, AsyncWritevAndRunAfterClose) {
     ran_open.fetch_add(1);
   });
   EXPECT_TRUE(WaitFor([&] { return ran_open.load() == 1; }));
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(WaitFor([&] { return h.closes.load() == 1; }));
   std::atomic<int> ran_closed{0};
   ref.Run([&](Conn* c) {
@@ -723,7 +730,7 @@ TEST(ConnTest, ShutdownWriteSendsFinAfterPendingBytesAndKeepsReading) {
   ShutdownWriter h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WriteAll(fd, "q"));
   auto got = ReadToEof(fd);
   ASSERT_TRUE(got.has_value());
@@ -733,7 +740,7 @@ TEST(ConnTest, ShutdownWriteSendsFinAfterPendingBytesAndKeepsReading) {
     std::lock_guard<std::mutex> lock(h.mu);
     return h.received == "qafter-fin";
   }));
-  close(fd);
+  CloseClient(fd);
 }
 
 // Half-closes on open, then (the loop held up until the test says so)
@@ -774,14 +781,13 @@ TEST(ConnTest, BytesQueuedBeforeAHangUpAreAllDelivered) {
   o.socket.receive_buffer_bytes = 4 << 20;  // room for it all while unread
   EngineFixture f(h, o);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
-  ASSERT_GE(fd, 0);
-  int sndbuf = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+  SocketHandle fd = Connect(f.uri());
+  ASSERT_TRUE(IsValidSocket(fd));
+  testing::SetClientSendBuffer(fd, 4 << 20);
   constexpr size_t kBytes = 512 * 1024;  // eight of the loop's read buffers
   ASSERT_TRUE(WriteAll(fd, std::string(kBytes, 'x')));
   ASSERT_TRUE(ReadToEof(fd).has_value());  // the server's FIN: it is open
-  close(fd);
+  CloseClient(fd);
   {
     std::lock_guard<std::mutex> lock(h.mu);
     h.peer_done = true;
@@ -817,10 +823,13 @@ class Detacher : public EventHandler {
 };
 
 TEST(ConnTest, DetachHandsOverTheSocketAndUnreadBytes) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Detach is not served on IOCP yet";
+#else
   Detacher h;
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
-  int fd = Connect(f.uri());
+  SocketHandle fd = Connect(f.uri());
   ASSERT_TRUE(WriteAll(fd, "unread-bytes"));
   ASSERT_TRUE(WaitFor([&] { return h.has.load(); }));
   std::lock_guard<std::mutex> lock(h.mu);
@@ -832,9 +841,10 @@ TEST(ConnTest, DetachHandsOverTheSocketAndUnreadBytes) {
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(*got, "raw");
   close(h.detached.fd);
-  close(fd);
+  CloseClient(fd);
   DrainLoops(f.engine);
   EXPECT_EQ(h.closes.load(), 0) << "no OnClose for a detached connection";
+#endif
 }
 
 // A client that sends "ping" on open to the server echo; records context.
@@ -852,6 +862,9 @@ class UnixDialHandler : public DialHandler {
 };
 
 TEST(DialTest, UnixSocketWithContextAndChosenLoop) {
+#ifdef _WIN32
+  GTEST_SKIP() << "AF_UNIX dials are not served on Windows yet";
+#else
   std::string path = "/tmp/netloop_dial_test_" + std::to_string(getpid()) + ".sock";
   DialHandler server_h;
   EngineFixture server(server_h, {}, {"unix://" + path});
@@ -874,11 +887,15 @@ TEST(DialTest, UnixSocketWithContextAndChosenLoop) {
   client.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(client.Wait().ok());
   unlink(path.c_str());
+#endif
 }
 
 // A listener whose accept queue is full drops new SYNs, so a connect stays in
 // progress on loopback: the one deterministic way to hit the dial timeout.
 TEST(DialTest, ConnectTimeoutReportsConnectFailed) {
+#ifdef _WIN32
+  GTEST_SKIP() << "fills a listen backlog with POSIX socket calls";
+#else
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -915,7 +932,8 @@ TEST(DialTest, ConnectTimeoutReportsConnectFailed) {
   client.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(client.Wait().ok());
   for (int c : fillers) close(c);
-  close(lfd);
+  CloseClient(lfd);
+#endif
 }
 
 // "127.1" is no address inet_pton takes, so Dial treats it as a host name and
@@ -990,10 +1008,10 @@ TEST(ConnTest, WriteAndCloseFromALoopTimerFreeTheConn) {
   EngineFixture f(h);
   ASSERT_TRUE(f.ok());
   for (int i = 0; i < 20; ++i) {
-    int fd = Connect(f.uri());
-    ASSERT_GE(fd, 0);
+    SocketHandle fd = Connect(f.uri());
+    ASSERT_TRUE(IsValidSocket(fd));
     EXPECT_EQ(ReadToEof(fd), "bye");
-    close(fd);
+    CloseClient(fd);
   }
   EXPECT_TRUE(WaitFor([&] { return h.closes.load() == 20; }));
   EXPECT_TRUE(WaitFor([&] { return f.engine.CountConnections() == 0; }));
@@ -1019,7 +1037,8 @@ TEST(DialTest, TheDialTimeoutCoversAStuckLookup) {
   {
     std::lock_guard<std::mutex> lock(h.mu);
     EXPECT_EQ(GetCloseReason(h.client_reason), CloseReason::kConnectFailed) << h.client_reason;
-    EXPECT_NE(h.client_reason.message().find("errno 110"), absl::string_view::npos)
+    EXPECT_NE(h.client_reason.message().find("errno " + std::to_string(ETIMEDOUT)),
+              absl::string_view::npos)
         << h.client_reason;
   }
   EXPECT_EQ(h.opens.load(), 0);

@@ -6,6 +6,7 @@
 
 #ifndef _WIN32
 #include <dirent.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -86,6 +87,52 @@ void ShutdownClientWrite(SocketHandle fd) {
   shutdown(static_cast<SOCKET>(fd), SD_SEND);
 #else
   shutdown(fd, SHUT_WR);
+#endif
+}
+
+void ResetClient(SocketHandle fd) {
+  linger lg{};
+  lg.l_onoff = 1;
+  lg.l_linger = 0;
+#ifdef _WIN32
+  setsockopt(static_cast<SOCKET>(fd), SOL_SOCKET, SO_LINGER, reinterpret_cast<const char*>(&lg),
+             sizeof(lg));
+#else
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+#endif
+  CloseClient(fd);
+}
+
+void SetClientNoDelay(SocketHandle fd) {
+  int one = 1;
+#ifdef _WIN32
+  setsockopt(static_cast<SOCKET>(fd), IPPROTO_TCP, TCP_NODELAY,
+             reinterpret_cast<const char*>(&one), sizeof(one));
+#else
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#endif
+}
+
+void SetClientSendBuffer(SocketHandle fd, int bytes) {
+#ifdef _WIN32
+  setsockopt(static_cast<SOCKET>(fd), SOL_SOCKET, SO_SNDBUF,
+             reinterpret_cast<const char*>(&bytes), sizeof(bytes));
+#else
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+#endif
+}
+
+long ReceiveNow(SocketHandle fd, char* buf, size_t n) {
+#ifdef _WIN32
+  // No MSG_DONTWAIT: ask whether bytes (or the FIN) are there first.
+  fd_set readable;
+  FD_ZERO(&readable);
+  FD_SET(static_cast<SOCKET>(fd), &readable);
+  timeval now{0, 0};
+  if (select(0, &readable, nullptr, nullptr, &now) != 1) return -1;
+  return ClientRecv(fd, buf, n);
+#else
+  return recv(fd, buf, n, MSG_DONTWAIT);
 #endif
 }
 

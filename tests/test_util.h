@@ -26,6 +26,15 @@ bool WriteAll(SocketHandle fd, std::string_view data);
 void CloseClient(SocketHandle fd);
 // shutdown(SHUT_WR): the server sees EOF.
 void ShutdownClientWrite(SocketHandle fd);
+// Closes with SO_LINGER 0: the server sees a reset (RST), not a FIN.
+void ResetClient(SocketHandle fd);
+// TCP_NODELAY on.
+void SetClientNoDelay(SocketHandle fd);
+// SO_SNDBUF.
+void SetClientSendBuffer(SocketHandle fd, int bytes);
+// One recv that does not wait: the bytes read (0 at EOF), or -1 when none
+// are there yet (or on an error).
+long ReceiveNow(SocketHandle fd, char* buf, size_t n);
 // A UDP socket (10 s receive timeout) connected to `port` on 127.0.0.1, or
 // on ::1 for AF_INET6, so it hears only the server.
 SocketHandle UdpClient(uint16_t port, int family = AF_INET);

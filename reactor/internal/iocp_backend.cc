@@ -67,6 +67,9 @@ constexpr uint8_t kDead = 16;       // closed: deliver nothing more
 constexpr uint8_t kAttached = 32;   // associated with this loop's port
 constexpr uint8_t kReinvoke = 64;   // in reinvokes_: read again next Poll
 
+// Stream::io_interest_ bits (unused otherwise on this backend).
+constexpr uint8_t kNoSkip = 1;  // skip-on-success could not be set: every call posts
+
 // AcceptEx wants room for each address plus 16 bytes.
 constexpr DWORD kAcceptAddressBytes = sizeof(sockaddr_storage) + 16;
 // AcceptEx calls kept outstanding per listening socket.
@@ -135,8 +138,10 @@ class IocpBackend final : public Backend {
   absl::Status Unwatch(SocketHandle, IoWatcher*) override { return absl::OkStatus(); }
 
   void Wakeup() override {
-    if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-      PostQueuedCompletionStatus(port_, 0, kWakeKey, nullptr);
+    if (!wake_pending_.exchange(true, std::memory_order_acq_rel) &&
+        !PostQueuedCompletionStatus(port_, 0, kWakeKey, nullptr)) {
+      // Not queued: the next Wakeup must try again.
+      wake_pending_.store(false, std::memory_order_release);
     }
   }
 
@@ -144,9 +149,10 @@ class IocpBackend final : public Backend {
 
   int Poll(int64_t timeout_ns) override {
     FlushSends();
+    PostDeferredAccepts();
     int dispatched = RunReinvokes();
     DWORD timeout_ms;
-    if (!inline_done_.empty() || !reinvokes_.empty() || dispatched > 0) {
+    if (HasPendingWork() || dispatched > 0) {
       timeout_ms = 0;
     } else if (timeout_ns < 0) {
       timeout_ms = INFINITE;
@@ -183,7 +189,8 @@ class IocpBackend final : public Backend {
   }
 
   bool HasPendingWork() const override {
-    return !inline_done_.empty() || !reinvokes_.empty() || !pending_sends_.empty();
+    return !inline_done_.empty() || !reinvokes_.empty() || !pending_sends_.empty() ||
+           !injected_ops_.empty() || !deferred_accepts_.empty();
   }
   size_t OperationsInFlight() const override { return in_flight_; }
 
@@ -194,12 +201,15 @@ class IocpBackend final : public Backend {
     if (absl::Status a = Attach(s); !a.ok()) return a;
     if (receive) {
       s->io_flags_ |= kRecvWanted;
-      if (!(s->io_flags_ & kRecvArmed)) ArmRecv(s);
     } else {
-      // A zero-byte receive in flight pins no buffer: it stays, and when it
-      // completes while receiving is off, the next ArmRecv finds the bytes.
       s->io_flags_ &= ~kRecvWanted;
     }
+    // Receiving or not, a zero-byte receive stays armed: it pins no buffer,
+    // and it is how a reset (or the peer's FIN) reaches a stream that has
+    // stopped reading (epoll reports EPOLLERR and EPOLLHUP whatever the
+    // interest). When it completes while receiving is off and bytes are
+    // there, it is armed again only once receiving is back on.
+    if (!(s->io_flags_ & kRecvArmed)) ArmRecv(s);
     return absl::OkStatus();
   }
 
@@ -244,7 +254,7 @@ class IocpBackend final : public Backend {
     HoldOp(s);
     const BOOL ok = connect_ex_(static_cast<SOCKET>(s->fd_), peer.sockaddr_ptr(), peer.length(),
                                 nullptr, 0, nullptr, &op->ov);
-    Issued(op, ok ? 0 : SOCKET_ERROR, 0);
+    Issued(op, ok ? 0 : SOCKET_ERROR, 0, Skips(s));
     return absl::OkStatus();
   }
 
@@ -283,7 +293,7 @@ class IocpBackend final : public Backend {
     // A listener paused (EMFILE) and started again is associated already:
     // Windows refuses a second association, which is fine here.
     if (CreateIoCompletionPort(reinterpret_cast<HANDLE>(fd), port_, kSocketKey, 0) != nullptr) {
-      SetFileCompletionNotificationModes(
+      reg->skips = SetFileCompletionNotificationModes(
           reinterpret_cast<HANDLE>(fd),
           FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
     } else if (GetLastError() != ERROR_INVALID_PARAMETER) {
@@ -302,7 +312,7 @@ class IocpBackend final : public Backend {
     }
     AcceptReg* r = reg.get();
     accepts_.push_back(std::move(reg));
-    for (int i = 0; i < kAcceptsPerListener && !r->dead; ++i) PostAccept(r, NewOp());
+    for (int i = 0; i < kAcceptsPerListener && !r->dead && !r->stopped; ++i) PostAccept(r, NewOp());
     return absl::OkStatus();
   }
 
@@ -325,7 +335,9 @@ class IocpBackend final : public Backend {
     AcceptSink* sink = nullptr;
     int family = AF_INET;
     int outstanding = 0;
-    bool dead = false;
+    bool skips = true;     // skip-on-success is set on the listening socket
+    bool stopped = false;  // out of sockets: no more AcceptEx, successes still delivered
+    bool dead = false;     // StopAccepting: the sink hears nothing more
   };
 
   // One overlapped call. From a free list: steady state does not allocate.
@@ -357,6 +369,8 @@ class IocpBackend final : public Backend {
   }
   void FreeOp(IocpOp* op) { free_ops_.push_back(op); }
 
+  static bool Skips(const Stream* s) { return !(s->io_interest_ & kNoSkip); }
+
   void HoldOp(Stream* s) {
     s->Hold();
     ++in_flight_;
@@ -373,16 +387,24 @@ class IocpBackend final : public Backend {
       return absl::InternalError(
           absl::StrCat("iocp: associating a connection: error ", GetLastError()));
     }
-    SetFileCompletionNotificationModes(
-        h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
+    // Refused where a non-IFS layered provider sits on the socket: then
+    // every call posts its packet, successes included (see Issued).
+    if (!SetFileCompletionNotificationModes(
+            h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE)) {
+      s->io_interest_ |= kNoSkip;
+    }
     s->io_flags_ |= kAttached;
     return absl::OkStatus();
   }
 
-  // Issued an overlapped call that returned `rc` (0: done at once, no
-  // packet follows; otherwise WSA_IO_PENDING: a packet follows; anything
-  // else: it failed, no packet follows).
-  void Issued(IocpOp* op, int rc, long done_bytes) {
+  // Issued an overlapped call that returned `rc` (0: done at once, and no
+  // packet follows when the socket `skips` them; otherwise WSA_IO_PENDING: a
+  // packet follows; anything else: it failed, no packet follows).
+  void Issued(IocpOp* op, int rc, long done_bytes, bool skips) {
+    if (rc == 0 && !skips) {
+      ++ops_out_;  // its packet comes like any other
+      return;
+    }
     if (rc == 0) {
       op->inline_result = done_bytes;
       inline_done_.push_back(op);
@@ -409,7 +431,7 @@ class IocpBackend final : public Backend {
     DWORD got = 0;
     const int rc =
         WSARecv(static_cast<SOCKET>(s->fd_), &none, 1, &got, &flags, &op->ov, nullptr);
-    Issued(op, rc, 0);
+    Issued(op, rc, 0, Skips(s));
   }
 
   // Right before the wait: one send per stream with output this round.
@@ -453,7 +475,7 @@ class IocpBackend final : public Backend {
       DWORD sent = 0;
       const int rc = WSASend(static_cast<SOCKET>(s->fd_), bufs, static_cast<DWORD>(used), &sent,
                              0, &op->ov, nullptr);
-      Issued(op, rc, static_cast<long>(sent));
+      Issued(op, rc, static_cast<long>(sent), Skips(s));
     }
     flushing_.clear();
   }
@@ -516,7 +538,11 @@ class IocpBackend final : public Backend {
     int dispatched = 0;
     // Handlers may issue more (a re-armed receive that completes at once):
     // those run in this pass too, up to a bound, the rest next Poll.
-    for (size_t i = 0; i < inline_done_.size() && i < 4096; ++i) {
+    // Those queued before this pass only: a receive re-armed here that
+    // completes at once waits for the next Poll, so one stream cannot go
+    // round its read budget again and again ahead of timers and tasks.
+    const size_t done = inline_done_.size();
+    for (size_t i = 0; i < done; ++i) {
       IocpOp* op = inline_done_[i];
       switch (op->kind) {
         case OpKind::kRecv: {
@@ -546,7 +572,6 @@ class IocpBackend final : public Backend {
       }
       ++dispatched;
     }
-    const size_t done = std::min<size_t>(inline_done_.size(), 4096);
     inline_done_.erase(inline_done_.begin(), inline_done_.begin() + static_cast<long>(done));
     if (!injected_ops_.empty()) {
       std::vector<std::pair<Operation*, int>> ops;
@@ -561,7 +586,16 @@ class IocpBackend final : public Backend {
     s->io_flags_ &= ~kRecvArmed;
     s->Hold();  // a sink may close and release the stream
     if (!(s->io_flags_ & kDead)) {
-      if (result < 0 && result != -ECANCELED) {
+      if (result == -EAGAIN || result == -ENOBUFS) {
+        // Too many overlapped calls outstanding (Winsock's WSAEWOULDBLOCK
+        // and WSAENOBUFS there): not the stream's end. Read what is there,
+        // or arm again.
+        if (s->io_flags_ & kRecvWanted) {
+          Receive(s);
+        } else if (!(s->io_flags_ & kRecvArmed)) {
+          ArmRecv(s);
+        }
+      } else if (result < 0 && result != -ECANCELED) {
         s->io_flags_ &= ~kRecvWanted;
         s->OnReceiveEnded(static_cast<int>(-result));
       } else if (s->io_flags_ & kRecvWanted) {
@@ -580,8 +614,8 @@ class IocpBackend final : public Backend {
       const ssize_t n = SysRead(s->fd_, read_buffer_, read_buffer_size_);
       if (n > 0) {
         const bool more = s->OnReceived(std::string_view(read_buffer_, static_cast<size_t>(n)));
-        if (s->released() || (s->io_flags_ & kDead) || !(s->io_flags_ & kRecvWanted)) return;
-        if (!more) break;
+        if (s->released() || (s->io_flags_ & kDead)) return;
+        if (!more || !(s->io_flags_ & kRecvWanted)) break;
         if (static_cast<size_t>(n) >= budget) {
           if (!(s->io_flags_ & kReinvoke)) {
             s->io_flags_ |= kReinvoke;
@@ -604,7 +638,8 @@ class IocpBackend final : public Backend {
       s->OnReceiveEnded(errno);
       return;
     }
-    if ((s->io_flags_ & kRecvWanted) && !(s->io_flags_ & (kRecvArmed | kDead))) ArmRecv(s);
+    // Wanted or not (see SetStreamInterest): watch for bytes, FIN or reset.
+    if (!(s->io_flags_ & (kRecvArmed | kDead))) ArmRecv(s);
   }
 
   int RunReinvokes() {
@@ -627,6 +662,9 @@ class IocpBackend final : public Backend {
     s->Hold();
     s->io_flags_ &= ~kSendBusy;
     ReleaseAfterSend(s);
+    // A send refused for want of resources (too many overlapped calls) sent
+    // nothing: Conn sends again.
+    if (result == -EAGAIN || result == -ENOBUFS) result = 0;
     if (!(s->io_flags_ & kDead)) s->OnSendReady(static_cast<int>(result));
     UnholdOp(s);
     s->Unhold();
@@ -646,22 +684,14 @@ class IocpBackend final : public Backend {
   }
 
   void PostAccept(AcceptReg* reg, IocpOp* op) {
+    memset(&op->ov, 0, sizeof(op->ov));
     op->kind = OpKind::kAccept;
     op->reg = reg;
     SOCKET s = WSASocketW(reg->family, SOCK_STREAM, reg->family == AF_UNIX ? 0 : IPPROTO_TCP,
                           nullptr, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET) {
-      // Out of sockets or memory: stop, and let the sink decide when to try
-      // again (it calls StartAccepting), once the calls still out are back.
-      const int err = LastSocketError();
       FreeOp(op);
-      if (reg->sink != nullptr && !reg->dead) {
-        AcceptSink* sink = reg->sink;
-        reg->dead = true;
-        reg->sink = nullptr;
-        CancelIoEx(reinterpret_cast<HANDLE>(reg->fd), nullptr);
-        sink->OnAcceptFailed(err);
-      }
+      StopPosting(reg, LastSocketError());
       return;
     }
     op->accept_socket = static_cast<SocketHandle>(s);
@@ -669,11 +699,24 @@ class IocpBackend final : public Backend {
     DWORD got = 0;
     const BOOL ok = accept_ex_(static_cast<SOCKET>(reg->fd), s, op->addresses, 0,
                                kAcceptAddressBytes, kAcceptAddressBytes, &got, &op->ov);
-    if (ok) {
-      Issued(op, 0, 0);
-    } else {
-      Issued(op, SOCKET_ERROR, 0);
-    }
+    Issued(op, ok ? 0 : SOCKET_ERROR, 0, reg->skips);
+  }
+
+  // Out of sockets or memory (or the listener broke): no more AcceptEx on
+  // this registration, and the sink decides when to try again (it calls
+  // StartAccepting). Calls already out stay: a client they accepted is
+  // still delivered, none is lost.
+  void StopPosting(AcceptReg* reg, int err) {
+    if (reg->stopped || reg->dead || reg->sink == nullptr) return;
+    reg->stopped = true;
+    reg->sink->OnAcceptFailed(err);
+  }
+
+  // A failure that belongs to one client (it reset or gave up before the
+  // accept picked it up: wine reports error 59 there): accept the next.
+  static bool PerClientAcceptError(long err) {
+    return err == -ECONNRESET || err == -ECONNABORTED || err == -ENETRESET ||
+           err == -ETIMEDOUT || err == -EIO;
   }
 
   void OnAccepted(IocpOp* op, long result) {
@@ -687,10 +730,13 @@ class IocpBackend final : public Backend {
       return;
     }
     if (result < 0) {
-      // One client's failure (it reset before the accept picked it up: wine
-      // reports error 59 there): close its socket, accept the next.
       CloseSocket(accepted);
-      PostAccept(reg, op);
+      if (PerClientAcceptError(result) && !reg->stopped) {
+        PostAccept(reg, op);
+      } else {
+        FreeOp(op);
+        StopPosting(reg, static_cast<int>(-result));
+      }
       return;
     }
     const SOCKET listen_socket = static_cast<SOCKET>(reg->fd);
@@ -700,17 +746,40 @@ class IocpBackend final : public Backend {
     ioctlsocket(static_cast<SOCKET>(accepted), FIONBIO, &non_blocking);
     const SocketAddress peer = PeerAddressOf(accepted);
     const bool go_on = reg->sink->OnAccepted(accepted, peer);
-    if (!go_on || reg->dead) {
+    if (reg->dead || reg->stopped) {
       FreeOp(op);
-      return;
+    } else if (!go_on) {
+      deferred_accepts_.push_back(op);  // "not in this round": next Poll
+    } else {
+      PostAccept(reg, op);
     }
-    PostAccept(reg, op);
+  }
+
+  bool Deferred(const AcceptReg* reg) const {
+    for (const IocpOp* op : deferred_accepts_) {
+      if (op->reg == reg) return true;
+    }
+    return false;
+  }
+
+  void PostDeferredAccepts() {
+    if (deferred_accepts_.empty()) return;
+    std::vector<IocpOp*> ops;
+    ops.swap(deferred_accepts_);
+    for (IocpOp* op : ops) {
+      if (op->reg->dead || op->reg->stopped) {
+        FreeOp(op);
+      } else {
+        PostAccept(op->reg, op);
+      }
+    }
   }
 
   void ReapAccepts() {
     accepts_.erase(std::remove_if(accepts_.begin(), accepts_.end(),
-                                  [](const std::unique_ptr<AcceptReg>& r) {
-                                    return r->dead && r->outstanding == 0;
+                                  [this](const std::unique_ptr<AcceptReg>& r) {
+                                    return (r->dead || r->stopped) && r->outstanding == 0 &&
+                                           !Deferred(r.get());
                                   }),
                    accepts_.end());
   }
@@ -736,6 +805,7 @@ class IocpBackend final : public Backend {
   std::vector<Stream*> reinvoking_;
   std::vector<std::pair<Stream*, void*>> retained_;
   std::vector<std::unique_ptr<AcceptReg>> accepts_;
+  std::vector<IocpOp*> deferred_accepts_;
   std::vector<std::pair<Operation*, int>> injected_ops_;
 };
 

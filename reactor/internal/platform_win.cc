@@ -1,6 +1,7 @@
 // Windows half of reactor/internal/platform.h.
 #include "reactor/internal/platform.h"
 
+#include <fcntl.h>
 #include <io.h>
 
 #include <mutex>
@@ -39,9 +40,9 @@ int ErrnoFromWindowsError(unsigned long code) {
     case WSAEALREADY:
       return EALREADY;
     case WSAENOTSOCK:
-    case ERROR_INVALID_HANDLE:
       return ENOTSOCK;
     case WSAEBADF:
+    case ERROR_INVALID_HANDLE:
       return EBADF;
     case WSAEACCES:
     case ERROR_ACCESS_DENIED:
@@ -57,6 +58,9 @@ int ErrnoFromWindowsError(unsigned long code) {
     case WSAENOBUFS:
     case ERROR_NOT_ENOUGH_MEMORY:
     case ERROR_OUTOFMEMORY:
+    case ERROR_NO_SYSTEM_RESOURCES:
+    case ERROR_NOT_ENOUGH_QUOTA:
+    case ERROR_INVALID_USER_BUFFER:
       return ENOBUFS;
     case WSAEMSGSIZE:
     case ERROR_MORE_DATA:
@@ -95,9 +99,11 @@ int ErrnoFromWindowsError(unsigned long code) {
     case WSAECONNABORTED:
     case ERROR_CONNECTION_ABORTED:
     case ERROR_REQUEST_ABORTED:
+    case ERROR_UNEXP_NET_ERR:  // wine: a client reset before AcceptEx took it
       return ECONNABORTED;
     case WSAECONNREFUSED:
     case ERROR_CONNECTION_REFUSED:
+    case ERROR_PORT_UNREACHABLE:
       return ECONNREFUSED;
     case WSAETIMEDOUT:
     case ERROR_SEM_TIMEOUT:
@@ -109,7 +115,11 @@ int ErrnoFromWindowsError(unsigned long code) {
       return ENOTCONN;
     case WSAESHUTDOWN:
     case ERROR_GRACEFUL_DISCONNECT:
+    case ERROR_BROKEN_PIPE:
+    case ERROR_NO_DATA:
       return EPIPE;
+    case WSAEPROTOTYPE:
+      return EPROTOTYPE;
     case WSA_OPERATION_ABORTED:  // == ERROR_OPERATION_ABORTED: CancelIoEx, closesocket
     case kErrorHandlesClosed:
       return ECANCELED;
@@ -126,7 +136,25 @@ int CloseSocket(SocketHandle h) {
   return -1;
 }
 
-int FileDup(int fd) { return _dup(fd); }
+int FileDup(int fd) {
+  // A handle of its own to the same file (ReOpenFile), not a duplicate: a
+  // duplicate would share the caller's file position, which FilePread's
+  // ReadFile moves. Not inheritable, as F_DUPFD_CLOEXEC is on POSIX.
+  const HANDLE file = reinterpret_cast<HANDLE>(_get_osfhandle(fd));
+  if (file == INVALID_HANDLE_VALUE) {
+    errno = EBADF;
+    return -1;
+  }
+  const HANDLE own = ReOpenFile(file, GENERIC_READ,
+                                FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, 0);
+  if (own == INVALID_HANDLE_VALUE) {
+    errno = ErrnoFromWindowsError(GetLastError());
+    return -1;
+  }
+  const int dup = _open_osfhandle(reinterpret_cast<intptr_t>(own), _O_RDONLY);
+  if (dup < 0) CloseHandle(own);
+  return dup;
+}
 
 long FilePread(int fd, void* buf, size_t n, uint64_t offset) {
   const HANDLE file = reinterpret_cast<HANDLE>(_get_osfhandle(fd));
@@ -134,8 +162,9 @@ long FilePread(int fd, void* buf, size_t n, uint64_t offset) {
     errno = EBADF;
     return -1;
   }
-  // An offset in the OVERLAPPED makes ReadFile positional, as pread is
-  // (on a handle opened for synchronous I/O it still waits for the bytes).
+  // An offset in the OVERLAPPED makes ReadFile read there (on a handle
+  // opened for synchronous I/O it still waits for the bytes, and moves that
+  // handle's position: FileDup gives each queued file a handle of its own).
   OVERLAPPED at{};
   at.Offset = static_cast<DWORD>(offset);
   at.OffsetHigh = static_cast<DWORD>(offset >> 32);
