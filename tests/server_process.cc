@@ -65,6 +65,7 @@ const std::string& ServerProcess::uri() {
     while (uri_.empty() && (nl = text_.find('\n')) != std::string::npos) {
       std::string line = text_.substr(0, nl);
       text_.erase(0, nl + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // a Windows child
       const std::string prefix = "listening on ";
       if (line.rfind(prefix, 0) == 0) uri_ = line.substr(prefix.size());
     }

@@ -17,7 +17,11 @@ namespace netloop::examples {
 struct EchoFlags {
   std::vector<std::string> addresses{"tcp://127.0.0.1:9000"};
   int loops = 0;
+#ifdef _WIN32
+  std::string mode = "acceptor";  // Windows has no SO_REUSEPORT
+#else
   std::string mode = "reuseport";  // reuseport | acceptor
+#endif
   std::string policy = "round-robin";  // round-robin | least-connections | source-hash
   bool edge_triggered = false;
   int idle_timeout_seconds = 0;

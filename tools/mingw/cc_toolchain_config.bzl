@@ -113,6 +113,11 @@ def _impl(ctx):
             # GoogleTest's sources, which @com_google_googletest links for
             # this build: the compiler names their headers by these paths.
             "/usr/src/googletest",
+            # CLI11 (header-only, the examples' flags): @cli11 symlinks these
+            # from Debian's package, and the compiler names them by the
+            # target. Only this directory of /usr/include: nothing else of
+            # Linux's headers may reach a Windows build.
+            "/usr/include/CLI",
         ],
         features = features,
         artifact_name_patterns = [

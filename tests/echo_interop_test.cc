@@ -1,0 +1,130 @@
+// The Windows echo server (//examples/echo built with mingw-w64, the IOCP
+// backend) under wine, driven by Linux clients over 127.0.0.1: random binary
+// data comes back exactly, 500 clients that reset mid-stream leave it
+// serving, and a client that sends without reading cannot make it buffer
+// without bound (the server's backpressure stops reading from it).
+//
+// Figures under wine are not Windows figures; this checks behaviour only.
+#include <errno.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/echo_exerciser.h"
+#include "tests/server_process.h"
+#include "tests/test_util.h"
+
+namespace netloop {
+namespace {
+
+using testing::EchoPlan;
+using testing::EchoRunResult;
+using testing::ServerProcess;
+
+// The wine launcher from this test's runfiles; the .exe that
+// tools/mingw/interop_test built, named by NETLOOP_WINDOWS_ECHO.
+std::unique_ptr<ServerProcess> StartWindowsEcho(const std::string& exe) {
+  return std::make_unique<ServerProcess>(
+      "tools/mingw/wine_test_runner",
+      std::vector<std::string>{exe, "--address", "tcp://127.0.0.1:0", "--loops", "2"});
+}
+
+// Every client's bytes came back, all of them, unchanged.
+void ExpectAllEchoed(const EchoRunResult& run) {
+  EXPECT_FALSE(run.timed_out);
+  for (const auto& c : run.clients) {
+    EXPECT_TRUE(c.error.empty()) << c.error;
+    EXPECT_FALSE(c.corrupt);
+    EXPECT_FALSE(c.closed_early);
+    EXPECT_EQ(c.received, c.to_send);
+  }
+}
+
+TEST(EchoInteropTest, WindowsServerUnderWineEchoesResetsAndHoldsMemory) {
+  const char* exe = getenv("NETLOOP_WINDOWS_ECHO");
+  ASSERT_NE(exe, nullptr) << "run through tools/mingw/interop_test, which builds the .exe";
+  std::unique_ptr<ServerProcess> server = StartWindowsEcho(exe);
+  // Wine's first start in a fresh prefix takes seconds; then the server
+  // prints its listening line (10 s at most after that).
+  std::string uri;
+  for (int i = 0; i < 6 && uri.empty() && server->Running(); ++i) uri = server->uri();
+  ASSERT_FALSE(uri.empty()) << "the Windows echo server did not start under wine";
+
+  // Random binary data, echoed exactly.
+  EchoPlan plan;
+  plan.uri = uri;
+  plan.clients = 32;
+  plan.seed = 11;
+  plan.min_bytes = 1;
+  plan.max_bytes = 1 << 20;
+  plan.max_chunk = 64 * 1024;
+  plan.slow_readers = true;
+  plan.timeout_ms = 60000;
+  EchoRunResult run = testing::RunEchoClients(plan);
+  ASSERT_EQ(run.clients.size(), 32u);
+  ExpectAllEchoed(run);
+
+  // 500 clients, many of which reset mid-stream: the server goes on.
+  EchoPlan resets;
+  resets.uri = uri;
+  resets.clients = 500;
+  resets.seed = 12;
+  resets.max_bytes = 64 * 1024;
+  resets.resets = true;
+  resets.timeout_ms = 60000;
+  EchoRunResult reset_run = testing::RunEchoClients(resets);
+  EXPECT_FALSE(reset_run.timed_out);
+  int reset_by_us = 0;
+  for (const auto& c : reset_run.clients) {
+    EXPECT_FALSE(c.corrupt) << c.error;
+    if (c.reset_by_us) {
+      ++reset_by_us;
+    } else {
+      EXPECT_EQ(c.received, c.to_send) << c.error;
+    }
+  }
+  EXPECT_GT(reset_by_us, 0) << "the plan is meant to reset some clients";
+  ASSERT_TRUE(server->Running());
+
+  // A client that sends and never reads: the server stops reading from it
+  // once its replies back up, so memory stays bounded however long it
+  // sends. It may send what the two sockets' buffers and the server's
+  // high-water mark hold; then its sends find no room.
+  const int64_t rss_before = server->RssBytes();
+  ASSERT_GT(rss_before, 0);
+  SocketHandle hog = testing::Connect(uri, 2);
+  ASSERT_TRUE(IsValidSocket(hog));
+  const std::string chunk = testing::Pattern(256 * 1024, 13);
+  size_t pushed = 0;
+  for (int i = 0; i < 1024; ++i) {  // 256 MiB at most
+    const ssize_t n = send(hog, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;  // the 2 s send timeout: no room any more
+    pushed += static_cast<size_t>(n);
+  }
+  const int64_t rss_after = server->RssBytes();
+  EXPECT_LT(pushed, size_t{128} << 20) << "the server read on although its replies backed up";
+  EXPECT_LT(rss_after - rss_before, int64_t{64} << 20)
+      << "before " << rss_before << " after " << rss_after << " pushed " << pushed;
+  std::printf("non-reading client: pushed %zu KiB; server RSS %lld KiB before, %lld KiB after\n",
+              pushed >> 10, static_cast<long long>(rss_before >> 10),
+              static_cast<long long>(rss_after >> 10));
+  testing::CloseClient(hog);
+
+  // Still serving.
+  EchoPlan after;
+  after.uri = uri;
+  after.clients = 4;
+  after.seed = 14;
+  after.timeout_ms = 30000;
+  ExpectAllEchoed(testing::RunEchoClients(after));
+  EXPECT_TRUE(server->Running());
+}
+
+}  // namespace
+}  // namespace netloop
