@@ -1,10 +1,6 @@
 // Memory bounds over loopback: what one peer, or all peers together, can make
 // the engine hold. Peers that send and never read, handlers that never
 // consume, and the engine-wide buffer budget.
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -18,6 +14,7 @@
 namespace netloop {
 namespace {
 
+using testing::CloseClient;
 using testing::Connect;
 using testing::WaitFor;
 
@@ -68,11 +65,11 @@ class Echo : public Tracker {
 
 // Sends until the kernel takes no more, without ever reading. Returns false if
 // the connection failed.
-bool SendUntilFull(int fd, const std::string& chunk) {
+bool SendUntilFull(SocketHandle fd, const std::string& chunk) {
   for (;;) {
-    ssize_t n = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    const long n = testing::SendNow(fd, chunk.data(), chunk.size());
     if (n > 0) continue;
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return n == 0;
   }
 }
 
@@ -85,12 +82,12 @@ TEST(LimitsTest, NonReadingEchoPeersAreHeldAtTheHighWaterMark) {
   Options o;
   o.loops = 2;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   for (int i = 0; i < kPeers; ++i) fds.push_back(Connect(engine.ListenAddresses()[0]));
   const std::string chunk(64 * 1024, 'x');
   // Keep sending while the server still reads: until it paused every peer.
   for (int round = 0; round < 2000 && !h.Settled(kPeers); ++round) {
-    for (int fd : fds) ASSERT_TRUE(SendUntilFull(fd, chunk));
+    for (SocketHandle fd : fds) ASSERT_TRUE(SendUntilFull(fd, chunk));
     WaitFor([&] { return h.Settled(kPeers); }, 20);
   }
   ASSERT_TRUE(h.Settled(kPeers));
@@ -105,7 +102,7 @@ TEST(LimitsTest, NonReadingEchoPeersAreHeldAtTheHighWaterMark) {
   const uint64_t buffered = engine.stats().buffered_bytes;
   EXPECT_GT(buffered, 0u);
   EXPECT_LE(buffered, uint64_t{kPeers} * per_peer);
-  for (int fd : fds) close(fd);
+  for (SocketHandle fd : fds) CloseClient(fd);
   ASSERT_TRUE(WaitFor([&] { return h.closed() == kPeers; }));
   EXPECT_EQ(engine.stats().buffered_bytes, 0u);
   engine.Stop(absl::Now() + absl::Seconds(2));
@@ -132,8 +129,8 @@ TEST(LimitsTest, UnconsumedInboundPastTheLimitClosesWithAReason) {
   o.loops = 1;
   o.max_inbound_bytes = 256 * 1024;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
-  int other = Connect(engine.ListenAddresses()[0]);
-  int fd = Connect(engine.ListenAddresses()[0]);
+  SocketHandle other = Connect(engine.ListenAddresses()[0]);
+  SocketHandle fd = Connect(engine.ListenAddresses()[0]);
   // Far more than the limit, unless the server closes first.
   (void)testing::WriteAll(fd, std::string(4 << 20, 'h'));
   ASSERT_TRUE(WaitFor([&] { return h.closed() == 1; }));
@@ -144,8 +141,8 @@ TEST(LimitsTest, UnconsumedInboundPastTheLimitClosesWithAReason) {
   }
   ASSERT_TRUE(testing::WriteAll(other, "e"));
   EXPECT_EQ(testing::ReadExactly(other, 1), "e") << "other connections carry on";
-  close(fd);
-  close(other);
+  CloseClient(fd);
+  CloseClient(other);
   engine.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(engine.Wait().ok());
 }
@@ -178,11 +175,10 @@ TEST(LimitsTest, TheEngineWideBudgetClosesTheHeaviestConnections) {
   o.buffer_budget_bytes = 4 << 20;
   o.socket.send_buffer_bytes = 64 * 1024;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   for (int i = 0; i < kPeers; ++i) {
-    int fd = Connect(engine.ListenAddresses()[0]);
-    int small = 64 * 1024;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    SocketHandle fd = Connect(engine.ListenAddresses()[0]);
+    testing::SetClientReceiveBuffer(fd, 64 * 1024);
     fds.push_back(fd);
     // 64 requests of 256 KiB each: 16 MiB asked of the server per peer.
     ASSERT_TRUE(testing::WriteAll(fd, std::string(64, 'r')));
@@ -205,7 +201,7 @@ TEST(LimitsTest, TheEngineWideBudgetClosesTheHeaviestConnections) {
     }
   }
   EXPECT_LT(h.closed(), static_cast<size_t>(kPeers)) << "only the heaviest are closed";
-  for (int fd : fds) close(fd);
+  for (SocketHandle fd : fds) CloseClient(fd);
   engine.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(engine.Wait().ok());
 }
@@ -251,13 +247,12 @@ TEST(LimitsTest, BudgetVictimsCloseAfterTheHandlerReturns) {
   o.buffer_budget_bytes = 4 << 20;
   o.socket.send_buffer_bytes = 64 * 1024;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
-  int heavy = Connect(engine.ListenAddresses()[0]);
-  int small = 64 * 1024;
-  setsockopt(heavy, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  SocketHandle heavy = Connect(engine.ListenAddresses()[0]);
+  testing::SetClientReceiveBuffer(heavy, 64 * 1024);
   ASSERT_TRUE(testing::WriteAll(heavy, "h"));
   ASSERT_TRUE(WaitFor([&] { return h.heavy_loaded.load(); }));
-  int writer = Connect(engine.ListenAddresses()[0]);
-  setsockopt(writer, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  SocketHandle writer = Connect(engine.ListenAddresses()[0]);
+  testing::SetClientReceiveBuffer(writer, 64 * 1024);
   ASSERT_TRUE(testing::WriteAll(writer, "a"));
   ASSERT_TRUE(WaitFor([&] { return h.closed() == 1; }));
   EXPECT_TRUE(h.peer_still_open.load()) << "the victim was closed inside the write";
@@ -266,8 +261,8 @@ TEST(LimitsTest, BudgetVictimsCloseAfterTheHandlerReturns) {
     std::lock_guard<std::mutex> lock(h.mu);
     EXPECT_EQ(GetCloseReason(h.reasons.at(0)), CloseReason::kLimitExceeded) << h.reasons[0];
   }
-  close(heavy);
-  close(writer);
+  CloseClient(heavy);
+  CloseClient(writer);
   engine.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(engine.Wait().ok());
 }

@@ -122,6 +122,32 @@ void SetClientSendBuffer(SocketHandle fd, int bytes) {
 #endif
 }
 
+void SetClientReceiveBuffer(SocketHandle fd, int bytes) {
+#ifdef _WIN32
+  setsockopt(static_cast<SOCKET>(fd), SOL_SOCKET, SO_RCVBUF,
+             reinterpret_cast<const char*>(&bytes), sizeof(bytes));
+#else
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+#endif
+}
+
+long SendNow(SocketHandle fd, const char* data, size_t n) {
+#ifdef _WIN32
+  // No MSG_DONTWAIT: non-blocking for this one call.
+  u_long on = 1, off = 0;
+  ioctlsocket(static_cast<SOCKET>(fd), FIONBIO, &on);
+  const long sent = ClientSend(fd, data, n);
+  const int err = WSAGetLastError();
+  ioctlsocket(static_cast<SOCKET>(fd), FIONBIO, &off);
+  if (sent >= 0) return sent;
+  return err == WSAEWOULDBLOCK ? 0 : -1;
+#else
+  const long sent = send(fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (sent >= 0) return sent;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+#endif
+}
+
 long ReceiveNow(SocketHandle fd, char* buf, size_t n) {
 #ifdef _WIN32
   // No MSG_DONTWAIT: ask whether bytes (or the FIN) are there first.

@@ -30,8 +30,12 @@ void ShutdownClientWrite(SocketHandle fd);
 void ResetClient(SocketHandle fd);
 // TCP_NODELAY on.
 void SetClientNoDelay(SocketHandle fd);
-// SO_SNDBUF.
+// SO_SNDBUF, SO_RCVBUF.
 void SetClientSendBuffer(SocketHandle fd, int bytes);
+void SetClientReceiveBuffer(SocketHandle fd, int bytes);
+// One send that does not wait: the bytes taken, 0 when the socket has no
+// room, -1 on an error.
+long SendNow(SocketHandle fd, const char* data, size_t n);
 // One recv that does not wait: the bytes read (0 at EOF), or -1 when none
 // are there yet (or on an error).
 long ReceiveNow(SocketHandle fd, char* buf, size_t n);

@@ -261,9 +261,13 @@ class IocpBackend final : public Backend {
   void CloseStream(Stream* s) override {
     s->io_flags_ |= kDead;
     s->io_flags_ &= ~kRecvWanted;
-    // closesocket ends the operations in flight: each completes (aborted)
-    // through the port and drops its hold then.
-    if (IsValidSocket(s->fd_)) CloseSocket(s->fd_);
+    // Cancelled, then closed: each operation in flight completes (aborted)
+    // through the port and drops its hold then. (closesocket alone was seen
+    // to leave a send to a peer that does not read pending under wine.)
+    if (IsValidSocket(s->fd_)) {
+      CancelIoEx(reinterpret_cast<HANDLE>(s->fd_), nullptr);
+      CloseSocket(s->fd_);
+    }
     s->fd_ = kInvalidSocket;
   }
 
