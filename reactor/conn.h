@@ -198,6 +198,9 @@ class Conn final : private internal::Stream {
   void* context() const { return context_; }
   // The handler owns what it stores here; free it in OnClose.
   void set_context(void* context) { context_ = context; }
+  // The connection's socket (an int on POSIX, a SOCKET on Windows), for
+  // socket options; reading or writing it behind the engine's back breaks
+  // the stream. Invalid once closed. Loop thread.
   SocketHandle fd() const { return fd_; }
   uint64_t id() const { return id_; }
   bool is_client() const { return is_client_; }

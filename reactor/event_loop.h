@@ -108,9 +108,10 @@ class EventLoop {
   // cheap enough to stamp every message with.
   int64_t NowNanos() const { return now_ns_; }
 
-  // Readiness watching (see IoWatcher), on every backend (io_uring serves it
-  // with multishot polls, which report like edge-triggered epoll: watchers
-  // must read or write until EAGAIN). Loop thread only.
+  // Readiness watching (see IoWatcher), on the Linux backends (io_uring
+  // serves it with multishot polls, which report like edge-triggered epoll:
+  // watchers must read or write until EAGAIN). IOCP (Windows) serves
+  // completions only: Watch returns Unimplemented there. Loop thread only.
   absl::Status Watch(SocketHandle fd, uint32_t interest, IoWatcher* watcher);
   absl::Status UpdateWatch(SocketHandle fd, uint32_t interest, IoWatcher* watcher);
   // After Unwatch returns, `watcher` receives nothing more and may be freed.

@@ -52,7 +52,7 @@ enum class BackendKind : uint8_t {
   // epoll (the default measured best overall here: bench/RESULTS.md). When
   // NETLOOP_BACKEND asks for io_uring and this process cannot use it (probed
   // once: seccomp filters, kernel.io_uring_disabled and old kernels block
-  // it), epoll, with one log line saying why.
+  // it), epoll, with one log line saying why. On Windows: IOCP.
   kAuto,
   kEpoll,
   // Completion-based: multishot accept, multishot receive into a provided

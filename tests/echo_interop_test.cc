@@ -1,8 +1,9 @@
-// The Windows echo server (//examples/echo built with mingw-w64, the IOCP
-// backend) under wine, driven by Linux clients over 127.0.0.1: random binary
-// data comes back exactly, 500 clients that reset mid-stream leave it
-// serving, and a client that sends without reading cannot make it buffer
-// without bound (the server's backpressure stops reading from it).
+// The Windows servers (//examples/echo and //examples/http:http_server built
+// with mingw-w64, the IOCP backend) under wine, driven by Linux clients over
+// 127.0.0.1. Echo: random binary data comes back exactly, 500 clients that
+// reset mid-stream leave it serving, and a client that sends without reading
+// cannot make it buffer without bound (the server's backpressure stops
+// reading from it). HTTP: keep-alive and pipelining.
 //
 // Figures under wine are not Windows figures; this checks behaviour only.
 #include <errno.h>
@@ -27,9 +28,9 @@ using testing::EchoPlan;
 using testing::EchoRunResult;
 using testing::ServerProcess;
 
-// The wine launcher from this test's runfiles; the .exe that
-// tools/mingw/interop_test built, named by NETLOOP_WINDOWS_ECHO.
-std::unique_ptr<ServerProcess> StartWindowsEcho(const std::string& exe) {
+// The wine launcher from this test's runfiles; an .exe that
+// tools/mingw/interop_test built (NETLOOP_WINDOWS_ECHO, NETLOOP_WINDOWS_HTTP).
+std::unique_ptr<ServerProcess> StartWindowsServer(const std::string& exe) {
   return std::make_unique<ServerProcess>(
       "tools/mingw/wine_test_runner",
       std::vector<std::string>{exe, "--address", "tcp://127.0.0.1:0", "--loops", "2"});
@@ -49,7 +50,7 @@ void ExpectAllEchoed(const EchoRunResult& run) {
 TEST(EchoInteropTest, WindowsServerUnderWineEchoesResetsAndHoldsMemory) {
   const char* exe = getenv("NETLOOP_WINDOWS_ECHO");
   ASSERT_NE(exe, nullptr) << "run through tools/mingw/interop_test, which builds the .exe";
-  std::unique_ptr<ServerProcess> server = StartWindowsEcho(exe);
+  std::unique_ptr<ServerProcess> server = StartWindowsServer(exe);
   // Wine's first start in a fresh prefix takes seconds; then the server
   // prints its listening line (10 s at most after that).
   std::string uri;
@@ -123,6 +124,58 @@ TEST(EchoInteropTest, WindowsServerUnderWineEchoesResetsAndHoldsMemory) {
   after.seed = 14;
   after.timeout_ms = 30000;
   ExpectAllEchoed(testing::RunEchoClients(after));
+  EXPECT_TRUE(server->Running());
+}
+
+// Reads until `n` "Hello, World!" bodies arrived (or EOF, error, timeout).
+int ReadHellos(SocketHandle fd, int n, std::string* got) {
+  char buf[16384];
+  int seen = 0;
+  while (seen < n) {
+    const ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    if (r <= 0) break;
+    got->append(buf, static_cast<size_t>(r));
+    seen = 0;
+    for (size_t at = got->find("Hello, World!"); at != std::string::npos;
+         at = got->find("Hello, World!", at + 1)) {
+      ++seen;
+    }
+  }
+  return seen;
+}
+
+// The callback HTTP server (//examples/http:http_server) built for Windows:
+// keep-alive and pipelining over 127.0.0.1.
+TEST(EchoInteropTest, WindowsHttpServerUnderWineKeepsAliveAndPipelines) {
+  const char* exe = getenv("NETLOOP_WINDOWS_HTTP");
+  ASSERT_NE(exe, nullptr) << "run through tools/mingw/interop_test, which builds the .exe";
+  std::unique_ptr<ServerProcess> server = StartWindowsServer(exe);
+  std::string uri;
+  for (int i = 0; i < 6 && uri.empty() && server->Running(); ++i) uri = server->uri();
+  ASSERT_FALSE(uri.empty()) << "the Windows HTTP server did not start under wine";
+  SocketHandle fd = testing::Connect(uri);
+  ASSERT_TRUE(IsValidSocket(fd));
+  const std::string get = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+  // Keep-alive: ten requests one after another on one connection.
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(testing::WriteAll(fd, get));
+    std::string got;
+    ASSERT_EQ(ReadHellos(fd, 1, &got), 1) << got;
+    EXPECT_EQ(got.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << got;
+  }
+  // Pipelining: sixteen requests in one write, sixteen answers in order.
+  std::string batch;
+  for (int i = 0; i < 16; ++i) batch += get;
+  ASSERT_TRUE(testing::WriteAll(fd, batch));
+  std::string got;
+  EXPECT_EQ(ReadHellos(fd, 16, &got), 16);
+  size_t statuses = 0;
+  for (size_t at = got.find("HTTP/1.1 200 OK"); at != std::string::npos;
+       at = got.find("HTTP/1.1 200 OK", at + 1)) {
+    ++statuses;
+  }
+  EXPECT_EQ(statuses, 16u);
+  testing::CloseClient(fd);
   EXPECT_TRUE(server->Running());
 }
 
