@@ -31,11 +31,21 @@ def netloop_backend_test(name, env = {}, windows = False, target_compatible_with
     if windows:
         test_env = dict(env)
         test_env["NETLOOP_BACKEND"] = "iocp"
+        iocp_kwargs = dict(kwargs)
+
+        # Under wine a test process was seen, about once in twenty runs and
+        # only with several wine processes running at once, to stop making
+        # progress inside a test (not reproduced with the .exe run directly,
+        # 200 runs, 4 at a time). Until that is understood: a short timeout,
+        # and a retry, so that a wine stall is not taken for a netloop failure.
+        # A real failure fails every attempt.
+        iocp_kwargs["timeout"] = "short"
+        iocp_kwargs["flaky"] = True
         native.cc_test(
             name = name + "_iocp",
             env = test_env,
             target_compatible_with = target_compatible_with + WINDOWS_ONLY,
-            **kwargs
+            **iocp_kwargs
         )
         names.append(name + "_iocp")
     native.test_suite(name = name + "_all", tests = names)

@@ -1,10 +1,13 @@
 // Memory bounds over loopback: what one peer, or all peers together, can make
 // the engine hold. Peers that send and never read, handlers that never
 // consume, and the engine-wide buffer budget.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -131,9 +134,19 @@ TEST(LimitsTest, UnconsumedInboundPastTheLimitClosesWithAReason) {
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, o).ok());
   SocketHandle other = Connect(engine.ListenAddresses()[0]);
   SocketHandle fd = Connect(engine.ListenAddresses()[0]);
-  // Far more than the limit, unless the server closes first.
-  (void)testing::WriteAll(fd, std::string(4 << 20, 'h'));
-  ASSERT_TRUE(WaitFor([&] { return h.closed() == 1; }));
+  // Far more than the limit, unless the server closes first. Sends that do
+  // not wait: a blocking send could sit on a socket the server has stopped
+  // reading (wine closes the server's socket only once its cancelled
+  // receive is reaped, so the reset can come late).
+  const std::string chunk(64 * 1024, 'h');
+  size_t sent = 0;
+  for (int i = 0; i < 20000 && sent < (size_t{4} << 20) && h.closed() == 0; ++i) {
+    const long n = testing::SendNow(fd, chunk.data(), chunk.size());
+    if (n < 0) break;  // reset: the server closed it
+    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    sent += static_cast<size_t>(std::max(n, 0L));
+  }
+  ASSERT_TRUE(WaitFor([&] { return h.closed() == 1; })) << "sent " << sent;
   {
     std::lock_guard<std::mutex> lock(h.mu);
     ASSERT_EQ(h.reasons.size(), 1u);

@@ -50,6 +50,7 @@
 #include "absl/strings/str_cat.h"
 #include "reactor/address.h"
 #include "reactor/internal/backend.h"
+#include "reactor/internal/retained_blocks.h"
 #include "reactor/logging.h"
 #include "reactor/internal/socket_ops.h"
 #include "reactor/internal/sys_io.h"
@@ -477,7 +478,7 @@ class IoUringBackend final : public Backend {
       ::operator delete(block);
       return;
     }
-    retained_.emplace_back(s, block);
+    retained_.Keep(s, block);
   }
 
   bool LendDeliveredBuffer(Stream* s, std::string_view bytes) override {
@@ -1031,7 +1032,7 @@ class IoUringBackend final : public Backend {
   // What waited for the stream's send to end: outbound storage that moved
   // while the send pointed into it, and a lent buffer already given back.
   void ReleaseAfterSend(Stream* s) {
-    if (!retained_.empty()) FreeRetained(s);
+    retained_.FreeFor(s);
     if (s->io_lent_ & kReturnAfterSend) RecycleLent(s);
   }
   void RecycleLent(Stream* s) {
@@ -1039,18 +1040,6 @@ class IoUringBackend final : public Backend {
     --lent_count_;
     Recycle(s->io_lent_buffer_);
     FlushRecycled();
-  }
-
-  void FreeRetained(Stream* s) {
-    size_t kept = 0;
-    for (auto& [owner, block] : retained_) {
-      if (owner == s) {
-        ::operator delete(block);
-      } else {
-        retained_[kept++] = {owner, block};
-      }
-    }
-    retained_.resize(kept);
   }
 
   void Dispatch(const io_uring_cqe& cqe) {
@@ -1355,7 +1344,7 @@ class IoUringBackend final : public Backend {
   std::vector<uint16_t> free_groups_;
   std::vector<std::unique_ptr<DatagramSend>> datagram_sends_;  // every slot made
   std::vector<DatagramSend*> free_datagram_sends_;
-  std::vector<std::pair<Stream*, void*>> retained_;
+  RetainedBlocks retained_;
   // The receive being delivered (OnRecv), for LendDeliveredBuffer.
   Stream* delivering_ = nullptr;
   unsigned delivering_buffer_ = 0;
