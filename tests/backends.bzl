@@ -33,11 +33,11 @@ def netloop_backend_test(name, env = {}, windows = False, target_compatible_with
         test_env["NETLOOP_BACKEND"] = "iocp"
         iocp_kwargs = dict(kwargs)
 
-        # Under wine a test process was seen, about once in twenty runs and
-        # only with several wine processes running at once, to stop making
-        # progress inside a test (not reproduced with the .exe run directly,
-        # 200 runs, 4 at a time). Until that is understood: a short timeout,
-        # and a retry, so that a wine stall is not taken for a netloop failure.
+        # With several wine processes at once, the shared wineserver was seen
+        # to exit under running tests (every thread of a stalled test then
+        # waits on the server's pipe, and no wineserver runs). Until the
+        # runner isolates that (a prefix per test, say): a short timeout and
+        # a retry, so a dead wineserver is not taken for a netloop failure.
         # A real failure fails every attempt.
         iocp_kwargs["timeout"] = "short"
         iocp_kwargs["flaky"] = True

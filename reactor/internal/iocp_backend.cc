@@ -75,12 +75,6 @@ constexpr uint8_t kNoSkip = 1;  // skip-on-success could not be set: every call 
 constexpr DWORD kAcceptAddressBytes = sizeof(sockaddr_storage) + 16;
 // AcceptEx calls kept outstanding per listening socket.
 constexpr int kAcceptsPerListener = 16;
-// An idle loop's wait is bounded: under wine a wake-up was seen, rarely and
-// only with several test processes running at once, not to end a wait, and
-// a loop would then sleep through work queued for it. Four wake-ups a second
-// on an idle loop is the price; a lost wake-up costs a quarter second, not a
-// hang. (Not seen on Windows, where it cannot be tried here.)
-constexpr DWORD kLongestWaitMs = 250;
 constexpr size_t kInitialEntries = 256;
 constexpr size_t kMaxEntries = 4096;
 
@@ -162,21 +156,20 @@ class IocpBackend final : public Backend {
     if (HasPendingWork() || dispatched > 0) {
       timeout_ms = 0;
     } else if (timeout_ns < 0) {
-      timeout_ms = kLongestWaitMs;
+      timeout_ms = INFINITE;
     } else {
       // Round up: waking early would spin on a timer that is not due yet.
       const int64_t ms = (timeout_ns + 999'999) / 1'000'000;
-      timeout_ms = static_cast<DWORD>(std::min<int64_t>(ms, kLongestWaitMs));
+      timeout_ms = static_cast<DWORD>(std::min<int64_t>(ms, 3'600'000));
     }
     ULONG n = 0;
     // The count is read only when the call succeeds: wine sets it on a
     // timeout too.
     const BOOL got = GetQueuedCompletionStatusEx(
         port_, entries_.data(), static_cast<ULONG>(entries_.size()), &n, timeout_ms, FALSE);
-    // Awake now, whatever woke the wait: the next Wakeup posts again. (Tied
-    // to the wake-up packet instead, one packet lost would leave the flag
-    // set and every later Wakeup coalesced into nothing; a wait that timed
-    // out under wine was seen to end that way.) The exchange also makes the
+    // Awake now, whatever woke the wait: the next Wakeup posts again (tied
+    // to the wake-up packet instead, a packet left unread would leave every
+    // later Wakeup coalesced into nothing). The exchange also makes the
     // tasks queued before a coalesced Wakeup visible to this thread.
     wake_pending_.exchange(false, std::memory_order_acq_rel);
     if (got) {
