@@ -1,6 +1,10 @@
-// A stackful fiber (Go's g without the scheduler) on Boost.Context's
-// fcontext switch: a few ns per switch and no syscall (ucontext's swapcontext
-// pays a sigprocmask each way). The scheduler resumes a fiber; the fiber
+// A stackful fiber (Go's g without the scheduler). On Linux it switches with
+// Boost.Context's fcontext (fiber.cc): a few ns per switch and no syscall
+// (ucontext's swapcontext pays a sigprocmask each way). On Windows it is an
+// OS fiber (fiber_win.cc: CreateFiberEx, SwitchToFiber), which keeps the
+// thread's stack bounds right for SEH and the guard-page overflow check;
+// Boost.Context is not built for mingw here. One class, two implementations:
+// nothing above this file sees the difference. The scheduler resumes a fiber; the fiber
 // suspends itself back to whoever resumed it. Its stack comes from a
 // StackPool; running off the end hits the guard and is reported (see
 // overflow_guard.h), never silent corruption.
@@ -14,7 +18,9 @@
 #ifndef NETLOOP_FIBERBRIDGE_FIBER_H_
 #define NETLOOP_FIBERBRIDGE_FIBER_H_
 
+#if !defined(_WIN32)
 #include <boost/context/fiber.hpp>
+#endif
 
 #include <cstddef>
 
@@ -78,15 +84,21 @@ class Fiber {
   const Stack& stack() const { return stack_; }
 
  private:
+  StackPool* pool_;
+  Stack stack_;
+  absl::AnyInvocable<void()> entry_;
+#if defined(_WIN32)
+  // The OS fiber is stack_.os_fiber. Runs entry_ on it (fiber_win.cc).
+  friend struct FiberTrampoline;
+  void* caller_ = nullptr;  // the OS fiber that resumed it, while it runs
+#else
   struct PoolAllocator;
   boost::context::fiber Body(boost::context::fiber&& caller);
   void Start();
 
-  StackPool* pool_;
-  Stack stack_;
-  absl::AnyInvocable<void()> entry_;
   boost::context::fiber context_;  // the suspended fiber, while not running
   boost::context::fiber caller_;   // whoever resumed it, while it runs
+#endif
   bool started_ = false;
   bool finished_ = false;
   // Sanitizer bookkeeping, only in sanitizer builds: each parked connection

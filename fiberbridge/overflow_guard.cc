@@ -12,8 +12,8 @@
 
 namespace netloop::fiber {
 namespace overflow_internal {
-thread_local const Stack* running_stack __attribute__((tls_model("initial-exec"))) = nullptr;
-thread_local bool thread_ready __attribute__((tls_model("initial-exec"))) = false;
+thread_local const Stack* running_stack NETLOOP_TLS_INITIAL_EXEC = nullptr;
+thread_local bool thread_ready NETLOOP_TLS_INITIAL_EXEC = false;
 }  // namespace overflow_internal
 
 namespace {

@@ -10,6 +10,11 @@
 // to stderr with write(2) and aborts. Any other SIGSEGV goes to the handler
 // that was installed before, or gets the default action (the process dies of
 // SIGSEGV as it would have without us).
+//
+// Windows (overflow_guard_win.cc): the OS fiber's guard page raises
+// EXCEPTION_STACK_OVERFLOW; a vectored exception handler writes the same
+// line and ends the process (exit code 3, as abort() does there). Any other
+// exception, and an overflow of a thread's own stack, continue their search.
 #ifndef NETLOOP_FIBERBRIDGE_OVERFLOW_GUARD_H_
 #define NETLOOP_FIBERBRIDGE_OVERFLOW_GUARD_H_
 
@@ -17,12 +22,18 @@
 
 namespace netloop::fiber {
 
-namespace overflow_internal {
 // initial-exec: a plain %fs-relative access on every fiber switch, instead of
 // a __tls_get_addr call when this library is a shared object loaded at start-up
-// (it must not be dlopen'ed).
-extern thread_local const Stack* running_stack __attribute__((tls_model("initial-exec")));
-extern thread_local bool thread_ready __attribute__((tls_model("initial-exec")));
+// (it must not be dlopen'ed). mingw has no such model.
+#if defined(_WIN32)
+#define NETLOOP_TLS_INITIAL_EXEC
+#else
+#define NETLOOP_TLS_INITIAL_EXEC __attribute__((tls_model("initial-exec")))
+#endif
+
+namespace overflow_internal {
+extern thread_local const Stack* running_stack NETLOOP_TLS_INITIAL_EXEC;
+extern thread_local bool thread_ready NETLOOP_TLS_INITIAL_EXEC;
 void InstallSlow();
 }  // namespace overflow_internal
 

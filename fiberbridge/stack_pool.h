@@ -31,6 +31,16 @@
 // first fragmented the map to the 65530 cap; past it munmap fails, and 3 GiB
 // of released stacks stayed resident.)
 //
+// Windows (stack_pool_win.cc). An OS fiber allocates its own stack
+// (CreateFiberEx: reserved, committed as it grows, with the system's guard
+// page), and no other memory can be handed to it, so the Windows pool is a
+// LIFO cache of OS fibers rather than of stacks. A Stack there is an OS
+// fiber (made by the Fiber at its first run), and the pool keeps at most
+// min(max_cached, max_warm) of them; beyond that a released one is deleted,
+// stack and all, which is what bounds resident memory there (a cached OS
+// fiber keeps the pages it touched). guard_size, stacks_per_slab and
+// release_pages_on_return do not apply; retired() is 0.
+//
 // Thread safety: none. A pool belongs to one loop thread (or one test); every
 // call, and the release of every stack it handed out, happens there.
 #ifndef NETLOOP_FIBERBRIDGE_STACK_POOL_H_
@@ -79,11 +89,16 @@ struct StackPoolOptions {
 };
 
 // One stack: [base, base + guard) is the guard, [base + guard, top()) the
-// usable part. Stacks grow down from top().
+// usable part. Stacks grow down from top(). On Windows only the size is
+// known (base is null, guard 0), and os_fiber is the OS fiber that owns the
+// stack, or null until a Fiber first runs on it.
 struct Stack {
   char* base = nullptr;
   size_t mapped = 0;  // guard + usable
   size_t guard = 0;
+#if defined(_WIN32)
+  void* os_fiber = nullptr;
+#endif
   char* top() const { return base + mapped; }
   char* usable_bottom() const { return base + guard; }
   size_t usable() const { return mapped - guard; }
