@@ -1,12 +1,7 @@
 #include "fiberbridge/fiber_conn.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +15,7 @@
 #include "fiberbridge/scheduler.h"
 #include "reactor/clock.h"
 #include "reactor/errors.h"
+#include "reactor/internal/platform.h"
 #include "reactor/internal/socket_ops.h"
 #include "reactor/internal/sys_io.h"
 #include "reactor/internal/tls_session.h"
@@ -204,18 +200,17 @@ absl::StatusOr<uint64_t> FiberConn::SendFile(int file_fd, uint64_t offset, uint6
     constexpr size_t kChunk = 1024 * 1024;
     while (sent < length) {
       if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
-      off_t off = static_cast<off_t>(offset + sent);
+      uint64_t off = offset + sent;
       const size_t want = static_cast<size_t>(std::min<uint64_t>(length - sent, kChunk));
-      const ssize_t n = netloop::internal::SysSendFile(c.fd_, file_fd, &off, want);
+      const long n = netloop::internal::SendFileOnce(c.fd_, file_fd, &off, want);
       if (n > 0) {
         sent += static_cast<uint64_t>(n);
         if (static_cast<size_t>(n) == want && sent < length) Yield();
         continue;
       }
       if (n == 0) return ended_early();
-      if (errno == EINTR) continue;
-      if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) break;  // copy below
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+      if (n == -EINVAL || n == -ENOSYS || n == -EOPNOTSUPP) break;  // copy below
+      if (n != -EAGAIN) return ResetError(static_cast<int>(-n));
       // The socket is full: park until it takes more.
       if (c.backend_ != nullptr) {
         FiberConnCore::PendingOp op;
@@ -234,7 +229,7 @@ absl::StatusOr<uint64_t> FiberConn::SendFile(int file_fd, uint64_t offset, uint6
   std::string chunk(static_cast<size_t>(std::min<uint64_t>(length - sent, kCopyChunk)), '\0');
   while (sent < length) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(length - sent, chunk.size()));
-    const ssize_t n = ::pread(file_fd, chunk.data(), want, static_cast<off_t>(offset + sent));
+    const long n = netloop::internal::FilePread(file_fd, chunk.data(), want, offset + sent);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return absl::ErrnoToStatus(errno, "SendFile: reading the file");
     if (n == 0) return ended_early();
@@ -270,7 +265,7 @@ void FiberConn::SendCloseNotify() {
   std::string alert;
   if (c.tls_->session->TakeCipher(&alert) == 0) return;
   (void)netloop::internal::SysSend(c.fd_, alert.data(), alert.size(),
-                                   MSG_NOSIGNAL | MSG_DONTWAIT);
+                                   netloop::internal::kSendNoSignal | netloop::internal::kSendDontWait);
 }
 
 absl::StatusOr<size_t> FiberConn::ReadSocket(std::span<char> buf) {
@@ -325,6 +320,33 @@ absl::StatusOr<std::string_view> FiberConn::ReadSocketView() {
     c.unread_->erase(0, n);
     if (c.unread_->empty()) c.unread_.reset();
     return std::string_view(loop.read_buffer(), n);
+  }
+  if (c.backend_ != nullptr && !c.backend_->lends_receive_buffers()) {
+    // IOCP: no buffers to lend, so wait until the socket is readable (a
+    // zero-byte receive, which pins nothing), then read into the loop's
+    // shared buffer as on epoll: the same view, and no copy.
+    for (;;) {
+      if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
+      if (c.read_ready_) {
+        ssize_t n = netloop::internal::SysRead(c.fd_, loop.read_buffer(), loop.read_buffer_size());
+        if (n > 0) {
+          c.NoteRead(static_cast<size_t>(n), loop.read_buffer_size());
+          return std::string_view(loop.read_buffer(), static_cast<size_t>(n));
+        }
+        if (n == 0) return PeerClosedError();
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+        c.read_ready_ = false;
+      }
+      FiberConnCore::PendingOp op;
+      op.kind = netloop::internal::Operation::Kind::kWaitReadable;
+      if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
+      if (op.result >= 0) {
+        c.read_ready_ = true;
+        continue;
+      }
+      if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
+    }
   }
   if (c.backend_ != nullptr) {
     // The kernel fills one of the backend's provided buffers; its bytes move
@@ -390,7 +412,7 @@ absl::StatusOr<size_t> FiberConn::WriteSocket(std::string_view data) {
       ssize_t n;
       do {
         n = netloop::internal::SysSend(c.fd_, data.data(), data.size(),
-                                       MSG_NOSIGNAL | MSG_DONTWAIT);
+                                       netloop::internal::kSendNoSignal | netloop::internal::kSendDontWait);
       } while (n < 0 && errno == EINTR);
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
       if (n > 0) data.remove_prefix(static_cast<size_t>(n));
@@ -422,7 +444,7 @@ absl::StatusOr<size_t> FiberConn::WriteSocket(std::string_view data) {
       c.pending_.reset();
       return st;
     }
-    ssize_t n = netloop::internal::SysSend(c.fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = netloop::internal::SysSend(c.fd_, data.data(), data.size(), netloop::internal::kSendNoSignal);
     if (n > 0) {
       data.remove_prefix(static_cast<size_t>(n));
       continue;
@@ -469,7 +491,7 @@ absl::Status FiberConn::CloseWrite() {
     // someone else's by now.
     if (core_->closed_) return ClosedError("use of closed connection");
   }
-  if (::shutdown(core_->fd_, SHUT_WR) != 0) return ResetError(errno);
+  if (netloop::internal::ShutdownSocketWrite(core_->fd_) != 0) return ResetError(errno);
   return absl::OkStatus();
 }
 
@@ -482,7 +504,7 @@ void FiberConn::SetWriteDeadline(absl::Time t) { core_->SetDeadline(core_->write
 
 SocketAddress FiberConn::LocalAddress() const { return LocalAddressOf(core_->fd_); }
 SocketAddress FiberConn::RemoteAddress() const { return PeerAddressOf(core_->fd_); }
-int FiberConn::fd() const { return core_->closed_ ? -1 : core_->fd_; }
+SocketHandle FiberConn::fd() const { return core_->closed_ ? kInvalidSocket : core_->fd_; }
 EventLoop& FiberConn::loop() const { return core_->sched_->loop(); }
 
 FiberConnRef FiberConn::Ref() const {
@@ -554,7 +576,13 @@ absl::StatusOr<std::unique_ptr<FiberConn>> Dial(std::string_view address,
       absl::Status st;
       if (c.backend_ != nullptr) {
         FiberConnCore::PendingOp op;
+#if defined(_WIN32)
+        // StartConnect only bound the socket: the backend connects it.
+        op.kind = netloop::internal::Operation::Kind::kConnect;
+        op.peer = &parsed->address;
+#else
         op.kind = netloop::internal::Operation::Kind::kWaitWritable;
+#endif
         st = c.Run(c.write_, op);
         if (st.ok() && op.result < 0) st = c.FailedOp(c.write_, op.result);
       } else {

@@ -1,7 +1,6 @@
 #include "fiberbridge/offload.h"
 
 #include <pthread.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -24,8 +23,8 @@ OffloadPool& OffloadPool::Default() {
 }
 
 OffloadPool::OffloadPool() : impl_(new Impl) {
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  impl_->threads = static_cast<size_t>(std::max(4L, cpus));
+  const unsigned cpus = std::thread::hardware_concurrency();  // 0: unknown
+  impl_->threads = std::max<size_t>(4, cpus);
   for (size_t i = 0; i < impl_->threads; ++i) {
     std::thread([impl = impl_] {
       pthread_setname_np(pthread_self(), "netloop-offload");

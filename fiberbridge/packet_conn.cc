@@ -1,13 +1,13 @@
 #include "fiberbridge/packet_conn.h"
 
 #include <errno.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <utility>
 
 #include "fiberbridge/internal/fiber_conn_core.h"
+#include "reactor/internal/platform.h"
 #include "reactor/internal/socket_ops.h"
+#include "reactor/socket_types.h"
 
 namespace netloop::fiber {
 
@@ -35,6 +35,23 @@ absl::StatusOr<PacketConn::Datagram> PacketConn::ReadFrom(std::span<char> buf) {
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
     sockaddr_storage from{};
+#if defined(_WIN32)
+    // No recvmsg: recvfrom, where a datagram longer than the buffer fills it
+    // and fails with WSAEMSGSIZE.
+    int from_len = sizeof(from);
+    const int len = buf.size() > 0x7fffffff ? 0x7fffffff : static_cast<int>(buf.size());
+    const int n = ::recvfrom(static_cast<SOCKET>(c.fd_), buf.data(), len, 0,
+                             reinterpret_cast<sockaddr*>(&from), &from_len);
+    const int err = n >= 0 ? 0 : WSAGetLastError();
+    if (n >= 0 || err == WSAEMSGSIZE) {
+      Datagram d;
+      d.size = n >= 0 ? static_cast<size_t>(n) : buf.size();
+      d.from = SocketAddress(reinterpret_cast<const sockaddr*>(&from), from_len);
+      d.truncated = n < 0;
+      return d;
+    }
+    errno = netloop::internal::ErrnoFromWindowsError(static_cast<unsigned long>(err));
+#else
     iovec iov{buf.data(), buf.size()};
     msghdr msg{};
     msg.msg_name = &from;
@@ -49,6 +66,7 @@ absl::StatusOr<PacketConn::Datagram> PacketConn::ReadFrom(std::span<char> buf) {
       d.truncated = (msg.msg_flags & MSG_TRUNC) != 0;
       return d;
     }
+#endif
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
     if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;

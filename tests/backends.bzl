@@ -33,14 +33,10 @@ def netloop_backend_test(name, env = {}, windows = False, target_compatible_with
         test_env["NETLOOP_BACKEND"] = "iocp"
         iocp_kwargs = dict(kwargs)
 
-        # With several wine processes at once, the shared wineserver was seen
-        # to exit under running tests (every thread of a stalled test then
-        # waits on the server's pipe, and no wineserver runs). Until the
-        # runner isolates that (a prefix per test, say): a short timeout and
-        # a retry, so a dead wineserver is not taken for a netloop failure.
-        # A real failure fails every attempt.
+        # A test under wine that stops making progress is a failure, seen
+        # within a minute. (Each test has its own wineserver: see
+        # tools/mingw/wine_test_runner.sh for the shared one that died.)
         iocp_kwargs["timeout"] = "short"
-        iocp_kwargs["flaky"] = True
         native.cc_test(
             name = name + "_iocp",
             env = test_env,

@@ -1,12 +1,18 @@
 // Fixtures shared by the fiber bridge tests: loops to host fibers, and a
-// socketpair with one end for a fiber and one for the test thread.
+// connected pair of sockets with one end for a fiber and one for the test
+// thread (a socketpair; on Windows, a loopback TCP connection).
 #ifndef NETLOOP_TESTS_FIBER_TEST_UTIL_H_
 #define NETLOOP_TESTS_FIBER_TEST_UTIL_H_
 
+#if defined(_WIN32)
+#include "reactor/internal/platform.h"
+#include "reactor/socket_types.h"
+#else
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#endif
 
 #include <chrono>
 #include <future>
@@ -56,6 +62,43 @@ class Loops {
 // A connected pair: one end non-blocking for a fiber (which owns it once
 // adopted), one blocking end with a 10 s receive timeout for the test thread.
 struct Pair {
+#if defined(_WIN32)
+  Pair() {
+    netloop::internal::EnsureWinsock();
+    const SOCKET listener = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int len = sizeof(addr);
+    if (listener == INVALID_SOCKET) return;
+    if (bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(listener, 1) != 0 ||
+        getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      closesocket(listener);
+      return;
+    }
+    const SOCKET client = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    if (client != INVALID_SOCKET &&
+        connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      const SOCKET accepted = accept(listener, nullptr, nullptr);
+      if (accepted != INVALID_SOCKET) {
+        u_long on = 1;
+        ioctlsocket(accepted, FIONBIO, &on);
+        const DWORD ms = 10'000;
+        setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&ms),
+                   sizeof(ms));
+        setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&ms),
+                   sizeof(ms));
+        fiber_end = accepted;
+        test_end = client;
+      }
+    }
+    if (test_end == kInvalidSocket && client != INVALID_SOCKET) closesocket(client);
+    closesocket(listener);
+  }
+  ~Pair() {
+    if (test_end != kInvalidSocket) closesocket(test_end);
+  }
+#else
   Pair() {
     int sv[2] = {-1, -1};
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return;
@@ -69,10 +112,11 @@ struct Pair {
   ~Pair() {
     if (test_end >= 0) close(test_end);
   }
+#endif
   Pair(const Pair&) = delete;
   Pair& operator=(const Pair&) = delete;
-  int fiber_end = -1;
-  int test_end = -1;
+  SocketHandle fiber_end = kInvalidSocket;
+  SocketHandle test_end = kInvalidSocket;
 };
 
 }  // namespace netloop::fiber::testing

@@ -5,8 +5,6 @@
 #define NETLOOP_FIBERBRIDGE_INTERNAL_FIBER_CONN_CORE_H_
 
 #include <errno.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <memory>
 #include <string>
@@ -86,10 +84,10 @@ class FiberConnCore final : public IoWatcher, public StopListener {
     if (backend_ != nullptr) {
       // Nothing to register, but what a watch would refuse is refused here
       // too: operations on something that is not a socket fail at random.
-      struct stat st;
-      if (fstat(fd_, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+      if (!netloop::internal::IsSocket(fd_)) {
         return absl::PermissionDeniedError(absl::StrCat("fd ", fd_, " is not a socket"));
       }
+      if (absl::Status st = backend_->PrepareSocket(fd_); !st.ok()) return st;
       sched_->AddStopListener(this);
       return absl::OkStatus();
     }

@@ -166,6 +166,8 @@ class Operation {
     kReceiveBuffer,  // into a buffer the backend picks: see `buffer`
     kSend,           // [data, data + size)
     kWaitWritable,   // a non-blocking connect finishing
+    kWaitReadable,   // bytes, the FIN or an error to read (result >= 0)
+    kConnect,        // connects the socket to *peer (on Windows: bound, unconnected)
   };
 
   Operation(const Operation&) = delete;
@@ -182,6 +184,8 @@ class Operation {
   size_t size = 0;
   const char* buffer = nullptr;
   uint32_t buffer_id = 0;
+  const SocketAddress* peer = nullptr;  // kConnect
+  void* backend_slot = nullptr;         // the backend's own record while in flight
   // kReceive: the caller expects no bytes yet (its last receive drained the
   // socket), so the backend waits for data before the first attempt rather
   // than make one that can only fail (io_uring's POLL_FIRST).
@@ -312,6 +316,16 @@ class Backend {
   virtual absl::Status DetachStream(Stream* stream, std::string* unread, size_t* sent) = 0;
 
   // ---- One-shot operations (completion backends only; see Operation). ----
+  // Gets `fd` ready for operations, once, before its first Submit (IOCP:
+  // associates it with the loop's port, for good).
+  virtual absl::Status PrepareSocket(SocketHandle fd) {
+    (void)fd;
+    return absl::OkStatus();
+  }
+  // Whether kReceiveBuffer is served (io_uring's provided buffers). Where it
+  // is not, a fiber waits with kWaitReadable and reads into the loop's
+  // shared buffer itself.
+  virtual bool lends_receive_buffers() const { return false; }
   // Queues `op` for the loop's next submission.
   virtual void Submit(Operation* op) = 0;
   // Asks for `op` to end early; its OnComplete still comes. When

@@ -244,6 +244,7 @@ class IoUringBackend final : public Backend {
   const char* name() const override { return "io_uring"; }
   BackendKind kind() const override { return BackendKind::kIoUring; }
   bool completion() const override { return true; }
+  bool lends_receive_buffers() const override { return true; }
   bool edge_triggered() const override { return false; }
 
   // ---------------------------------------------------------- watchers
@@ -972,6 +973,12 @@ class IoUringBackend final : public Backend {
         break;
       case Operation::Kind::kWaitWritable:
         io_uring_prep_poll_add(sqe, op->fd, POLLOUT);
+        break;
+      case Operation::Kind::kWaitReadable:
+        io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+        break;
+      case Operation::Kind::kConnect:
+        io_uring_prep_connect(sqe, op->fd, op->peer->sockaddr_ptr(), op->peer->length());
         break;
     }
     io_uring_sqe_set_data64(sqe, Tag(op, kOpFiber));

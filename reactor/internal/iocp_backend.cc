@@ -30,9 +30,15 @@
 // Dials are ConnectEx calls on a socket StartConnect bound (and did not
 // connect).
 //
+// Fibers (FiberConn) submit one-shot Operations, each one overlapped call:
+// WSARecv straight into the fiber's buffer, WSASend from it, ConnectEx, and
+// a zero-byte WSARecv for "readable" (a fiber then reads into the loop's
+// shared buffer itself, as on epoll). A deadline or Close cancels one with
+// CancelIoEx; the fiber stays parked until its completion comes.
+//
 // Not yet served here (each returns a clear error, see docs/issue11-plan.md):
-// readiness watching (EventLoop::Watch), DetachStream, the fiber bridge's
-// one-shot operations, and UDP.
+// readiness watching (EventLoop::Watch), DetachStream, kReceiveBuffer and
+// kWaitWritable operations, and UDP.
 #include "reactor/internal/platform.h"  // Winsock first: mswsock.h needs it
 
 #include <mswsock.h>
@@ -64,6 +70,7 @@ constexpr ULONG_PTR kWakeKey = 1;
 constexpr uint8_t kRecvArmed = 1;   // a zero-byte WSARecv is in flight
 constexpr uint8_t kRecvWanted = 2;  // the owner wants to receive
 constexpr uint8_t kSendBusy = 4;    // a send is queued or in flight
+constexpr uint8_t kConnecting = 8;  // a ConnectEx is in flight
 constexpr uint8_t kDead = 16;       // closed: deliver nothing more
 constexpr uint8_t kAttached = 32;   // associated with this loop's port
 constexpr uint8_t kReinvoke = 64;   // in reinvokes_: read again next Poll
@@ -82,6 +89,9 @@ constexpr size_t kMaxEntries = 4096;
 // through the port (its status in ov.Internal).
 long OverlappedResult(SocketHandle socket, OVERLAPPED* ov, DWORD transferred) {
   if (ov->Internal == 0) return static_cast<long>(transferred);  // STATUS_SUCCESS
+  // Cancelled (CancelIoEx, or its socket closed): said without asking the
+  // socket, which may be closed by now.
+  if (ov->Internal == 0xC0000120) return -ECANCELED;  // STATUS_CANCELLED
   DWORD bytes = 0;
   DWORD flags = 0;
   if (WSAGetOverlappedResult(static_cast<SOCKET>(socket), ov, &bytes, FALSE, &flags)) {
@@ -197,6 +207,7 @@ class IocpBackend final : public Backend {
            !injected_ops_.empty() || !deferred_accepts_.empty();
   }
   size_t OperationsInFlight() const override { return in_flight_; }
+  size_t OneShotOperationsInFlight() const override { return one_shot_in_flight_; }
 
   // ---------------------------------------------------------- streams
 
@@ -243,18 +254,11 @@ class IocpBackend final : public Backend {
     // StartConnect only bound the socket: ConnectEx connects it, and its
     // completion is the connect's outcome.
     if (absl::Status a = Attach(s); !a.ok()) return a;
-    if (connect_ex_ == nullptr) {
-      GUID guid = WSAID_CONNECTEX;
-      DWORD bytes = 0;
-      if (WSAIoctl(static_cast<SOCKET>(s->fd_), SIO_GET_EXTENSION_FUNCTION_POINTER, &guid,
-                   sizeof(guid), &connect_ex_, sizeof(connect_ex_), &bytes, nullptr,
-                   nullptr) != 0) {
-        return absl::InternalError(absl::StrCat("iocp: ConnectEx: error ", WSAGetLastError()));
-      }
-    }
+    if (absl::Status c = LoadConnectEx(s->fd_); !c.ok()) return c;
     IocpOp* op = NewOp();
     op->kind = OpKind::kConnect;
     op->stream = s;
+    s->io_flags_ |= kConnecting;
     HoldOp(s);
     const BOOL ok = connect_ex_(static_cast<SOCKET>(s->fd_), peer.sockaddr_ptr(), peer.length(),
                                 nullptr, 0, nullptr, &op->ov);
@@ -275,20 +279,120 @@ class IocpBackend final : public Backend {
     s->fd_ = kInvalidSocket;
   }
 
-  absl::Status DetachStream(Stream*, std::string*, size_t*) override {
-    // A Windows socket belongs to one completion port for life: a detached
-    // connection could only be adopted on this same loop, which the fiber
-    // bridge on IOCP will do.
-    return absl::UnimplementedError("iocp: detaching a connection is not served yet");
+  absl::Status DetachStream(Stream* s, std::string* unread, size_t* sent) override {
+    // A Windows socket belongs to this port for life: the new owner must be
+    // on this same loop (HandOff is; FiberConn::Adopt elsewhere is not).
+    (void)unread;  // a zero-byte receive takes no bytes: nothing is held here
+    *sent = 0;
+    if (s->io_flags_ & kConnecting) {
+      return absl::FailedPreconditionError("detach: connect in flight");
+    }
+    auto queued = std::find(pending_sends_.begin(), pending_sends_.end(), s);
+    if ((s->io_flags_ & kSendBusy) && queued == pending_sends_.end()) {
+      // Cancelling an overlapped send leaves a TCP connection in an
+      // undefined state on Windows, and waiting for it could wait forever
+      // on a peer that does not read.
+      return absl::UnavailableError(
+          "detach: a send is in flight (IOCP cannot take it back); retry after OnWritten");
+    }
+    if (queued != pending_sends_.end()) {
+      // Not issued yet: it has sent nothing.
+      pending_sends_.erase(queued);
+      s->io_flags_ &= ~kSendBusy;
+      ReleaseAfterSend(s);
+      UnholdOp(s);  // the caller holds the stream too
+    }
+    // What is still out (the zero-byte receive) is cancelled and completes
+    // later as for a closed stream: delivering nothing, touching nothing of
+    // the socket, which is the new owner's by then.
+    s->io_flags_ &= ~kRecvWanted;
+    s->io_flags_ |= kDead;
+    if ((s->io_flags_ & kRecvArmed) && IsValidSocket(s->fd_)) {
+      CancelIoEx(reinterpret_cast<HANDLE>(s->fd_), nullptr);
+    }
+    return absl::OkStatus();
   }
 
   // ---------------------------------------------------------- operations
 
-  void Submit(Operation* op) override {
-    // Completes in the next Poll, as every completion does.
-    injected_ops_.emplace_back(op, -EOPNOTSUPP);
+  absl::Status PrepareSocket(SocketHandle fd) override {
+    const HANDLE h = reinterpret_cast<HANDLE>(fd);
+    // Refused (ERROR_INVALID_PARAMETER) when it already is associated: with
+    // this port, as a Windows socket is for life.
+    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr &&
+        GetLastError() != ERROR_INVALID_PARAMETER) {
+      return absl::InternalError(
+          absl::StrCat("iocp: associating a socket: error ", GetLastError()));
+    }
+    // Operations complete inline when they can (see Issued); a layered
+    // provider that refuses this is not served for fibers.
+    if (!SetFileCompletionNotificationModes(
+            h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE)) {
+      return absl::UnimplementedError(absl::StrCat(
+          "iocp: the socket refuses skip-on-success completions (a layered provider?): error ",
+          GetLastError()));
+    }
+    return absl::OkStatus();
   }
-  void CancelOperation(Operation*, bool) override {}
+
+  void Submit(Operation* op) override {
+    const SOCKET sock = static_cast<SOCKET>(op->fd);
+    size_t size = std::min<size_t>(op->size, 0x7fffffff);
+    if (op->kind == Operation::Kind::kSend) {
+      const ssize_t allowed = FaultSubmittedSend(size);
+      if (allowed < 0) {
+        // Completes in the next Poll, as every completion does: never
+        // inside Submit, before the fiber has parked.
+        injected_ops_.emplace_back(op, static_cast<int>(allowed));
+        return;
+      }
+      size = std::min(size, static_cast<size_t>(allowed));
+    }
+    IocpOp* io = NewOp();
+    io->kind = OpKind::kFiber;
+    io->fiber_op = op;
+    op->backend_slot = io;
+    ++one_shot_in_flight_;
+    WSABUF buf{static_cast<ULONG>(size), op->data};
+    DWORD bytes = 0;
+    DWORD flags = 0;
+    int rc = SOCKET_ERROR;
+    switch (op->kind) {
+      case Operation::Kind::kReceive:
+        rc = WSARecv(sock, &buf, 1, &bytes, &flags, &io->ov, nullptr);
+        break;
+      case Operation::Kind::kWaitReadable:
+        buf = WSABUF{0, nullptr};
+        rc = WSARecv(sock, &buf, 1, &bytes, &flags, &io->ov, nullptr);
+        break;
+      case Operation::Kind::kSend:
+        rc = WSASend(sock, &buf, 1, &bytes, 0, &io->ov, nullptr);
+        break;
+      case Operation::Kind::kConnect: {
+        if (absl::Status c = LoadConnectEx(op->fd); !c.ok() || op->peer == nullptr) {
+          WSASetLastError(WSAEINVAL);
+          break;
+        }
+        rc = connect_ex_(sock, op->peer->sockaddr_ptr(), op->peer->length(), nullptr, 0,
+                         nullptr, &io->ov)
+                 ? 0
+                 : SOCKET_ERROR;
+        break;
+      }
+      case Operation::Kind::kReceiveBuffer:  // lends_receive_buffers() is false
+      case Operation::Kind::kWaitWritable:   // no readiness here; Dial uses kConnect
+        WSASetLastError(WSAEOPNOTSUPP);
+        break;
+    }
+    Issued(io, rc, static_cast<long>(bytes), /*skips=*/true);
+  }
+
+  void CancelOperation(Operation* op, bool) override {
+    // Issued at once, so there is nothing queued to flush before a close.
+    // Not found (it has completed, its result waiting for this Poll): no-op.
+    auto* io = static_cast<IocpOp*>(op->backend_slot);
+    if (io != nullptr) CancelIoEx(reinterpret_cast<HANDLE>(op->fd), &io->ov);
+  }
   void ReleaseBuffer(uint32_t) override {}
 
   // ---------------------------------------------------------- listeners
@@ -336,7 +440,7 @@ class IocpBackend final : public Backend {
   }
 
  private:
-  enum class OpKind : uint8_t { kRecv, kSend, kAccept, kConnect };
+  enum class OpKind : uint8_t { kRecv, kSend, kAccept, kConnect, kFiber };
 
   struct AcceptReg {
     SocketHandle fd = kInvalidSocket;
@@ -355,6 +459,7 @@ class IocpBackend final : public Backend {
     Stream* stream = nullptr;
     AcceptReg* reg = nullptr;
     SocketHandle accept_socket = kInvalidSocket;
+    Operation* fiber_op = nullptr;  // kFiber
     long inline_result = 0;  // an inline completion's bytes or -errno
     char addresses[2 * kAcceptAddressBytes];
   };
@@ -372,6 +477,7 @@ class IocpBackend final : public Backend {
     op->stream = nullptr;
     op->reg = nullptr;
     op->accept_socket = kInvalidSocket;
+    op->fiber_op = nullptr;
     op->inline_result = 0;
     return op;
   }
@@ -524,10 +630,39 @@ class IocpBackend final : public Backend {
         OnConnectDone(s, result);
         return;
       }
+      case OpKind::kFiber:
+        OnFiberDone(op, OverlappedResult(op->fiber_op->fd, &op->ov, transferred));
+        return;
     }
   }
 
+  // A fiber's operation completed: the fiber wakes with `result`.
+  void OnFiberDone(IocpOp* io, long result) {
+    Operation* op = io->fiber_op;
+    FreeOp(io);
+    op->backend_slot = nullptr;
+    --one_shot_in_flight_;
+    if (op->kind == Operation::Kind::kConnect && result >= 0) {
+      // As for a dialled stream: getpeername and shutdown need it.
+      setsockopt(static_cast<SOCKET>(op->fd), SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, nullptr, 0);
+    }
+    op->OnComplete(static_cast<int>(result));
+  }
+
+  absl::Status LoadConnectEx(SocketHandle fd) {
+    if (connect_ex_ != nullptr) return absl::OkStatus();
+    GUID guid = WSAID_CONNECTEX;
+    DWORD bytes = 0;
+    if (WSAIoctl(static_cast<SOCKET>(fd), SIO_GET_EXTENSION_FUNCTION_POINTER, &guid,
+                 sizeof(guid), &connect_ex_, sizeof(connect_ex_), &bytes, nullptr,
+                 nullptr) != 0) {
+      return absl::InternalError(absl::StrCat("iocp: ConnectEx: error ", WSAGetLastError()));
+    }
+    return absl::OkStatus();
+  }
+
   void OnConnectDone(Stream* s, long result) {
+    s->io_flags_ &= ~kConnecting;
     s->Hold();
     if (!(s->io_flags_ & kDead)) {
       if (result >= 0) {
@@ -577,6 +712,9 @@ class IocpBackend final : public Backend {
           OnConnectDone(s, result);
           break;
         }
+        case OpKind::kFiber:
+          OnFiberDone(op, op->inline_result);
+          break;
       }
       ++dispatched;
     }
@@ -796,6 +934,7 @@ class IocpBackend final : public Backend {
   std::vector<IocpOp*> inline_done_;
   size_t ops_out_ = 0;    // calls whose packet has not come yet
   size_t in_flight_ = 0;  // stream holds taken by operations
+  size_t one_shot_in_flight_ = 0;  // fibers' operations not completed yet
 
   std::vector<Stream*> pending_sends_;
   std::vector<Stream*> flushing_;

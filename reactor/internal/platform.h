@@ -22,6 +22,7 @@
 
 #ifndef _WIN32
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 #endif
@@ -39,6 +40,10 @@ int ErrnoFromWindowsError(unsigned long code);
 int LastSocketError();
 // closesocket(2): 0, or -1 with errno set.
 int CloseSocket(SocketHandle h);
+// shutdown(SD_SEND): 0, or -1 with errno set.
+int ShutdownSocketWrite(SocketHandle h);
+// Whether `h` is a socket (getsockopt SO_TYPE answers).
+bool IsSocket(SocketHandle h);
 // A new C runtime descriptor for the file `fd` is open on (not inherited
 // by children), or -1 with errno set.
 int FileDup(int fd);
@@ -49,6 +54,11 @@ long FilePread(int fd, void* buf, size_t n, uint64_t offset);
 inline void EnsureWinsock() {}
 inline int LastSocketError() { return errno; }
 inline int CloseSocket(SocketHandle h) { return ::close(h); }
+inline int ShutdownSocketWrite(SocketHandle h) { return ::shutdown(h, SHUT_WR); }
+inline bool IsSocket(SocketHandle h) {
+  struct stat st;
+  return fstat(h, &st) == 0 && S_ISSOCK(st.st_mode);
+}
 inline int FileDup(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 0); }
 inline long FilePread(int fd, void* buf, size_t n, uint64_t offset) {
   return ::pread(fd, buf, n, static_cast<off_t>(offset));

@@ -136,6 +136,19 @@ int CloseSocket(SocketHandle h) {
   return -1;
 }
 
+int ShutdownSocketWrite(SocketHandle h) {
+  if (::shutdown(static_cast<SOCKET>(h), SD_SEND) == 0) return 0;
+  errno = LastSocketError();
+  return -1;
+}
+
+bool IsSocket(SocketHandle h) {
+  int type = 0;
+  int len = sizeof(type);
+  return getsockopt(static_cast<SOCKET>(h), SOL_SOCKET, SO_TYPE, reinterpret_cast<char*>(&type),
+                    &len) == 0;
+}
+
 int FileDup(int fd) {
   // A handle of its own to the same file (ReOpenFile), not a duplicate: a
   // duplicate would share the caller's file position, which FilePread's

@@ -28,6 +28,17 @@
 
 namespace netloop::internal {
 
+// Send flags for SysSend: no SIGPIPE, and no blocking whatever the
+// socket's mode. Windows has no SIGPIPE, and its sockets are FIONBIO for
+// life, so both are 0 there.
+#ifdef _WIN32
+inline constexpr int kSendNoSignal = 0;
+inline constexpr int kSendDontWait = 0;
+#else
+inline constexpr int kSendNoSignal = MSG_NOSIGNAL;
+inline constexpr int kSendDontWait = MSG_DONTWAIT;
+#endif
+
 // ---- The plain calls, failing with -1 and errno set on every platform. ----
 #ifdef _WIN32
 // Winsock takes int lengths and reports through WSAGetLastError; these

@@ -10,24 +10,40 @@ export WINEDEBUG=-all
 # on a crash (it would wait for someone until the test times out): the test
 # fails at once with the fault's address in its log.
 export WINEDLLOVERRIDES="winemenubuilder.exe=d;mscoree=d;mshtml=d;winedbg.exe=d"
-# One prefix for every test, made once (wineboot takes a few seconds), and
-# one wineserver for it, started here under a lock: wine processes that start
-# together while no server runs race to start one, and a loser crashes. The
-# server stays up 30 s after its last client.
-# (wine writes its registry files late, when its server exits: a marker of
-# our own says the prefix is whole.)
+# A prefix is made once (wineboot takes seconds) as a template, and each test
+# runs in a copy of its own, hard-linked (931 files, about 10 ms), so each has
+# its own wineserver. A shared one did not survive: the server was seen to
+# vanish and restart while tests ran (Bazel ends what a finished test leaves
+# running, and the shared server belongs to whichever test started it), and
+# the other tests running at that moment stalled for good on its pipe (tests
+# hanging at random places, with no wineserver running). A test's own server
+# ends with it.
+# (wine writes its registry files late, when its server exits: the template
+# is copied only after its server has gone, and a marker says it is whole.)
 # (NETLOOP_WINEPREFIX reaches a test only through --test_env.)
-export WINEPREFIX=${NETLOOP_WINEPREFIX:-/tmp/netloop-wine-$(id -u)}
+template=${NETLOOP_WINEPREFIX:-/tmp/netloop-wine-$(id -u)}
 (
   flock 9
-  if [[ ! -f "$WINEPREFIX/.netloop-ready" ]]; then
+  if [[ ! -f "$template/.netloop-ready" ]]; then
     # 9>&-: the servers wine leaves running must not inherit the lock,
     # or the next test would wait for them to exit.
-    timeout 120 wine wineboot -i >/dev/null 2>&1 9>&-
-    touch "$WINEPREFIX/.netloop-ready"
+    WINEPREFIX=$template timeout 120 wine wineboot -i >/dev/null 2>&1 9>&-
+    WINEPREFIX=$template timeout 60 wineserver -w >/dev/null 2>&1 9>&- || true
+    touch "$template/.netloop-ready"
   fi
-  wineserver -p30 >/dev/null 2>&1 9>&- || true  # fails when one already runs
-) 9>"$WINEPREFIX.lock"
+) 9>"$template.lock"
+export WINEPREFIX=$template
+if [[ -n ${TEST_TMPDIR:-} ]]; then
+  # Under `bazel test`: the copy lives in the test's own temporary directory,
+  # which Bazel removes. Hard links need one file system; where the copy
+  # cannot be made, the template is shared as before.
+  own=$(mktemp -d "$TEST_TMPDIR/wineprefix.XXXXXX")
+  if cp -al "$template/." "$own/" 2>/dev/null; then
+    export WINEPREFIX=$own
+  else
+    rm -rf "$own"
+  fi
+fi
 # Bazel's test environment passes through, its paths made Windows paths (wine
 # maps the Unix root to drive Z:). GoogleTest on Windows does not take
 # "/root/..." for an absolute path and wrote its XML under the runfiles
