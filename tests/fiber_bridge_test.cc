@@ -1,10 +1,9 @@
 // The fiber bridge over loopback and socketpairs: fiber echo in every accept
 // mode, Go deadline semantics, parked readers and writers, close while parked,
 // Stop with parked fibers, sync across loops, Offload, HandOff, 10k fibers.
-#include <fcntl.h>
+#if !defined(_WIN32)
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -26,12 +25,14 @@
 #include "gtest/gtest.h"
 #include "reactor/clock.h"
 #include "reactor/netloop.h"
+#include "reactor/socket_types.h"
 #include "tests/fiber_test_util.h"
 #include "tests/test_util.h"
 
 namespace netloop::fiber {
 namespace {
 
+using netloop::testing::CloseClient;
 using netloop::testing::Connect;
 using netloop::testing::Pattern;
 using netloop::testing::ReadExactly;
@@ -41,6 +42,17 @@ using netloop::testing::WriteAll;
 
 using testing::Loops;
 using testing::Pair;
+
+// Bytes waiting in the socket's receive queue (FIONREAD).
+int UnreadBytes(SocketHandle fd) {
+#if defined(_WIN32)
+  u_long n = 0;
+  return ioctlsocket(static_cast<SOCKET>(fd), FIONREAD, &n) == 0 ? static_cast<int>(n) : -1;
+#else
+  int n = 0;
+  return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+#endif
+}
 
 void EchoHandler(FiberConn& conn) {
   for (;;) {
@@ -59,9 +71,17 @@ TEST_P(FiberEchoTest, EchoesThroughFibers) {
   Options o;
   o.loops = loops;
   o.accept_mode = mode;
+#if defined(_WIN32)
+  if (mode == AcceptMode::kReusePort) {
+    // No SO_REUSEPORT load spreading on Windows: refused, with the way out.
+    absl::Status st = server.Start({"tcp://127.0.0.1:0"}, o, EchoHandler);
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+    return;
+  }
+#endif
   ASSERT_TRUE(server.Start({"tcp://127.0.0.1:0"}, o, EchoHandler).ok());
   std::string uri = server.ListenAddresses()[0];
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   for (int i = 0; i < 10; ++i) fds.push_back(Connect(uri));
   for (int round = 0; round < 3; ++round) {
     for (size_t i = 0; i < fds.size(); ++i) {
@@ -74,7 +94,7 @@ TEST_P(FiberEchoTest, EchoesThroughFibers) {
     }
   }
   EXPECT_EQ(server.CountConnections(), fds.size());
-  for (int fd : fds) close(fd);
+  for (SocketHandle fd : fds) CloseClient(fd);
   EXPECT_TRUE(WaitFor([&] { return server.CountConnections() == 0; }));
   server.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(server.Wait().ok());
@@ -299,7 +319,7 @@ TEST(FiberDeadlineTest, OneDeadlineForALoopOfReadsIsTheGoMistake) {
       auto n = (*c)->Read(buf);
       if (!n.ok()) {
         last = n.status();
-        ioctl((*c)->fd(), FIONREAD, &unread_at_failure);
+        unread_at_failure = UnreadBytes((*c)->fd());
         break;
       }
       ++reads;
@@ -369,17 +389,17 @@ TEST(FiberServerTest, StopUnparksEveryFiberWithClosed) {
                            returned++;
                          })
                   .ok());
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   for (int i = 0; i < 20; ++i) fds.push_back(Connect(server.ListenAddresses()[0]));
   ASSERT_TRUE(WaitFor([&] { return server.CountConnections() == 20; }));
   server.Stop(absl::Now() + absl::Seconds(5));
   EXPECT_TRUE(server.Wait().ok());
   EXPECT_EQ(returned.load(), 20);
   EXPECT_EQ(closed_status.load(), 20);
-  for (int fd : fds) {
+  for (SocketHandle fd : fds) {
     auto eof = ReadToEof(fd);
     EXPECT_TRUE(eof.has_value() && eof->empty());
-    close(fd);
+    CloseClient(fd);
   }
 }
 
@@ -392,7 +412,7 @@ TEST(FiberServerTest, StopReachesFibersThatHaveNotRunYet) {
   ASSERT_TRUE(loops.Run([&] {
     Scheduler& s = *Scheduler::Current();
     // Both spawned; neither runs before BeginStop below.
-    for (int fd : {p1.fiber_end, p2.fiber_end}) {
+    for (SocketHandle fd : {p1.fiber_end, p2.fiber_end}) {
       s.Spawn([fd, &closed] {
         (void)FiberConn::Serve(fd, {}, [&closed](FiberConn& c) {
           char buf[4];
@@ -417,10 +437,10 @@ TEST(FiberServerTest, TenThousandParkedFibers) {
   Options o;
   o.loops = 2;
   ASSERT_TRUE(server.Start({"tcp://127.0.0.1:0"}, o, EchoHandler).ok());
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   for (int i = 0; i < kConns; ++i) {
-    int fd = Connect(server.ListenAddresses()[0], 20);
-    ASSERT_GE(fd, 0) << i;
+    SocketHandle fd = Connect(server.ListenAddresses()[0], 20);
+    ASSERT_NE(fd, kInvalidSocket) << i;
     fds.push_back(fd);
   }
   ASSERT_TRUE(WaitFor([&] { return server.CountConnections() == kConns; }, 30000));
@@ -431,7 +451,7 @@ TEST(FiberServerTest, TenThousandParkedFibers) {
   }
   server.Stop(absl::Now() + absl::Seconds(10));
   EXPECT_TRUE(server.Wait().ok());
-  for (int fd : fds) close(fd);
+  for (SocketHandle fd : fds) CloseClient(fd);
 }
 
 TEST(FiberSyncTest, ChannelAndWaitGroupAcrossLoops) {
@@ -581,7 +601,7 @@ TEST(HandOffTest, CallbackHandlerPassesConnectionToAFiber) {
   UpgradeHandler h;
   Engine engine;
   ASSERT_TRUE(engine.Start(h, {"tcp://127.0.0.1:0"}, Options{.loops = 1}).ok());
-  int fd = Connect(engine.ListenAddresses()[0]);
+  SocketHandle fd = Connect(engine.ListenAddresses()[0]);
   // The bytes after the upgrade line arrive in the same segment: they must
   // reach the fiber unconsumed.
   ASSERT_TRUE(WriteAll(fd, "UPGRADE\nhello"));
@@ -592,7 +612,7 @@ TEST(HandOffTest, CallbackHandlerPassesConnectionToAFiber) {
   got = ReadExactly(fd, 4);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(*got, "MORE");
-  close(fd);
+  CloseClient(fd);
   engine.Stop(absl::Now() + absl::Seconds(2));
   EXPECT_TRUE(engine.Wait().ok());
   EXPECT_EQ(h.callback_closes.load(), 0) << "the callback side no longer owns it";

@@ -8,11 +8,6 @@
 // Where a test needs bytes to arrive in separate reads it waits for the
 // fiber to report what it has buffered before sending more: no sleeps decide
 // an outcome, and no test asserts on how long anything took.
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -59,8 +54,11 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 namespace netloop::fiber {
 namespace {
 
+using netloop::testing::CloseClient;
 using netloop::testing::Connect;
 using netloop::testing::Pattern;
+using netloop::testing::SetClientNoDelay;
+using netloop::testing::ShutdownClientWrite;
 using netloop::testing::WaitFor;
 using netloop::testing::WriteAll;
 
@@ -78,18 +76,17 @@ class Loopback {
     });
     if (!started_.ok()) return;
     client_ = Connect(server_.ListenAddresses()[0]);
-    int one = 1;
-    if (client_ >= 0) setsockopt(client_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (client_ != kInvalidSocket) SetClientNoDelay(client_);
   }
   ~Loopback() {
-    if (client_ >= 0) close(client_);
+    if (client_ != kInvalidSocket) CloseClient(client_);
     server_.Stop(absl::Now() + absl::Seconds(5));  // wakes a body still parked
     (void)server_.Wait();
   }
-  bool ok() const { return started_.ok() && client_ >= 0; }
-  int client() const { return client_; }
+  bool ok() const { return started_.ok() && client_ != kInvalidSocket; }
+  SocketHandle client() const { return client_; }
   bool Send(std::string_view bytes) { return WriteAll(client_, bytes); }
-  void CloseWrite() { shutdown(client_, SHUT_WR); }
+  void CloseWrite() { ShutdownClientWrite(client_); }
   // Waits (bounded) for the body to return.
   bool WaitDone() { return WaitFor([this] { return done_.load(); }, 20000); }
 
@@ -98,7 +95,7 @@ class Loopback {
   std::function<void(FiberConn&)> body_;
   std::atomic<bool> done_{false};
   absl::Status started_;
-  int client_ = -1;
+  SocketHandle client_ = kInvalidSocket;
   FiberServer server_;
 };
 

@@ -4,10 +4,7 @@
 #ifndef NETLOOP_TESTS_FIBER_TEST_UTIL_H_
 #define NETLOOP_TESTS_FIBER_TEST_UTIL_H_
 
-#if defined(_WIN32)
-#include "reactor/internal/platform.h"
-#include "reactor/socket_types.h"
-#else
+#if !defined(_WIN32)
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -23,7 +20,9 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "fiberbridge/scheduler.h"
+#include "reactor/internal/platform.h"
 #include "reactor/netloop.h"
+#include "reactor/socket_types.h"
 
 namespace netloop::fiber::testing {
 
@@ -118,6 +117,31 @@ struct Pair {
   SocketHandle fiber_end = kInvalidSocket;
   SocketHandle test_end = kInvalidSocket;
 };
+
+// A listening TCP socket on 127.0.0.1 (an ephemeral port, in *port), or
+// kInvalidSocket. Close it with netloop::testing::CloseClient.
+inline SocketHandle ListenOnLoopback(int backlog, int* port) {
+#if defined(_WIN32)
+  netloop::internal::EnsureWinsock();
+  const SOCKET fd = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+  if (fd == INVALID_SOCKET) return kInvalidSocket;
+  int len = sizeof(sockaddr_in);
+#else
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return kInvalidSocket;
+  socklen_t len = sizeof(sockaddr_in);
+#endif
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    netloop::internal::CloseSocket(fd);
+    return kInvalidSocket;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
 
 }  // namespace netloop::fiber::testing
 
