@@ -30,10 +30,11 @@ using testing::ServerProcess;
 
 // The wine launcher from this test's runfiles; an .exe that
 // tools/mingw/interop_test built (NETLOOP_WINDOWS_ECHO, NETLOOP_WINDOWS_HTTP).
-std::unique_ptr<ServerProcess> StartWindowsServer(const std::string& exe) {
-  return std::make_unique<ServerProcess>(
-      "tools/mingw/wine_test_runner",
-      std::vector<std::string>{exe, "--address", "tcp://127.0.0.1:0", "--loops", "2"});
+std::unique_ptr<ServerProcess> StartWindowsServer(const std::string& exe,
+                                                  const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args{exe, "--address", "tcp://127.0.0.1:0", "--loops", "2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return std::make_unique<ServerProcess>("tools/mingw/wine_test_runner", std::move(args));
 }
 
 // Every client's bytes came back, all of them, unchanged.
@@ -47,10 +48,12 @@ void ExpectAllEchoed(const EchoRunResult& run) {
   }
 }
 
-TEST(EchoInteropTest, WindowsServerUnderWineEchoesResetsAndHoldsMemory) {
-  const char* exe = getenv("NETLOOP_WINDOWS_ECHO");
-  ASSERT_NE(exe, nullptr) << "run through tools/mingw/interop_test, which builds the .exe";
-  std::unique_ptr<ServerProcess> server = StartWindowsServer(exe);
+// The echo checks against the Windows server the environment variable
+// `exe_var` names: random data, resetting clients, a client that never reads.
+void ExpectEchoServerUnderWine(const char* exe_var, const std::vector<std::string>& extra) {
+  const char* exe = getenv(exe_var);
+  ASSERT_NE(exe, nullptr) << exe_var << ": run through tools/mingw/interop_test, which builds the .exe";
+  std::unique_ptr<ServerProcess> server = StartWindowsServer(exe, extra);
   // Wine's first start in a fresh prefix takes seconds; then the server
   // prints its listening line (10 s at most after that).
   std::string uri;
@@ -127,6 +130,20 @@ TEST(EchoInteropTest, WindowsServerUnderWineEchoesResetsAndHoldsMemory) {
   EXPECT_TRUE(server->Running());
 }
 
+// The callback echo server (//examples/echo).
+TEST(EchoInteropTest, WindowsServerUnderWineEchoesResetsAndHoldsMemory) {
+  ExpectEchoServerUnderWine("NETLOOP_WINDOWS_ECHO", {});
+}
+
+// The fiber echo server (//examples/echo_fiber): blocking-style handlers on
+// OS fibers, FiberConn on IOCP, both read paths.
+TEST(EchoInteropTest, WindowsFiberServerUnderWineEchoesResetsAndHoldsMemory) {
+  ExpectEchoServerUnderWine("NETLOOP_WINDOWS_ECHO_FIBER", {});
+}
+TEST(EchoInteropTest, WindowsFiberServerWithReadViewUnderWine) {
+  ExpectEchoServerUnderWine("NETLOOP_WINDOWS_ECHO_FIBER", {"--read-view"});
+}
+
 // Reads until `n` "Hello, World!" bodies arrived (or EOF, error, timeout).
 int ReadHellos(SocketHandle fd, int n, std::string* got) {
   char buf[16384];
@@ -144,11 +161,11 @@ int ReadHellos(SocketHandle fd, int n, std::string* got) {
   return seen;
 }
 
-// The callback HTTP server (//examples/http:http_server) built for Windows:
-// keep-alive and pipelining over 127.0.0.1.
-TEST(EchoInteropTest, WindowsHttpServerUnderWineKeepsAliveAndPipelines) {
-  const char* exe = getenv("NETLOOP_WINDOWS_HTTP");
-  ASSERT_NE(exe, nullptr) << "run through tools/mingw/interop_test, which builds the .exe";
+// An HTTP server built for Windows (the .exe `exe_var` names): keep-alive
+// and pipelining over 127.0.0.1.
+void ExpectHttpServerUnderWine(const char* exe_var) {
+  const char* exe = getenv(exe_var);
+  ASSERT_NE(exe, nullptr) << exe_var << ": run through tools/mingw/interop_test, which builds the .exe";
   std::unique_ptr<ServerProcess> server = StartWindowsServer(exe);
   std::string uri;
   for (int i = 0; i < 6 && uri.empty() && server->Running(); ++i) uri = server->uri();
@@ -177,6 +194,16 @@ TEST(EchoInteropTest, WindowsHttpServerUnderWineKeepsAliveAndPipelines) {
   EXPECT_EQ(statuses, 16u);
   testing::CloseClient(fd);
   EXPECT_TRUE(server->Running());
+}
+
+// Callbacks (//examples/http:http_server).
+TEST(EchoInteropTest, WindowsHttpServerUnderWineKeepsAliveAndPipelines) {
+  ExpectHttpServerUnderWine("NETLOOP_WINDOWS_HTTP");
+}
+
+// Fibers (//examples/http:http_fiber_server).
+TEST(EchoInteropTest, WindowsHttpFiberServerUnderWineKeepsAliveAndPipelines) {
+  ExpectHttpServerUnderWine("NETLOOP_WINDOWS_HTTP_FIBER");
 }
 
 }  // namespace
