@@ -2,6 +2,7 @@
 
 #include <errno.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "fiberbridge/internal/fiber_conn_core.h"
@@ -22,8 +23,10 @@ absl::StatusOr<std::unique_ptr<PacketConn>> PacketConn::Listen(std::string_view 
   }
   absl::StatusOr<SocketHandle> fd = BindDatagram(*parsed, /*reuse_port=*/true);
   if (!fd.ok()) return fd.status();
-  // Readiness on every backend: the socket is watched once, edge-triggered.
-  auto core = std::make_shared<FiberConnCore>(s, *fd, std::string(), /*readiness_only=*/true);
+  // Readiness (the socket watched once, edge-triggered), except where the
+  // backend runs datagram operations itself (IOCP, which has no readiness).
+  const bool readiness = !s->loop().backend().serves_datagram_operations();
+  auto core = std::make_shared<FiberConnCore>(s, *fd, std::string(), /*readiness_only=*/readiness);
   if (absl::Status st = core->Register(); !st.ok()) return st;  // ~FiberConnCore closes
   return std::unique_ptr<PacketConn>(new PacketConn(std::move(core)));
 }
@@ -32,6 +35,28 @@ PacketConn::~PacketConn() { core_->Close(); }
 
 absl::StatusOr<PacketConn::Datagram> PacketConn::ReadFrom(std::span<char> buf) {
   FiberConnCore& c = *core_;
+  while (c.backend_ != nullptr) {
+    FiberConnCore::PendingOp op;
+    sockaddr_storage from{};
+    op.kind = netloop::internal::Operation::Kind::kReceiveFrom;
+    op.data = buf.data();
+    op.size = std::min<size_t>(buf.size(), 0x7fffffff);
+    op.from = &from;
+    op.from_len = static_cast<int>(sizeof(from));
+    if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
+    if (c.closed_) return c.Check(c.read_);
+    if (op.result >= 0 || op.result == -EMSGSIZE) {
+      Datagram d;
+      d.size = op.result >= 0 ? static_cast<size_t>(op.result) : op.size;
+      d.from = SocketAddress(reinterpret_cast<const sockaddr*>(&from),
+                             static_cast<socklen_t>(op.from_len));
+      d.truncated = op.result < 0;
+      return d;
+    }
+    // An ICMP error a send provoked: not the socket's end.
+    if (op.result == -ECONNRESET) continue;
+    if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
+  }
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
     sockaddr_storage from{};
@@ -75,6 +100,21 @@ absl::StatusOr<PacketConn::Datagram> PacketConn::ReadFrom(std::span<char> buf) {
 
 absl::Status PacketConn::WriteTo(std::string_view data, const SocketAddress& to) {
   FiberConnCore& c = *core_;
+  while (c.backend_ != nullptr) {
+    FiberConnCore::PendingOp op;
+    op.kind = netloop::internal::Operation::Kind::kSendTo;
+    op.data = const_cast<char*>(data.data());  // only read from
+    op.size = data.size();
+    op.peer = &to;
+    if (absl::Status st = c.Run(c.write_, op); !st.ok()) return st;
+    if (op.result >= 0) return absl::OkStatus();
+    if (c.closed_) return c.Check(c.write_);
+    if (op.result == -ECANCELED) {
+      if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
+      continue;  // cancelled for a reason that no longer holds
+    }
+    return absl::ErrnoToStatus(static_cast<int>(-op.result), "udp: send");
+  }
   iovec iov{const_cast<char*>(data.data()), data.size()};
   for (;;) {
     if (absl::Status st = c.Check(c.write_); !st.ok()) return st;

@@ -75,7 +75,9 @@ class FiberServer::Bridge final : public EventHandler,
         .Spawn([server, released_index, fd = PendingFd(fd)]() mutable {
           absl::Status s = FiberConn::Serve(fd.Release(), {},
                                             [server](FiberConn& conn) { server->ServeConn(conn); });
-          if (!s.ok()) NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+          if (!s.ok()) {
+            NETLOOP_LOG(kWarning) << "fiber connection: " << s.message();
+          }
           server->live_.fetch_sub(1, std::memory_order_relaxed);
           if (released_index >= 0) {
             netloop::internal::ReleaseTakenSocket(server->engine_, released_index);

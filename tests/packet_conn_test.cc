@@ -1,11 +1,6 @@
 // PacketConn (UDP in fibers) over loopback, on every backend: datagrams
 // keep their boundaries both ways (64 KiB ones too), a short buffer reports
 // truncation, the read deadline and Close wake a parked reader.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <string>
 
@@ -19,8 +14,10 @@
 namespace netloop::fiber {
 namespace {
 
+using netloop::testing::CloseClient;
 using netloop::testing::Pattern;
 using netloop::testing::ReceiveDatagram;
+using netloop::testing::SendNow;
 using netloop::testing::UdpClient;
 using netloop::testing::WaitFor;
 
@@ -48,19 +45,18 @@ TEST(PacketConnTest, AnEchoFiberKeepsDatagramBoundaries) {
   });
   ASSERT_TRUE(WaitFor([&] { return port.load() != 0; }));
   ASSERT_NE(port.load(), 1) << "Listen failed";
-  int fd = UdpClient(port.load());
+  SocketHandle fd = UdpClient(port.load());
   const std::string big = Pattern(65507, 4);
-  int buf = 1 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-  ASSERT_EQ(send(fd, "a", 1, 0), 1);
+  netloop::testing::SetClientReceiveBuffer(fd, 1 << 20);
+  ASSERT_EQ(SendNow(fd, "a", 1), 1);
   EXPECT_EQ(ReceiveDatagram(fd), "a");
-  ASSERT_EQ(send(fd, std::string(1000, 'b').data(), 1000, 0), 1000);
+  ASSERT_EQ(SendNow(fd, std::string(1000, 'b').data(), 1000), 1000);
   EXPECT_EQ(ReceiveDatagram(fd), std::string(1000, 'b'));
-  ASSERT_EQ(send(fd, big.data(), big.size(), 0), 65507);
+  ASSERT_EQ(SendNow(fd, big.data(), big.size()), 65507);
   EXPECT_TRUE(ReceiveDatagram(fd) == big);
-  ASSERT_EQ(send(fd, "c", 1, 0), 1);
+  ASSERT_EQ(SendNow(fd, "c", 1), 1);
   EXPECT_EQ(ReceiveDatagram(fd), "c");
-  close(fd);
+  CloseClient(fd);
   EXPECT_TRUE(WaitFor([&] { return echoed.load() == 4; }));
   EXPECT_FALSE(truncated_seen.load());
 }
@@ -88,10 +84,10 @@ TEST(PacketConnTest, AShortBufferReportsTruncation) {
     done = true;
   });
   ASSERT_TRUE(WaitFor([&] { return port.load() != 0; }));
-  int fd = UdpClient(port.load());
-  ASSERT_EQ(send(fd, std::string(100, 'x').data(), 100, 0), 100);
+  SocketHandle fd = UdpClient(port.load());
+  ASSERT_EQ(SendNow(fd, std::string(100, 'x').data(), 100), 100);
   ASSERT_TRUE(WaitFor([&] { return done.load(); }));
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(got.size, 16u);
   EXPECT_TRUE(got.truncated);

@@ -2,13 +2,11 @@
 // boundaries are kept, truncation is reported, 64 KiB datagrams go both
 // ways, 10,000 datagrams from 100 peers all come back, IPv6 works, and each
 // loop owns a socket of its own; and the example server echoes.
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#if !defined(_WIN32)
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
+#endif
 
 #include <atomic>
 #include <cstring>
@@ -20,15 +18,40 @@
 
 #include "gtest/gtest.h"
 #include "reactor/netloop.h"
-#include "tests/server_process.h"
+#include "reactor/socket_types.h"
 #include "tests/test_util.h"
+#if !defined(_WIN32)
+#include "tests/server_process.h"
+#endif
 
 namespace netloop {
 namespace {
 
+using testing::CloseClient;
 using testing::PortOf;
 using testing::ReceiveDatagram;
+using testing::SendNow;
 using testing::WaitFor;
+
+// Waits up to timeout_ms for any of `fds` to be readable (poll; WSAPoll on
+// Windows); readable[i] says which.
+int PollReadable(const std::vector<SocketHandle>& fds, std::vector<bool>* readable,
+                 int timeout_ms) {
+#if defined(_WIN32)
+  std::vector<WSAPOLLFD> pfds(fds.size());
+  for (size_t i = 0; i < fds.size(); ++i) pfds[i] = {static_cast<SOCKET>(fds[i]), POLLRDNORM, 0};
+  const int n = WSAPoll(pfds.data(), static_cast<ULONG>(pfds.size()), timeout_ms);
+  const short in = POLLRDNORM;
+#else
+  std::vector<pollfd> pfds(fds.size());
+  for (size_t i = 0; i < fds.size(); ++i) pfds[i] = {fds[i], POLLIN, 0};
+  const int n = poll(pfds.data(), pfds.size(), timeout_ms);
+  const short in = POLLIN;
+#endif
+  readable->assign(fds.size(), false);
+  for (size_t i = 0; i < fds.size() && n > 0; ++i) (*readable)[i] = (pfds[i].revents & in) != 0;
+  return n;
+}
 
 // Echoes each datagram; a truncated one is answered "T<length>" instead.
 class UdpEcho : public EventHandler {
@@ -57,7 +80,7 @@ class UdpEcho : public EventHandler {
 };
 
 // A client connected to the server at `uri`.
-int Client(const std::string& uri, int family = AF_INET) {
+SocketHandle Client(const std::string& uri, int family = AF_INET) {
   return testing::UdpClient(PortOf(uri), family);
 }
 
@@ -81,50 +104,49 @@ class UdpTest : public ::testing::Test {
 
 TEST_F(UdpTest, DatagramBoundariesAreKept) {
   Start({});
-  int fd = Client(uri_);
+  SocketHandle fd = Client(uri_);
   const std::string big(1000, 'b');
-  ASSERT_EQ(send(fd, "a", 1, 0), 1);
-  ASSERT_EQ(send(fd, big.data(), big.size(), 0), 1000);
-  ASSERT_EQ(send(fd, "c", 1, 0), 1);
+  ASSERT_EQ(SendNow(fd, "a", 1), 1);
+  ASSERT_EQ(SendNow(fd, big.data(), big.size()), 1000);
+  ASSERT_EQ(SendNow(fd, "c", 1), 1);
   EXPECT_EQ(ReceiveDatagram(fd), "a");
   EXPECT_EQ(ReceiveDatagram(fd), big);
   EXPECT_EQ(ReceiveDatagram(fd), "c");
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST_F(UdpTest, TruncationIsReported) {
   Options o;
   o.udp_max_datagram = 1024;
   Start(o);
-  int fd = Client(uri_);
+  SocketHandle fd = Client(uri_);
   const std::string datagram(2000, 'x');
-  ASSERT_EQ(send(fd, datagram.data(), datagram.size(), 0), 2000);
+  ASSERT_EQ(SendNow(fd, datagram.data(), datagram.size()), 2000);
   EXPECT_EQ(ReceiveDatagram(fd), "T1024");
-  ASSERT_EQ(send(fd, "fits", 4, 0), 4);
+  ASSERT_EQ(SendNow(fd, "fits", 4), 4);
   EXPECT_EQ(ReceiveDatagram(fd), "fits");  // the next one is whole again
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST_F(UdpTest, SixtyFourKibDatagramsGoBothWays) {
   Start({});
-  int fd = Client(uri_);
-  int buf = 1 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+  SocketHandle fd = Client(uri_);
+  testing::SetClientReceiveBuffer(fd, 1 << 20);
   const std::string datagram = testing::Pattern(65507, 3);  // the IPv4 maximum
-  ASSERT_EQ(send(fd, datagram.data(), datagram.size(), 0), 65507);
+  ASSERT_EQ(SendNow(fd, datagram.data(), datagram.size()), 65507);
   EXPECT_TRUE(ReceiveDatagram(fd) == datagram);
-  close(fd);
+  CloseClient(fd);
 }
 
 TEST_F(UdpTest, TenThousandDatagramsFromAHundredPeersAllComeBack) {
   Start({});
   constexpr int kPeers = 100, kPerPeer = 100, kInFlight = 2;
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   for (int i = 0; i < kPeers; ++i) fds.push_back(Client(uri_));
   std::vector<int> sent(kPeers, 0), received(kPeers, 0);
   auto send_next = [&](int p) {
     const std::string msg = std::to_string(p) + ":" + std::to_string(sent[p]);
-    ASSERT_EQ(send(fds[p], msg.data(), msg.size(), 0), static_cast<ssize_t>(msg.size()));
+    ASSERT_EQ(SendNow(fds[p], msg.data(), msg.size()), static_cast<long>(msg.size()));
     ++sent[p];
   };
   // At most kInFlight per peer, so the server's socket buffers (the kernel
@@ -134,12 +156,11 @@ TEST_F(UdpTest, TenThousandDatagramsFromAHundredPeersAllComeBack) {
   }
   int done = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  std::vector<pollfd> pfds(kPeers);
+  std::vector<bool> readable;
   while (done < kPeers * kPerPeer && absl::Now() < deadline) {
-    for (int p = 0; p < kPeers; ++p) pfds[p] = {fds[p], POLLIN, 0};
-    if (poll(pfds.data(), pfds.size(), 1000) <= 0) continue;
+    if (PollReadable(fds, &readable, 1000) <= 0) continue;
     for (int p = 0; p < kPeers; ++p) {
-      if (!(pfds[p].revents & POLLIN)) continue;
+      if (!readable[p]) continue;
       const std::string got = ReceiveDatagram(fds[p]);
       // Replies come back in order: this peer's next sequence number.
       ASSERT_EQ(got, std::to_string(p) + ":" + std::to_string(received[p]));
@@ -149,24 +170,30 @@ TEST_F(UdpTest, TenThousandDatagramsFromAHundredPeersAllComeBack) {
     }
   }
   EXPECT_EQ(done, kPeers * kPerPeer);
-  for (int fd : fds) close(fd);
+  for (SocketHandle fd : fds) CloseClient(fd);
   std::lock_guard<std::mutex> lock(handler_.mu);
   EXPECT_EQ(handler_.peers.size(), static_cast<size_t>(kPeers));
+#if defined(_WIN32)
+  // No SO_REUSEPORT: one socket, on the first loop.
+  EXPECT_EQ(handler_.loops.size(), 1u);
+#else
   // SO_REUSEPORT spread the peers over both loops' sockets.
   EXPECT_EQ(handler_.loops.size(), 2u);
+#endif
 }
 
 TEST_F(UdpTest, Ipv6Works) {
   Start({}, "udp6://[::1]:0");
-  int fd = Client(uri_, AF_INET6);
-  ASSERT_EQ(send(fd, "six", 3, 0), 3);
+  SocketHandle fd = Client(uri_, AF_INET6);
+  ASSERT_EQ(SendNow(fd, "six", 3), 3);
   EXPECT_EQ(ReceiveDatagram(fd), "six");
-  close(fd);
+  CloseClient(fd);
   std::lock_guard<std::mutex> lock(handler_.mu);
   ASSERT_EQ(handler_.peers.size(), 1u);
   EXPECT_EQ(handler_.peers.begin()->rfind("[::1]:", 0), 0u) << *handler_.peers.begin();
 }
 
+#if !defined(_WIN32)  // the example runs as a child process (fork)
 class UdpExampleTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(UdpExampleTest, TheExampleServerEchoes) {
@@ -175,11 +202,11 @@ TEST_P(UdpExampleTest, TheExampleServerEchoes) {
   testing::ServerProcess server("examples/udp_echo/udp_echo", args);
   const std::string uri = server.uri();
   ASSERT_EQ(uri.rfind("udp://", 0), 0u) << uri;
-  int fd = Client(uri);
+  SocketHandle fd = Client(uri);
   const std::string msg = testing::Pattern(1200, 8);
-  ASSERT_EQ(send(fd, msg.data(), msg.size(), 0), 1200);
+  ASSERT_EQ(SendNow(fd, msg.data(), msg.size()), 1200);
   EXPECT_TRUE(ReceiveDatagram(fd) == msg);
-  close(fd);
+  CloseClient(fd);
   // Stops cleanly on SIGTERM (the fibers' sockets close, their loops end).
   const int status = server.Signal(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
@@ -189,6 +216,7 @@ INSTANTIATE_TEST_SUITE_P(BothModels, UdpExampleTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "Fibers" : "Callbacks";
                          });
+#endif
 
 }  // namespace
 }  // namespace netloop

@@ -168,6 +168,8 @@ class Operation {
     kWaitWritable,   // a non-blocking connect finishing
     kWaitReadable,   // bytes, the FIN or an error to read (result >= 0)
     kConnect,        // connects the socket to *peer (on Windows: bound, unconnected)
+    kReceiveFrom,    // one datagram into [data, data + size), its sender into *from
+    kSendTo,         // one datagram [data, data + size) to *peer
   };
 
   Operation(const Operation&) = delete;
@@ -184,7 +186,12 @@ class Operation {
   size_t size = 0;
   const char* buffer = nullptr;
   uint32_t buffer_id = 0;
-  const SocketAddress* peer = nullptr;  // kConnect
+  const SocketAddress* peer = nullptr;  // kConnect, kSendTo
+  // kReceiveFrom: the sender's address and its length (in: the room).
+  // A datagram longer than `size` completes with -EMSGSIZE, `size` bytes
+  // of it in the buffer.
+  sockaddr_storage* from = nullptr;
+  int from_len = 0;
   void* backend_slot = nullptr;         // the backend's own record while in flight
   // kReceive: the caller expects no bytes yet (its last receive drained the
   // socket), so the backend waits for data before the first attempt rather
@@ -326,6 +333,9 @@ class Backend {
   // is not, a fiber waits with kWaitReadable and reads into the loop's
   // shared buffer itself.
   virtual bool lends_receive_buffers() const { return false; }
+  // Whether kReceiveFrom and kSendTo are served (IOCP). Where they are not,
+  // a fiber's UDP socket waits through readiness.
+  virtual bool serves_datagram_operations() const { return false; }
   // Queues `op` for the loop's next submission.
   virtual void Submit(Operation* op) = 0;
   // Asks for `op` to end early; its OnComplete still comes. When

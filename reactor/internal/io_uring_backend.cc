@@ -644,6 +644,11 @@ class IoUringBackend final : public Backend {
 
   void Submit(Operation* op) override {
     ++one_shot_in_flight_;
+    if (op->kind == Operation::Kind::kReceiveFrom || op->kind == Operation::Kind::kSendTo) {
+      // UDP fibers wait through readiness here (serves_datagram_operations).
+      injected_.emplace_back(op, -EOPNOTSUPP);
+      return;
+    }
     if (op->kind == Operation::Kind::kSend) {
       const ssize_t allowed = FaultSubmittedSend(op->size);
       if (allowed < 0) {
@@ -980,6 +985,9 @@ class IoUringBackend final : public Backend {
       case Operation::Kind::kConnect:
         io_uring_prep_connect(sqe, op->fd, op->peer->sockaddr_ptr(), op->peer->length());
         break;
+      case Operation::Kind::kReceiveFrom:
+      case Operation::Kind::kSendTo:
+        break;  // never prepared: Submit completes them with -EOPNOTSUPP
     }
     io_uring_sqe_set_data64(sqe, Tag(op, kOpFiber));
   }

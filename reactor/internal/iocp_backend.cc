@@ -36,9 +36,13 @@
 // shared buffer itself, as on epoll). A deadline or Close cancels one with
 // CancelIoEx; the fiber stays parked until its completion comes.
 //
+// UDP sockets keep `batch` overlapped WSARecvFrom calls outstanding, each
+// into a buffer of the socket's own (max_datagram bytes), re-posted as each
+// completes; replies are WSASendTo calls from a copy the operation keeps.
+//
 // Not yet served here (each returns a clear error, see docs/issue11-plan.md):
-// readiness watching (EventLoop::Watch), DetachStream, kReceiveBuffer and
-// kWaitWritable operations, and UDP.
+// readiness watching (EventLoop::Watch), kReceiveBuffer and kWaitWritable
+// operations, and DetachStream while a send is in flight.
 #include "reactor/internal/platform.h"  // Winsock first: mswsock.h needs it
 
 #include <mswsock.h>
@@ -84,6 +88,8 @@ constexpr DWORD kAcceptAddressBytes = sizeof(sockaddr_storage) + 16;
 constexpr int kAcceptsPerListener = 16;
 constexpr size_t kInitialEntries = 256;
 constexpr size_t kMaxEntries = 4096;
+// Datagram sends out at once per loop; beyond, a reply is dropped (counted).
+constexpr size_t kMaxDatagramSends = 4096;
 
 // The bytes an overlapped call moved, or -errno; for a call that completed
 // through the port (its status in ov.Internal).
@@ -315,6 +321,8 @@ class IocpBackend final : public Backend {
 
   // ---------------------------------------------------------- operations
 
+  bool serves_datagram_operations() const override { return true; }
+
   absl::Status PrepareSocket(SocketHandle fd) override {
     const HANDLE h = reinterpret_cast<HANDLE>(fd);
     // Refused (ERROR_INVALID_PARAMETER) when it already is associated: with
@@ -332,6 +340,11 @@ class IocpBackend final : public Backend {
           "iocp: the socket refuses skip-on-success completions (a layered provider?): error ",
           GetLastError()));
     }
+    // UDP: an ICMP error is not the socket's end (fails harmlessly on TCP).
+    BOOL off = FALSE;
+    DWORD bytes = 0;
+    WSAIoctl(static_cast<SOCKET>(fd), SIO_UDP_CONNRESET, &off, sizeof(off), nullptr, 0, &bytes,
+             nullptr, nullptr);
     return absl::OkStatus();
   }
 
@@ -379,6 +392,14 @@ class IocpBackend final : public Backend {
                  : SOCKET_ERROR;
         break;
       }
+      case Operation::Kind::kReceiveFrom:
+        rc = WSARecvFrom(sock, &buf, 1, &bytes, &flags, reinterpret_cast<sockaddr*>(op->from),
+                         &op->from_len, &io->ov, nullptr);
+        break;
+      case Operation::Kind::kSendTo:
+        rc = WSASendTo(sock, &buf, 1, &bytes, 0, op->peer->sockaddr_ptr(), op->peer->length(),
+                       &io->ov, nullptr);
+        break;
       case Operation::Kind::kReceiveBuffer:  // lends_receive_buffers() is false
       case Operation::Kind::kWaitWritable:   // no readiness here; Dial uses kConnect
         WSASetLastError(WSAEOPNOTSUPP);
@@ -439,8 +460,95 @@ class IocpBackend final : public Backend {
     }
   }
 
+  // ---------------------------------------------------------- datagrams
+
+  absl::Status StartReceivingDatagrams(SocketHandle fd, DatagramSink* sink, size_t max_datagram,
+                                       size_t batch) override {
+    const HANDLE h = reinterpret_cast<HANDLE>(fd);
+    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr &&
+        GetLastError() != ERROR_INVALID_PARAMETER) {
+      return absl::InternalError(
+          absl::StrCat("iocp: associating a UDP socket: error ", GetLastError()));
+    }
+    if (!SetFileCompletionNotificationModes(
+            h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE)) {
+      return absl::UnimplementedError("iocp: the UDP socket refuses skip-on-success completions");
+    }
+    // A datagram to a closed port comes back as an ICMP error, which Windows
+    // would report on this socket's next receive as a reset: not the
+    // socket's end for UDP, so it is turned off.
+    BOOL off = FALSE;
+    DWORD bytes = 0;
+    WSAIoctl(static_cast<SOCKET>(fd), SIO_UDP_CONNRESET, &off, sizeof(off), nullptr, 0, &bytes,
+             nullptr, nullptr);
+    auto reg = std::make_unique<DatagramReg>();
+    reg->fd = fd;
+    reg->sink = sink;
+    reg->max_datagram = std::max<size_t>(max_datagram, 1);
+    batch = std::clamp<size_t>(batch, 1, 256);
+    reg->buffers.reset(new char[reg->max_datagram * batch]);
+    DatagramReg* r = reg.get();
+    datagrams_.push_back(std::move(reg));
+    for (size_t i = 0; i < batch; ++i) {
+      IocpOp* op = NewOp();
+      op->kind = OpKind::kRecvFrom;
+      op->dgram = r;
+      op->slot = r->buffers.get() + i * r->max_datagram;
+      PostRecvFrom(op);
+    }
+    return absl::OkStatus();
+  }
+
+  void StopReceivingDatagrams(SocketHandle fd, DatagramSink* sink) override {
+    for (auto& reg : datagrams_) {
+      if (reg->fd != fd || reg->sink != sink || reg->dead) continue;
+      reg->dead = true;
+      reg->sink = nullptr;
+      // The caller closes the socket next; each call out completes then,
+      // and the buffers go once the last has.
+      CancelIoEx(reinterpret_cast<HANDLE>(fd), nullptr);
+    }
+  }
+
+  bool SendDatagram(DatagramSink* sink, std::span<const std::string_view> pieces,
+                    const sockaddr* to, socklen_t to_len) override {
+    DatagramReg* reg = nullptr;
+    for (auto& r : datagrams_) {
+      if (r->sink == sink && !r->dead) reg = r.get();
+    }
+    if (reg == nullptr || datagram_sends_ >= kMaxDatagramSends ||
+        to_len > static_cast<socklen_t>(sizeof(sockaddr_storage))) {
+      return false;
+    }
+    IocpOp* op = NewOp();
+    op->kind = OpKind::kSendTo;
+    op->dgram = reg;
+    op->payload.clear();
+    for (std::string_view p : pieces) op->payload.append(p);
+    memcpy(op->addresses, to, static_cast<size_t>(to_len));
+    ++reg->outstanding;
+    ++datagram_sends_;
+    WSABUF buf{static_cast<ULONG>(op->payload.size()), op->payload.data()};
+    DWORD sent = 0;
+    const int rc = WSASendTo(static_cast<SOCKET>(reg->fd), &buf, 1, &sent, 0,
+                             reinterpret_cast<const sockaddr*>(op->addresses), to_len, &op->ov,
+                             nullptr);
+    Issued(op, rc, static_cast<long>(sent), /*skips=*/true);
+    return true;
+  }
+
  private:
-  enum class OpKind : uint8_t { kRecv, kSend, kAccept, kConnect, kFiber };
+  enum class OpKind : uint8_t { kRecv, kSend, kAccept, kConnect, kFiber, kRecvFrom, kSendTo };
+
+  // A UDP socket served here: its receive buffers, and the receives out.
+  struct DatagramReg {
+    SocketHandle fd = kInvalidSocket;
+    DatagramSink* sink = nullptr;
+    size_t max_datagram = 0;
+    std::unique_ptr<char[]> buffers;  // one max_datagram slot per receive
+    int outstanding = 0;              // receives and sends whose completion is due
+    bool dead = false;                // StopReceivingDatagrams: deliver nothing more
+  };
 
   struct AcceptReg {
     SocketHandle fd = kInvalidSocket;
@@ -460,6 +568,10 @@ class IocpBackend final : public Backend {
     AcceptReg* reg = nullptr;
     SocketHandle accept_socket = kInvalidSocket;
     Operation* fiber_op = nullptr;  // kFiber
+    DatagramReg* dgram = nullptr;   // kRecvFrom, kSendTo
+    char* slot = nullptr;           // kRecvFrom: its buffer
+    int from_len = 0;               // kRecvFrom: the sender's address length
+    std::string payload;            // kSendTo: the datagram (capacity kept across reuse)
     long inline_result = 0;  // an inline completion's bytes or -errno
     char addresses[2 * kAcceptAddressBytes];
   };
@@ -478,6 +590,8 @@ class IocpBackend final : public Backend {
     op->reg = nullptr;
     op->accept_socket = kInvalidSocket;
     op->fiber_op = nullptr;
+    op->dgram = nullptr;
+    op->slot = nullptr;
     op->inline_result = 0;
     return op;
   }
@@ -633,6 +747,12 @@ class IocpBackend final : public Backend {
       case OpKind::kFiber:
         OnFiberDone(op, OverlappedResult(op->fiber_op->fd, &op->ov, transferred));
         return;
+      case OpKind::kRecvFrom:
+      case OpKind::kSendTo:
+        OnDatagramOpDone(op, op->dgram->dead ? -ECANCELED
+                                             : OverlappedResult(op->dgram->fd, &op->ov,
+                                                                transferred));
+        return;
     }
   }
 
@@ -714,6 +834,10 @@ class IocpBackend final : public Backend {
         }
         case OpKind::kFiber:
           OnFiberDone(op, op->inline_result);
+          break;
+        case OpKind::kRecvFrom:
+        case OpKind::kSendTo:
+          OnDatagramOpDone(op, op->dgram->dead ? -ECANCELED : op->inline_result);
           break;
       }
       ++dispatched;
@@ -911,6 +1035,62 @@ class IocpBackend final : public Backend {
     }
   }
 
+  void PostRecvFrom(IocpOp* op) {
+    DatagramReg* reg = op->dgram;
+    memset(&op->ov, 0, sizeof(op->ov));
+    op->from_len = static_cast<int>(sizeof(sockaddr_storage));
+    ++reg->outstanding;
+    WSABUF buf{static_cast<ULONG>(reg->max_datagram), op->slot};
+    DWORD got = 0;
+    DWORD flags = 0;
+    const int rc = WSARecvFrom(static_cast<SOCKET>(reg->fd), &buf, 1, &got, &flags,
+                               reinterpret_cast<sockaddr*>(op->addresses), &op->from_len,
+                               &op->ov, nullptr);
+    Issued(op, rc, static_cast<long>(got), /*skips=*/true);
+  }
+
+  // A datagram receive or send completed with `result` (bytes or -errno).
+  void OnDatagramOpDone(IocpOp* op, long result) {
+    DatagramReg* reg = op->dgram;
+    --reg->outstanding;
+    if (op->kind == OpKind::kSendTo) {
+      --datagram_sends_;
+      if (result < 0 && !reg->dead && reg->sink != nullptr) {
+        reg->sink->OnDatagramSendFailed(static_cast<int>(-result));
+      }
+      FreeOp(op);
+      return;
+    }
+    if (reg->dead) {
+      FreeOp(op);
+      return;
+    }
+    // Longer than the buffer: Windows fills it and says WSAEMSGSIZE.
+    const bool truncated = result == -EMSGSIZE;
+    if (result >= 0 || truncated) {
+      const size_t n = truncated ? reg->max_datagram : static_cast<size_t>(result);
+      reg->sink->OnDatagram(std::string_view(op->slot, n),
+                            reinterpret_cast<const sockaddr*>(op->addresses),
+                            static_cast<socklen_t>(op->from_len), truncated);
+    } else if (result != -ECONNRESET && result != -ENETRESET && result != -EAGAIN &&
+               result != -ENOBUFS && result != -ECANCELED) {
+      // The socket itself failed: stop serving it, as io_uring does.
+      reg->dead = true;
+      DatagramSink* sink = reg->sink;
+      reg->sink = nullptr;
+      FreeOp(op);
+      sink->OnDatagramServingEnded(absl::InternalError(
+          absl::StrCat("iocp: WSARecvFrom failed: ", strerror(static_cast<int>(-result)))));
+      return;
+    }
+    // The sink may have stopped serving the socket meanwhile.
+    if (reg->dead) {
+      FreeOp(op);
+      return;
+    }
+    PostRecvFrom(op);
+  }
+
   void ReapAccepts() {
     accepts_.erase(std::remove_if(accepts_.begin(), accepts_.end(),
                                   [this](const std::unique_ptr<AcceptReg>& r) {
@@ -918,6 +1098,11 @@ class IocpBackend final : public Backend {
                                            !Deferred(r.get());
                                   }),
                    accepts_.end());
+    datagrams_.erase(std::remove_if(datagrams_.begin(), datagrams_.end(),
+                                    [](const std::unique_ptr<DatagramReg>& r) {
+                                      return r->dead && r->outstanding == 0;
+                                    }),
+                     datagrams_.end());
   }
 
   const HANDLE port_;
@@ -944,6 +1129,8 @@ class IocpBackend final : public Backend {
   std::vector<std::unique_ptr<AcceptReg>> accepts_;
   std::vector<IocpOp*> deferred_accepts_;
   std::vector<std::pair<Operation*, int>> injected_ops_;
+  std::vector<std::unique_ptr<DatagramReg>> datagrams_;
+  size_t datagram_sends_ = 0;  // WSASendTo calls out, all sockets
 };
 
 absl::StatusOr<std::unique_ptr<Backend>> NewIocpBackend(const BackendOptions& options) {
