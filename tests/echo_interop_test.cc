@@ -31,8 +31,9 @@ using testing::ServerProcess;
 // The wine launcher from this test's runfiles; an .exe that
 // tools/mingw/interop_test built (NETLOOP_WINDOWS_ECHO, NETLOOP_WINDOWS_HTTP).
 std::unique_ptr<ServerProcess> StartWindowsServer(const std::string& exe,
-                                                  const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> args{exe, "--address", "tcp://127.0.0.1:0", "--loops", "2"};
+                                                  const std::vector<std::string>& extra = {},
+                                                  const std::string& address = "tcp://127.0.0.1:0") {
+  std::vector<std::string> args{exe, "--address", address, "--loops", "2"};
   args.insert(args.end(), extra.begin(), extra.end());
   return std::make_unique<ServerProcess>("tools/mingw/wine_test_runner", std::move(args));
 }
@@ -205,6 +206,30 @@ TEST(EchoInteropTest, WindowsHttpServerUnderWineKeepsAliveAndPipelines) {
 TEST(EchoInteropTest, WindowsHttpFiberServerUnderWineKeepsAliveAndPipelines) {
   ExpectHttpServerUnderWine("NETLOOP_WINDOWS_HTTP_FIBER");
 }
+
+// The UDP echo example (//examples/udp_echo) built for Windows, callbacks and
+// fibers: datagrams up to 64 KiB come back whole and in order.
+void ExpectUdpEchoUnderWine(const std::vector<std::string>& extra) {
+  const char* exe = getenv("NETLOOP_WINDOWS_UDP_ECHO");
+  ASSERT_NE(exe, nullptr) << "run through tools/mingw/interop_test, which builds the .exe";
+  std::unique_ptr<ServerProcess> server = StartWindowsServer(exe, extra, "udp://127.0.0.1:0");
+  std::string uri;
+  for (int i = 0; i < 6 && uri.empty() && server->Running(); ++i) uri = server->uri();
+  ASSERT_EQ(uri.rfind("udp://", 0), 0u) << "the Windows UDP server did not start: " << uri;
+  SocketHandle fd = testing::UdpClient(testing::PortOf(uri));
+  ASSERT_TRUE(IsValidSocket(fd));
+  testing::SetClientReceiveBuffer(fd, 1 << 20);
+  for (size_t size : {size_t{1}, size_t{1200}, size_t{65507}}) {
+    const std::string msg = testing::Pattern(size, static_cast<uint32_t>(size));
+    ASSERT_EQ(testing::SendNow(fd, msg.data(), msg.size()), static_cast<long>(size));
+    EXPECT_TRUE(testing::ReceiveDatagram(fd) == msg) << size;
+  }
+  testing::CloseClient(fd);
+  EXPECT_TRUE(server->Running());
+}
+
+TEST(EchoInteropTest, WindowsUdpEchoUnderWine) { ExpectUdpEchoUnderWine({}); }
+TEST(EchoInteropTest, WindowsUdpFiberEchoUnderWine) { ExpectUdpEchoUnderWine({"--fiber"}); }
 
 }  // namespace
 }  // namespace netloop
