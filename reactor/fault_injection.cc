@@ -354,6 +354,12 @@ int SysAccept4(SocketHandle fd, sockaddr* addr, socklen_t* len, int flags) {
 
 #endif  // !_WIN32
 
+int FaultPostedAccept() {
+  Injector& inj = TheInjector();
+  if (inj.active() && FailsBeforeTheCall(inj.Decide(Op::kAccept, 0))) return errno;
+  return 0;
+}
+
 int SysConnect(SocketHandle fd, const sockaddr* addr, socklen_t len) {
   Injector& inj = TheInjector();
   if (inj.active() && FailsBeforeTheCall(inj.Decide(Op::kConnect, 0))) return -1;

@@ -1,19 +1,56 @@
 #include "tests/echo_exerciser.h"
 
 #include <errno.h>
+#if !defined(_WIN32)
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
 
+#include "reactor/socket_types.h"
 #include "tests/test_util.h"
 
 namespace netloop::testing {
 namespace {
+
+// The few socket calls that differ on Windows (WSAPoll, FIONBIO, and
+// WSAGetLastError instead of errno).
+#if defined(_WIN32)
+using PollFd = WSAPOLLFD;
+constexpr short kReadable = POLLRDNORM;
+constexpr short kWritable = POLLWRNORM;
+int PollAll(std::vector<PollFd>& fds, int ms) {
+  return WSAPoll(fds.data(), static_cast<ULONG>(fds.size()), ms);
+}
+bool Interrupted() { return false; }
+void SetNonBlocking(SocketHandle fd) {
+  u_long on = 1;
+  ioctlsocket(static_cast<SOCKET>(fd), FIONBIO, &on);
+}
+long SendSome(SocketHandle fd, const char* data, size_t n) {
+  return send(static_cast<SOCKET>(fd), data, static_cast<int>(n), 0);
+}
+long ReceiveSome(SocketHandle fd, char* buf, size_t n) {
+  return recv(static_cast<SOCKET>(fd), buf, static_cast<int>(n), 0);
+}
+// After a call that failed: whether it only would have blocked.
+bool WouldBlock() { return WSAGetLastError() == WSAEWOULDBLOCK; }
+#else
+using PollFd = pollfd;
+constexpr short kReadable = POLLIN;
+constexpr short kWritable = POLLOUT;
+int PollAll(std::vector<PollFd>& fds, int ms) { return poll(fds.data(), fds.size(), ms); }
+bool Interrupted() { return errno == EINTR; }
+void SetNonBlocking(SocketHandle fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+long SendSome(SocketHandle fd, const char* data, size_t n) {
+  return send(fd, data, n, MSG_NOSIGNAL);
+}
+long ReceiveSome(SocketHandle fd, char* buf, size_t n) { return recv(fd, buf, n, 0); }
+bool WouldBlock() { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR; }
+#endif
 
 // splitmix64, so a seed means the same plan everywhere.
 class Rng {
@@ -34,7 +71,7 @@ class Rng {
 };
 
 struct Client {
-  int fd = -1;
+  SocketHandle fd = kInvalidSocket;
   std::string data;
   size_t reset_at = SIZE_MAX;  // reset once this many bytes came back
   int pause_reads = 0;         // poll rounds left without reading
@@ -42,10 +79,14 @@ struct Client {
   EchoClientResult r;
 };
 
-uint16_t LocalPort(int fd) {
+uint16_t LocalPort(SocketHandle fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
+#if defined(_WIN32)
+  if (getsockname(static_cast<SOCKET>(fd), reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+#else
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
+#endif
   if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
 }
@@ -53,8 +94,8 @@ uint16_t LocalPort(int fd) {
 void Finish(Client& c, bool early) {
   c.r.closed_early = early;
   c.done = true;
-  if (c.fd >= 0) close(c.fd);
-  c.fd = -1;
+  if (c.fd != kInvalidSocket) CloseClient(c.fd);
+  c.fd = kInvalidSocket;
 }
 
 }  // namespace
@@ -75,7 +116,7 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
     c.r.to_send = c.data.size();
     if (plan.resets && rng.Next() % 4 == 0) c.reset_at = rng.Between(0, c.data.size());
     c.fd = Connect(plan.uri);
-    if (c.fd < 0) {
+    if (c.fd == kInvalidSocket) {
       c.r.error = "connect failed";
       Finish(c, true);
       continue;
@@ -85,11 +126,11 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
       Finish(c, false);
       continue;
     }
-    fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+    SetNonBlocking(c.fd);
   }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(plan.timeout_ms);
-  std::vector<pollfd> pfds;
+  std::vector<PollFd> pfds;
   std::vector<Client*> polled;
   char buf[65536];
   EchoRunResult out;
@@ -99,13 +140,16 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
     for (Client& c : clients) {
       if (c.done) continue;
       short events = 0;
-      if (c.r.sent < c.data.size()) events |= POLLOUT;
+      if (c.r.sent < c.data.size()) events |= kWritable;
       if (c.pause_reads > 0) {
         --c.pause_reads;
       } else {
-        events |= POLLIN;
+        events |= kReadable;
       }
-      pfds.push_back({c.fd, events, 0});
+      PollFd p{};
+      p.fd = c.fd;
+      p.events = events;
+      pfds.push_back(p);
       polled.push_back(&c);
     }
     if (pfds.empty()) break;
@@ -113,25 +157,25 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
       out.timed_out = true;
       break;
     }
-    if (poll(pfds.data(), pfds.size(), 100) < 0 && errno != EINTR) {
+    if (PollAll(pfds, 100) < 0 && !Interrupted()) {
       out.timed_out = true;  // cannot tell how the clients fared: a failure
       break;
     }
     for (size_t i = 0; i < pfds.size(); ++i) {
       Client& c = *polled[i];
       const short re = pfds[i].revents;
-      if ((re & POLLOUT) && c.r.sent < c.data.size()) {
+      if ((re & kWritable) && c.r.sent < c.data.size()) {
         size_t chunk = std::min(rng.Between(1, plan.max_chunk), c.data.size() - c.r.sent);
-        ssize_t n = send(c.fd, c.data.data() + c.r.sent, chunk, MSG_NOSIGNAL);
+        long n = SendSome(c.fd, c.data.data() + c.r.sent, chunk);
         if (n > 0) {
           c.r.sent += static_cast<size_t>(n);
-        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        } else if (n < 0 && !WouldBlock()) {
           Finish(c, true);
           continue;
         }
       }
-      if (re & (POLLIN | POLLHUP | POLLERR)) {
-        ssize_t n = recv(c.fd, buf, sizeof(buf), 0);
+      if (re & (kReadable | POLLHUP | POLLERR)) {
+        long n = ReceiveSome(c.fd, buf, sizeof(buf));
         if (n > 0) {
           size_t k = static_cast<size_t>(n);
           if (c.r.received + k > c.r.sent ||
@@ -147,21 +191,21 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
             c.pause_reads = static_cast<int>(rng.Between(1, 5));
           }
           if (c.r.received >= c.reset_at) {
-            linger l{1, 0};
-            setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+            ResetClient(c.fd);  // SO_LINGER 0: the server sees a reset
+            c.fd = kInvalidSocket;
             c.r.reset_by_us = true;
             Finish(c, false);
             continue;
           }
           if (c.r.received == c.data.size()) Finish(c, false);
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        } else if (n == 0 || !WouldBlock()) {
           Finish(c, true);
         }
       }
     }
   }
   for (Client& c : clients) {
-    if (c.fd >= 0) close(c.fd);
+    if (c.fd != kInvalidSocket) CloseClient(c.fd);
     out.clients.push_back(c.r);
   }
   return out;

@@ -947,6 +947,18 @@ class IocpBackend final : public Backend {
     memset(&op->ov, 0, sizeof(op->ov));
     op->kind = OpKind::kAccept;
     op->reg = reg;
+    if (const int fault = FaultPostedAccept(); fault != 0) {
+      // Injected (test builds), as if the call failed at once: a client's
+      // error is retried next round, exhaustion stops posting as a real one
+      // does. No connection is lost: none was taken.
+      if (PerClientAcceptError(-fault)) {
+        deferred_accepts_.push_back(op);
+      } else {
+        FreeOp(op);
+        StopPosting(reg, fault);
+      }
+      return;
+    }
     SOCKET s = WSASocketW(reg->family, SOCK_STREAM, reg->family == AF_UNIX ? 0 : IPPROTO_TCP,
                           nullptr, 0, WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (s == INVALID_SOCKET) {

@@ -103,6 +103,10 @@ int SysGetAddrInfo(const char* host, const char* service, const addrinfo* hints,
 // about to be submitted (n; fewer, a short send; or -errno).
 ssize_t FaultCompletedReceive(size_t n);
 ssize_t FaultSubmittedSend(size_t n);
+// An accept a completion backend is about to post (AcceptEx): 0, or the
+// errno it fails with at once (descriptor or memory exhaustion, an aborted
+// connection). Decided before the call, so no connection is lost to it.
+int FaultPostedAccept();
 // Whether this thread's last SysRead was shortened by the injector. A short
 // read from the kernel means the socket was drained (an edge-triggered
 // reader may wait for the next edge); a shortened one does not.
@@ -129,6 +133,7 @@ inline int SysGetAddrInfo(const char* host, const char* service, const addrinfo*
 }
 inline ssize_t FaultCompletedReceive(size_t n) { return static_cast<ssize_t>(n); }
 inline ssize_t FaultSubmittedSend(size_t n) { return static_cast<ssize_t>(n); }
+inline int FaultPostedAccept() { return 0; }
 inline bool LastReadWasShortened() { return false; }
 #endif
 

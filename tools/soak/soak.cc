@@ -1,6 +1,13 @@
 #include "tools/soak/soak.h"
 
+#if defined(_WIN32)
+#include "reactor/socket_types.h"  // windows.h, lean and without min/max
+#include <windows.h>
+#include <psapi.h>
+#undef Yield
+#else
 #include <unistd.h>
+#endif
 
 #include <cstdio>
 #include <fstream>
@@ -33,10 +40,17 @@ void FiberEcho(fiber::FiberConn& conn) {
 }
 
 int64_t RssBytes() {
+#if defined(_WIN32)
+  // The working set (wine takes it from Linux's RSS).
+  PROCESS_MEMORY_COUNTERS counters;
+  if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &counters, sizeof(counters))) return -1;
+  return static_cast<int64_t>(counters.WorkingSetSize);
+#else
   std::ifstream statm("/proc/self/statm");
   int64_t size = 0, resident = 0;
   statm >> size >> resident;
   return resident * sysconf(_SC_PAGESIZE);
+#endif
 }
 
 
