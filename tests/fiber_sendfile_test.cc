@@ -1,53 +1,41 @@
 // FiberConn::SendFile over real loopback sockets, on every backend: a file
 // between two writes arrives whole and in order, in plaintext and through
 // TLS; a peer that does not read is bounded by the write deadline.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 
 #include "fiberbridge/fiber_conn.h"
 #include "fiberbridge/server.h"
 #include "gtest/gtest.h"
-#include "reactor/tls.h"
 #include "tests/fiber_test_util.h"
 #include "tests/test_util.h"
+#if !defined(_WIN32)  // no mingw OpenSSL here: TLS is Linux-only
+#include "reactor/tls.h"
 #include "tests/tls_test_certs.h"
+#endif
 
 namespace netloop::fiber {
 namespace {
 
+using netloop::testing::CloseClient;
 using netloop::testing::Pattern;
+using netloop::testing::TempFile;
 using netloop::testing::WaitFor;
-
-// A file under the test's temporary directory holding `content`, open for
-// reading.
-int MakeFile(const std::string& name, const std::string& content) {
-  const std::string path = std::string(getenv("TEST_TMPDIR")) + "/" + name;
-  int w = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
-  size_t done = 0;
-  while (w >= 0 && done < content.size()) {
-    ssize_t n = write(w, content.data() + done, content.size() - done);
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  if (w >= 0) close(w);
-  return open(path.c_str(), O_RDONLY | O_CLOEXEC);
-}
 
 class FiberSendFileTest : public ::testing::Test {
  protected:
   // Starts a server whose handler reads the client's first bytes, then
   // writes "A", the file, "B", and returns (closing).
-  void StartServer(const std::shared_ptr<const tls::Context>& tls = nullptr) {
+  void StartServer(std::function<void(Options&)> configure = nullptr) {
     content_ = Pattern(24 << 20, 9);
-    file_ = MakeFile("served", content_);
-    ASSERT_GE(file_, 0);
+    file_ = std::make_unique<TempFile>(content_);
+    ASSERT_GE(file_->fd(), 0);
     Options o;
     o.loops = 1;
-    o.tls = tls;
+    if (configure) configure(o);
     ASSERT_TRUE(server_
                     .Start({"tcp://127.0.0.1:0"}, o,
                            [this](FiberConn& conn) {
@@ -55,7 +43,7 @@ class FiberSendFileTest : public ::testing::Test {
                              if (!conn.Read(buf).ok()) return;
                              absl::StatusOr<uint64_t> sent;
                              if (conn.WriteAll("A").ok()) {
-                               sent = conn.SendFile(file_, 0, content_.size());
+                               sent = conn.SendFile(file_->fd(), 0, content_.size());
                              }
                              if (sent.ok()) (void)conn.WriteAll("B");
                              std::lock_guard<std::mutex> lock(mu_);
@@ -65,14 +53,13 @@ class FiberSendFileTest : public ::testing::Test {
                     .ok());
   }
   void TearDown() override {
-    if (file_ < 0) return;  // no server started
+    if (file_ == nullptr) return;  // no server started
     server_.Stop(absl::Now() + absl::Seconds(5));
     EXPECT_TRUE(server_.Wait().ok());
-    close(file_);
   }
 
   std::string content_;
-  int file_ = -1;
+  std::unique_ptr<TempFile> file_;
   FiberServer server_;
   std::mutex mu_;
   absl::StatusOr<uint64_t> result_ = absl::UnknownError("not yet");
@@ -81,11 +68,11 @@ class FiberSendFileTest : public ::testing::Test {
 
 TEST_F(FiberSendFileTest, AFileBetweenTwoWritesArrivesWholeAndInOrder) {
   StartServer();
-  int fd = netloop::testing::Connect(server_.ListenAddresses()[0]);
-  ASSERT_GE(fd, 0);
+  SocketHandle fd = netloop::testing::Connect(server_.ListenAddresses()[0]);
+  ASSERT_NE(fd, kInvalidSocket);
   ASSERT_TRUE(netloop::testing::WriteAll(fd, "go"));
   std::optional<std::string> got = netloop::testing::ReadToEof(fd);
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(*got == "A" + content_ + "B") << got->size();
   std::lock_guard<std::mutex> lock(mu_);
@@ -93,6 +80,7 @@ TEST_F(FiberSendFileTest, AFileBetweenTwoWritesArrivesWholeAndInOrder) {
   EXPECT_EQ(*result_, content_.size());
 }
 
+#if !defined(_WIN32)
 TEST_F(FiberSendFileTest, AFileGoesThroughTls) {
   const auto& certs = netloop::testing::MakeTestCertificates();
   ASSERT_TRUE(certs.has_value());
@@ -103,7 +91,7 @@ TEST_F(FiberSendFileTest, AFileGoesThroughTls) {
   cc.ca_file = certs->ca;
   auto client_ctx = tls::Context::NewClient(cc);
   ASSERT_TRUE(server_ctx.ok() && client_ctx.ok());
-  StartServer(*server_ctx);
+  StartServer([&](Options& o) { o.tls = *server_ctx; });
   testing::Loops loops;
   ASSERT_TRUE(loops.status().ok());
   std::string got;
@@ -130,10 +118,12 @@ TEST_F(FiberSendFileTest, AFileGoesThroughTls) {
   EXPECT_TRUE(IsPeerClosed(end)) << end;
   EXPECT_EQ(end.message().find("without"), absl::string_view::npos) << end;  // close_notify
 }
+#endif  // !_WIN32
 
 TEST_F(FiberSendFileTest, APeerThatDoesNotReadIsBoundedByTheWriteDeadline) {
   const std::string content = Pattern(64 << 20, 10);  // beyond both socket buffers
-  const int file = MakeFile("unread", content);
+  TempFile unread(content);
+  const int file = unread.fd();
   ASSERT_GE(file, 0);
   Options o;
   o.loops = 1;
@@ -151,16 +141,15 @@ TEST_F(FiberSendFileTest, APeerThatDoesNotReadIsBoundedByTheWriteDeadline) {
                            done = true;
                          })
                   .ok());
-  int fd = netloop::testing::Connect(server.ListenAddresses()[0]);
-  ASSERT_GE(fd, 0);
+  SocketHandle fd = netloop::testing::Connect(server.ListenAddresses()[0]);
+  ASSERT_NE(fd, kInvalidSocket);
   ASSERT_TRUE(WaitFor([&] {
     std::lock_guard<std::mutex> lock(mu);
     return done;
   }));
-  close(fd);
+  CloseClient(fd);
   server.Stop(absl::Now() + absl::Seconds(5));
   EXPECT_TRUE(server.Wait().ok());
-  close(file);
   std::lock_guard<std::mutex> lock(mu);
   EXPECT_TRUE(absl::IsDeadlineExceeded(result.status())) << result.status();
 }

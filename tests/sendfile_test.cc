@@ -2,10 +2,6 @@
 // their place among writes, go whole however large, hold no memory while a
 // peer does not read, end the connection with DataLoss when shorter than
 // promised, travel through TLS, and drain before Close completes.
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -13,48 +9,23 @@
 
 #include "gtest/gtest.h"
 #include "reactor/netloop.h"
-#include "reactor/tls.h"
 #include "tests/test_util.h"
+#if !defined(_WIN32)  // no mingw OpenSSL here: TLS is Linux-only
+#include "reactor/tls.h"
 #include "tests/tls_test_certs.h"
+#endif
 
 namespace netloop {
 namespace {
 
+using testing::CloseClient;
 using testing::Connect;
 using testing::Pattern;
 using testing::ReadExactly;
 using testing::ReadToEof;
+using testing::TempFile;
 using testing::WaitFor;
 using testing::WriteAll;
-
-// A file under the test's temporary directory holding `content`.
-class TempFile {
- public:
-  explicit TempFile(const std::string& content) {
-    static std::atomic<int> n{0};
-    path_ = std::string(getenv("TEST_TMPDIR")) + "/file" + std::to_string(n.fetch_add(1));
-    int fd = open(path_.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
-    if (fd >= 0) {
-      size_t done = 0;
-      while (done < content.size()) {
-        ssize_t w = write(fd, content.data() + done, content.size() - done);
-        if (w <= 0) break;
-        done += static_cast<size_t>(w);
-      }
-      close(fd);
-    }
-    fd_ = open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  }
-  ~TempFile() {
-    if (fd_ >= 0) close(fd_);
-    unlink(path_.c_str());
-  }
-  int fd() const { return fd_; }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
 
 // On the first bytes from a client, runs `plan` with the connection.
 class PlanHandler : public EventHandler {
@@ -119,10 +90,10 @@ TEST_F(SendFileTest, FilesKeepTheirPlaceAmongWrites) {
     c.Close();
   };
   Start();
-  int fd = Connect(uri_);
+  SocketHandle fd = Connect(uri_);
   ASSERT_TRUE(WriteAll(fd, "go"));
   std::optional<std::string> got = ReadToEof(fd);
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(got.has_value());
   const std::string want = "A" + one + "B" + two.substr(1000, 5000) + "CD";
   EXPECT_TRUE(*got == want) << "got " << got->size() << " bytes of " << want.size();
@@ -149,10 +120,10 @@ TEST_F(SendFileTest, FilesKeepTheirPlaceWithEdgeTriggeredEpoll) {
   Options o;
   o.edge_triggered = true;
   Start(o);
-  int fd = Connect(uri_);
+  SocketHandle fd = Connect(uri_);
   ASSERT_TRUE(WriteAll(fd, "go"));
   std::optional<std::string> got = ReadToEof(fd);
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(got.has_value());
   const std::string want = "A" + one + "B" + two.substr(1000, 5000) + "CD";
   EXPECT_TRUE(*got == want) << "got " << got->size() << " bytes of " << want.size();
@@ -171,12 +142,12 @@ TEST_F(SendFileTest, AReaderThatStopsHoldsTheFileOutOfMemory) {
     EXPECT_GE(c.OutboundBuffered(), size / 2);
   };
   Start();
-  int fd = Connect(uri_);
+  SocketHandle fd = Connect(uri_);
   ASSERT_TRUE(WriteAll(fd, "go"));
   ASSERT_TRUE(WaitFor([&] { return handler_.paused_.load() > 0; }));
   EXPECT_LE(engine_.stats().buffered_bytes, 256u * 1024) << "file bytes held in memory";
   std::optional<std::string> got = ReadExactly(fd, content.size());
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(*got == content);
 }
@@ -188,10 +159,10 @@ TEST_F(SendFileTest, AFileShorterThanPromisedEndsWithDataLoss) {
     EXPECT_TRUE(c.SendFile(fd, 0, size + 5000).ok());
   };
   Start();
-  int fd = Connect(uri_);
+  SocketHandle fd = Connect(uri_);
   ASSERT_TRUE(WriteAll(fd, "go"));
   std::optional<std::string> got = ReadToEof(fd);
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(*got, content);  // all there was, then the close
   ASSERT_TRUE(WaitFor([&] {
@@ -210,15 +181,16 @@ TEST_F(SendFileTest, CloseDrainsTheFileFirst) {
     EXPECT_FALSE(c.Write("late").ok());  // closing: nothing new
   };
   Start();
-  int fd = Connect(uri_);
+  SocketHandle fd = Connect(uri_);
   ASSERT_TRUE(WriteAll(fd, "go"));
   std::optional<std::string> got = ReadToEof(fd);
-  close(fd);
+  CloseClient(fd);
   ASSERT_TRUE(got.has_value());
   EXPECT_TRUE(*got == content) << got->size();
 }
 
 // TLS: the file is read and encrypted a chunk at a time.
+#if !defined(_WIN32)
 class TlsFileClient : public EventHandler {
  public:
   Action OnOpen(Conn& conn) override {
@@ -296,6 +268,7 @@ TEST(SendFileTlsTest, AFileGoesThroughTls) { FileThroughTls(false); }
 // Edge-triggered (epoll): each sealed chunk sits in the ring when no new
 // edge comes; it must go on in the same event.
 TEST(SendFileTlsTest, AFileGoesThroughTlsWithEdgeTriggeredEpoll) { FileThroughTls(true); }
+#endif  // !_WIN32
 
 }  // namespace
 }  // namespace netloop

@@ -1,10 +1,13 @@
 #include "tests/test_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <io.h>
+#else
 #include <dirent.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -14,6 +17,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 
 #include "reactor/address.h"
 #include "reactor/options.h"
@@ -324,6 +328,36 @@ CommandResult RunCommand(const std::string& command) {
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 #endif
   return result;
+}
+
+TempFile::TempFile(const std::string& content) {
+  static std::atomic<int> n{0};
+  const char* dir = getenv("TEST_TMPDIR");
+  path_ = std::string(dir != nullptr ? dir : ".") + "/netloop_file" + std::to_string(n.fetch_add(1));
+#ifdef _WIN32
+  // Binary: the C runtime's text mode would turn every \n into \r\n.
+  const int write_flags = O_CREAT | O_WRONLY | O_TRUNC | O_BINARY;
+  const int read_flags = O_RDONLY | O_BINARY | O_NOINHERIT;
+#else
+  const int write_flags = O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC;
+  const int read_flags = O_RDONLY | O_CLOEXEC;
+#endif
+  const int w = open(path_.c_str(), write_flags, 0644);
+  if (w < 0) return;
+  size_t done = 0;
+  while (done < content.size()) {
+    const size_t chunk = std::min<size_t>(content.size() - done, 1 << 20);
+    const long wrote = write(w, content.data() + done, static_cast<unsigned>(chunk));
+    if (wrote <= 0) break;
+    done += static_cast<size_t>(wrote);
+  }
+  close(w);
+  if (done == content.size()) fd_ = open(path_.c_str(), read_flags);
+}
+
+TempFile::~TempFile() {
+  if (fd_ >= 0) close(fd_);
+  unlink(path_.c_str());
 }
 
 }  // namespace netloop::testing

@@ -50,6 +50,22 @@ std::optional<std::string> ReadExactly(SocketHandle fd, size_t n);
 std::optional<std::string> ReadToEof(SocketHandle fd, size_t max = 1 << 26);
 // Deterministic pseudo-random bytes.
 std::string Pattern(size_t n, uint32_t seed);
+
+// A file under the test's temporary directory (TEST_TMPDIR) holding
+// `content`, open for reading (binary on Windows), removed when destroyed.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& content);
+  ~TempFile();
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  // The open file, or -1 when it could not be made.
+  int fd() const { return fd_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new limit
 // (Windows has no such limit: a large number).
 long RaiseFdLimit();
