@@ -6,6 +6,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "reactor/internal/errno_text.h"
 
 namespace netloop {
 namespace {
@@ -46,6 +47,10 @@ const char* SocketErrnoText(int err) {
 }
 #endif
 
+}  // namespace
+
+namespace internal {
+
 std::string ErrnoText(int err) {
   char buf[128];
 #ifdef _WIN32
@@ -60,7 +65,9 @@ std::string ErrnoText(int err) {
   return absl::StrCat(text, " (errno ", err, ")");
 }
 
-}  // namespace
+}  // namespace internal
+
+using internal::ErrnoText;
 
 absl::Status PeerClosedError() {
   return WithReason(absl::UnavailableError("connection closed by peer (EOF)"),

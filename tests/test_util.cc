@@ -330,6 +330,21 @@ CommandResult RunCommand(const std::string& command) {
   return result;
 }
 
+std::string ShortTempPath(const std::string& name) {
+#ifdef _WIN32
+  char dir[MAX_PATH + 1] = {};
+  const DWORD n = GetTempPathA(sizeof(dir), dir);  // ends with a backslash
+  std::string path = std::string(dir, n) + "netloop_" +
+                     std::to_string(GetCurrentProcessId()) + "_" + name;
+#else
+  std::string path = "/tmp/netloop_" + std::to_string(getpid()) + "_" + name;
+#endif
+  RemoveFile(path);
+  return path;
+}
+
+void RemoveFile(const std::string& path) { unlink(path.c_str()); }
+
 TempFile::TempFile(const std::string& content) {
   static std::atomic<int> n{0};
   const char* dir = getenv("TEST_TMPDIR");

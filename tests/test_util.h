@@ -51,6 +51,13 @@ std::optional<std::string> ReadToEof(SocketHandle fd, size_t max = 1 << 26);
 // Deterministic pseudo-random bytes.
 std::string Pattern(size_t n, uint32_t seed);
 
+// A path for a unix socket named `name`, short enough for sun_path (108
+// bytes) and unique to this process, in the system's temporary directory;
+// nothing is there yet.
+std::string ShortTempPath(const std::string& name);
+// Removes a file, if there is one.
+void RemoveFile(const std::string& path);
+
 // A file under the test's temporary directory (TEST_TMPDIR) holding
 // `content`, open for reading (binary on Windows), removed when destroyed.
 class TempFile {

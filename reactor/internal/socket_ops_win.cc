@@ -22,6 +22,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "reactor/internal/errno_text.h"
 #include "reactor/internal/platform.h"
 #include "reactor/internal/sys_io.h"
 #include "reactor/logging.h"
@@ -36,13 +37,13 @@ using internal::LastSocketError;
 absl::Status ErrnoStatus(std::string_view what, int err) {
   return absl::Status(absl::ErrnoToStatusCode(err),
                       absl::StrCat(absl::string_view(what.data(), what.size()), ": ",
-                                   strerror(err)));
+                                   internal::ErrnoText(err)));
 }
 
 void SetIntOpt(SocketHandle fd, int level, int name, int value, const char* label) {
   if (setsockopt(static_cast<SOCKET>(fd), level, name, reinterpret_cast<const char*>(&value),
                  sizeof(value)) != 0) {
-    NETLOOP_LOG(kWarning) << "setsockopt(" << label << "): " << strerror(LastSocketError());
+    NETLOOP_LOG(kWarning) << "setsockopt(" << label << "): " << internal::ErrnoText(LastSocketError());
   }
 }
 
@@ -51,7 +52,14 @@ absl::StatusOr<SocketHandle> NewSocket(int family, int type, int protocol) {
   EnsureWinsock();
   SOCKET s = WSASocketW(family, type, protocol, nullptr, 0,
                         WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
-  if (s == INVALID_SOCKET) return ErrnoStatus("socket", LastSocketError());
+  if (s == INVALID_SOCKET) {
+    const int err = LastSocketError();
+    if (family == AF_UNIX && (err == EAFNOSUPPORT || err == EPROTONOSUPPORT)) {
+      return absl::UnimplementedError(
+          "unix sockets are not available on this system (no AF_UNIX provider)");
+    }
+    return ErrnoStatus("socket", err);
+  }
   u_long non_blocking = 1;
   if (ioctlsocket(s, FIONBIO, &non_blocking) != 0) {
     const int err = LastSocketError();
@@ -108,7 +116,7 @@ absl::StatusOr<SocketHandle> Listen(const NetAddress& addr, bool reuse_addr, boo
     const int err = LastSocketError();
     CloseSocket(*fd);
     return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrCat("bind ", sa.ToUri(), ": ", strerror(err)));
+                        absl::StrCat("bind ", sa.ToUri(), ": ", internal::ErrnoText(err)));
   }
   if (listen(static_cast<SOCKET>(*fd), backlog) != 0) {
     const int err = LastSocketError();
@@ -138,7 +146,7 @@ absl::StatusOr<SocketHandle> BindDatagram(const NetAddress& addr, bool reuse_por
     const int err = LastSocketError();
     CloseSocket(*fd);
     return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrCat("bind udp ", sa.ToString(), ": ", strerror(err)));
+                        absl::StrCat("bind udp ", sa.ToString(), ": ", internal::ErrnoText(err)));
   }
   return fd;
 }
@@ -182,7 +190,7 @@ absl::StatusOr<SocketHandle> StartConnect(const SocketAddress& addr, bool* in_pr
     const int err = LastSocketError();
     CloseSocket(*fd);
     return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrCat("connect ", addr.ToUri(), ": bind: ", strerror(err)));
+                        absl::StrCat("connect ", addr.ToUri(), ": bind: ", internal::ErrnoText(err)));
   }
   *in_progress = true;
   return fd;
@@ -201,7 +209,7 @@ void ApplySocketTuning(SocketHandle fd, int family, const SocketTuning& t) {
     if (WSAIoctl(static_cast<SOCKET>(fd), SIO_KEEPALIVE_VALS, &ka, sizeof(ka), nullptr, 0,
                  &unused, nullptr, nullptr) != 0) {
       NETLOOP_LOG(kWarning) << "WSAIoctl(SIO_KEEPALIVE_VALS): "
-                            << strerror(LastSocketError());
+                            << internal::ErrnoText(LastSocketError());
     }
   }
   if (t.send_buffer_bytes > 0) {
