@@ -10,6 +10,9 @@
 //   buffer and parks until it completes; Write submits a send of the caller's
 //   bytes. A deadline or Close cancels the operation, and the call returns
 //   only once the kernel is done with the buffer.
+// - IOCP (Windows): as io_uring, each Read and Write one overlapped call
+//   (WSARecv into the caller's buffer, WSASend), cancelled with CancelIoEx.
+//   A socket is bound to its loop's completion port for life.
 //
 // Thread rules: use a FiberConn from fibers of the loop that owns it (the one
 // it was opened on). One reader and one writer may be parked at the same time
@@ -136,6 +139,8 @@ class FiberConn {
   // parks or yields (any blocking call), so consume it, or pass it straight
   // to Write/WriteAll (which keep their own copy of bytes they must wait to
   // send). On io_uring, Read into a buffer of your own is the zero-copy way.
+  // On IOCP a zero-byte receive waits for bytes, which are then read into
+  // the shared buffer: zero-copy, as on epoll.
   absl::StatusOr<std::string_view> ReadView();
   // Reads exactly buf.size() bytes (io.ReadFull).
   absl::Status ReadFull(std::span<char> buf);

@@ -9,9 +9,11 @@
 //   }
 //
 // Thread rules as FiberConn: fibers of the loop it was opened on; one
-// reader and one writer may be parked at once. Both backends serve it
+// reader and one writer may be parked at once. epoll and io_uring serve it
 // through readiness, a recvmsg per ReadFrom as Go's ReadFrom makes (the
-// callback model's UDP is the one io_uring receives for itself).
+// callback model's UDP is the one io_uring receives for itself); IOCP, which
+// has no readiness, runs each ReadFrom and WriteTo as one overlapped
+// WSARecvFrom or WSASendTo.
 #ifndef NETLOOP_FIBERBRIDGE_PACKET_CONN_H_
 #define NETLOOP_FIBERBRIDGE_PACKET_CONN_H_
 
