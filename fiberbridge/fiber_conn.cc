@@ -403,20 +403,24 @@ absl::StatusOr<size_t> FiberConn::WriteSocket(std::string_view data) {
   const char* shared_end = shared_begin + c.sched_->loop().read_buffer_size();
   bool copied = false;
   if (c.backend_ != nullptr) {
-    // A send in flight reads the bytes until it completes, while other
-    // fibers run: bytes in the loop's shared read buffer (a ReadView) would
-    // be overwritten meanwhile. They go out with a plain non-blocking send
-    // first, and what the socket does not take is copied before submitting.
+    // A plain non-blocking send first, as Go's Write makes: when the socket
+    // takes it all (a reply, nearly always), the fiber goes on at once
+    // instead of parking until a submitted send's completion comes back
+    // (a park, a loop round and a resume per message saved). What the
+    // socket does not take is submitted; bytes in the loop's shared read
+    // buffer (a ReadView) are copied first, since other fibers' reads
+    // overwrite that buffer while the send is in flight.
+    if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
+    ssize_t n;
+    do {
+      n = netloop::internal::SysSend(
+          c.fd_, data.data(), data.size(),
+          netloop::internal::kSendNoSignal | netloop::internal::kSendDontWait);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
+    if (n > 0) data.remove_prefix(static_cast<size_t>(n));
+    if (data.empty()) return total;
     if (data.data() >= shared_begin && data.data() < shared_end) {
-      if (absl::Status st = c.Check(c.write_); !st.ok()) return st;
-      ssize_t n;
-      do {
-        n = netloop::internal::SysSend(c.fd_, data.data(), data.size(),
-                                       netloop::internal::kSendNoSignal | netloop::internal::kSendDontWait);
-      } while (n < 0 && errno == EINTR);
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
-      if (n > 0) data.remove_prefix(static_cast<size_t>(n));
-      if (data.empty()) return total;
       c.pending_ = std::make_unique<std::string>(data);
       data = *c.pending_;
     }

@@ -227,6 +227,11 @@ class IoUringBackend final : public Backend {
       return;
     }
     ring_ok_ = true;
+    // The ring's fd registered with this (the loop) thread: each
+    // io_uring_enter then names it by index, skipping the kernel's fd table
+    // lookup and the file reference it takes and drops (an atomic pair when
+    // the process has several threads). Optional: without it, plain fds.
+    (void)io_uring_register_ring_fd(&ring_);
     for (const io_uring_sqe& staged : staged_) *Sqe() = staged;
     staged_.clear();
     staged_.shrink_to_fit();
