@@ -1,11 +1,5 @@
 #include "tests/echo_exerciser.h"
 
-#include <errno.h>
-#if !defined(_WIN32)
-#include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
-#endif
 
 #include <algorithm>
 #include <chrono>
@@ -15,42 +9,6 @@
 
 namespace netloop::testing {
 namespace {
-
-// The few socket calls that differ on Windows (WSAPoll, FIONBIO, and
-// WSAGetLastError instead of errno).
-#if defined(_WIN32)
-using PollFd = WSAPOLLFD;
-constexpr short kReadable = POLLRDNORM;
-constexpr short kWritable = POLLWRNORM;
-int PollAll(std::vector<PollFd>& fds, int ms) {
-  return WSAPoll(fds.data(), static_cast<ULONG>(fds.size()), ms);
-}
-bool Interrupted() { return false; }
-void SetNonBlocking(SocketHandle fd) {
-  u_long on = 1;
-  ioctlsocket(static_cast<SOCKET>(fd), FIONBIO, &on);
-}
-long SendSome(SocketHandle fd, const char* data, size_t n) {
-  return send(static_cast<SOCKET>(fd), data, static_cast<int>(n), 0);
-}
-long ReceiveSome(SocketHandle fd, char* buf, size_t n) {
-  return recv(static_cast<SOCKET>(fd), buf, static_cast<int>(n), 0);
-}
-// After a call that failed: whether it only would have blocked.
-bool WouldBlock() { return WSAGetLastError() == WSAEWOULDBLOCK; }
-#else
-using PollFd = pollfd;
-constexpr short kReadable = POLLIN;
-constexpr short kWritable = POLLOUT;
-int PollAll(std::vector<PollFd>& fds, int ms) { return poll(fds.data(), fds.size(), ms); }
-bool Interrupted() { return errno == EINTR; }
-void SetNonBlocking(SocketHandle fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
-long SendSome(SocketHandle fd, const char* data, size_t n) {
-  return send(fd, data, n, MSG_NOSIGNAL);
-}
-long ReceiveSome(SocketHandle fd, char* buf, size_t n) { return recv(fd, buf, n, 0); }
-bool WouldBlock() { return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR; }
-#endif
 
 // splitmix64, so a seed means the same plan everywhere.
 class Rng {
@@ -126,11 +84,11 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
       Finish(c, false);
       continue;
     }
-    SetNonBlocking(c.fd);
+    SetClientNonBlocking(c.fd, true);
   }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(plan.timeout_ms);
-  std::vector<PollFd> pfds;
+  std::vector<ClientPoll> pfds;
   std::vector<Client*> polled;
   char buf[65536];
   EchoRunResult out;
@@ -139,16 +97,14 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
     polled.clear();
     for (Client& c : clients) {
       if (c.done) continue;
-      short events = 0;
-      if (c.r.sent < c.data.size()) events |= kWritable;
+      ClientPoll p;
+      p.fd = c.fd;
+      p.want_write = c.r.sent < c.data.size();
       if (c.pause_reads > 0) {
         --c.pause_reads;
       } else {
-        events |= kReadable;
+        p.want_read = true;
       }
-      PollFd p{};
-      p.fd = c.fd;
-      p.events = events;
       pfds.push_back(p);
       polled.push_back(&c);
     }
@@ -157,24 +113,23 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
       out.timed_out = true;
       break;
     }
-    if (PollAll(pfds, 100) < 0 && !Interrupted()) {
+    if (PollClients(pfds, 100) < 0 && !LastCallWouldBlock()) {
       out.timed_out = true;  // cannot tell how the clients fared: a failure
       break;
     }
     for (size_t i = 0; i < pfds.size(); ++i) {
       Client& c = *polled[i];
-      const short re = pfds[i].revents;
-      if ((re & kWritable) && c.r.sent < c.data.size()) {
+      if (pfds[i].writable && c.r.sent < c.data.size()) {
         size_t chunk = std::min(rng.Between(1, plan.max_chunk), c.data.size() - c.r.sent);
         long n = SendSome(c.fd, c.data.data() + c.r.sent, chunk);
         if (n > 0) {
           c.r.sent += static_cast<size_t>(n);
-        } else if (n < 0 && !WouldBlock()) {
+        } else if (n < 0 && !LastCallWouldBlock()) {
           Finish(c, true);
           continue;
         }
       }
-      if (re & (kReadable | POLLHUP | POLLERR)) {
+      if (pfds[i].readable) {
         long n = ReceiveSome(c.fd, buf, sizeof(buf));
         if (n > 0) {
           size_t k = static_cast<size_t>(n);
@@ -198,7 +153,7 @@ EchoRunResult RunEchoClients(const EchoPlan& plan) {
             continue;
           }
           if (c.r.received == c.data.size()) Finish(c, false);
-        } else if (n == 0 || !WouldBlock()) {
+        } else if (n == 0 || !LastCallWouldBlock()) {
           Finish(c, true);
         }
       }

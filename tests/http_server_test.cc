@@ -3,36 +3,34 @@
 // ambiguous framing and header bombs; the request-head deadline (slowloris);
 // memory under a pipelining flood from a client that does not read, and a
 // handler parked writing to such a client.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
+#include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/server_process.h"
 #include "tests/test_util.h"
 
 namespace netloop {
 namespace {
 
+using testing::ClientPoll;
+using testing::CloseClient;
 using testing::Connect;
-using testing::PortOf;
+using testing::LastCallWouldBlock;
+using testing::PollClients;
 using testing::ReadExactly;
 using testing::ReadToEof;
+using testing::ReceiveSome;
+using testing::SendSome;
+using testing::ServerProcess;
+using testing::SetClientNonBlocking;
 using testing::WriteAll;
 
 // Starts a server binary from the runfiles with an ephemeral port, two loops
@@ -40,55 +38,30 @@ using testing::WriteAll;
 class ServerBinary {
  public:
   explicit ServerBinary(const std::string& rel,
-                        std::vector<std::string> flags = {"--idle-timeout", "1"}) {
-    std::string path = std::string(getenv("TEST_SRCDIR")) + "/netloop/" + rel;
-    std::vector<std::string> args = {path, "--address", "tcp://127.0.0.1:0"};
+                        std::vector<std::string> flags = {"--idle-timeout", "1"})
+      : process_(rel, Args(std::move(flags))) {}
+  const std::string& uri() { return process_.uri(); }
+  ServerProcess& process() { return process_; }
+
+ private:
+  static std::vector<std::string> Args(std::vector<std::string> flags) {
+    std::vector<std::string> args = {"--address", "tcp://127.0.0.1:0"};
     if (std::find(flags.begin(), flags.end(), "--loops") == flags.end()) {
       args.insert(args.end(), {"--loops", "2"});
     }
     args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out[2];
-    pipe(out);
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(out[1], 1);
-      execv(path.c_str(), argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    FILE* f = fdopen(out[0], "r");
-    char line[256] = {0};
-    if (fgets(line, sizeof(line), f) != nullptr) {
-      std::string l(line);
-      uri_ = l.substr(l.find("tcp://"));
-      uri_.erase(uri_.find_last_not_of("\n") + 1);
-    }
+    return args;
   }
-  ~ServerBinary() {
-    kill(pid_, SIGTERM);
-    int status;
-    waitpid(pid_, &status, 0);
-    exit_ok_ = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  }
-  const std::string& uri() const { return uri_; }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_;
-  std::string uri_;
-  bool exit_ok_ = false;
+  ServerProcess process_;
 };
 
 // Reads until `n` complete responses ("Hello, World!" bodies) arrived.
-std::string ReadResponses(int fd, int n) {
+std::string ReadResponses(SocketHandle fd, int n) {
   std::string got;
   char buf[65536];
   int seen = 0;
   while (seen < n) {
-    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    long r = ReceiveSome(fd, buf, sizeof(buf));
     if (r <= 0) break;
     got.append(buf, static_cast<size_t>(r));
     seen = 0;
@@ -102,8 +75,8 @@ class HttpServerTest : public ::testing::TestWithParam<const char*> {};
 TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
   ServerBinary server(GetParam());
   ASSERT_FALSE(server.uri().empty());
-  int fd = Connect(server.uri());
-  ASSERT_GE(fd, 0);
+  SocketHandle fd = Connect(server.uri());
+  ASSERT_NE(fd, kInvalidSocket);
   // Keep-alive: three requests, one at a time, same connection.
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(WriteAll(fd, "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"));
@@ -116,13 +89,13 @@ TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
   std::string batch;
   for (int i = 0; i < 16; ++i) batch += "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_TRUE(WriteAll(fd, batch.substr(0, 100)));
-  usleep(2000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));  // two reads, likely
   ASSERT_TRUE(WriteAll(fd, batch.substr(100)));
   std::string r = ReadResponses(fd, 16);
   int oks = 0;
   for (size_t p = 0; (p = r.find("Hello, World!", p)) != std::string::npos; ++p) ++oks;
   EXPECT_EQ(oks, 16);
-  close(fd);
+  CloseClient(fd);
 
   // Malformed: 400 and close.
   fd = Connect(server.uri());
@@ -130,7 +103,7 @@ TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
   auto bad = ReadToEof(fd);
   ASSERT_TRUE(bad.has_value());
   EXPECT_EQ(bad->find("HTTP/1.1 400"), 0u) << *bad;
-  close(fd);
+  CloseClient(fd);
 
   // Too large a header section: 431 and close.
   fd = Connect(server.uri());
@@ -139,7 +112,7 @@ TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
   auto big = ReadToEof(fd);
   ASSERT_TRUE(big.has_value());
   EXPECT_EQ(big->find("HTTP/1.1 431"), 0u);
-  close(fd);
+  CloseClient(fd);
 
   // Idle timeout (1 s here): a silent client is closed.
   fd = Connect(server.uri());
@@ -148,21 +121,10 @@ TEST_P(HttpServerTest, KeepAlivePipeliningAndErrors) {
   ASSERT_TRUE(idle.has_value());
   EXPECT_TRUE(idle->empty());
   EXPECT_LT(absl::Now() - start, absl::Seconds(8));
-  close(fd);
+  CloseClient(fd);
 }
 
 // ---------------------------------------------------------------- helpers
-
-// The value in kB of `field` ("VmRSS", "VmHWM") in /proc/<pid>/status; -1 if
-// it cannot be read.
-long ProcStatusKb(pid_t pid, const std::string& field) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
-}
 
 struct Received {
   std::string bytes;
@@ -174,39 +136,41 @@ struct Received {
 // requests a server may answer before reading them whole: a blocking write of
 // a 1 MiB header could wait forever on a server that stopped reading. A reset
 // after the response counts as closed (closing with unread input sends RST).
-Received SendAndReadUntilClosed(int fd, std::string_view data,
+Received SendAndReadUntilClosed(SocketHandle fd, std::string_view data,
                                 absl::Duration limit = absl::Seconds(10)) {
   Received got;
-  const int flags = fcntl(fd, F_GETFL);
-  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  SetClientNonBlocking(fd, true);
   const absl::Time deadline = absl::Now() + limit;
   size_t sent = 0;
   char buf[65536];
   for (int rounds = 0; rounds < 100000 && absl::Now() < deadline; ++rounds) {
-    pollfd p{fd, static_cast<short>(POLLIN | (sent < data.size() ? POLLOUT : 0)), 0};
+    std::vector<ClientPoll> p(1);
+    p[0].fd = fd;
+    p[0].want_read = true;
+    p[0].want_write = sent < data.size();
     const int ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now())) + 1;
-    if (poll(&p, 1, ms) <= 0) continue;
-    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (PollClients(p, ms) <= 0) continue;
+    if (p[0].readable) {
+      long n = ReceiveSome(fd, buf, sizeof(buf));
       if (n > 0) {
         got.bytes.append(buf, static_cast<size_t>(n));
         continue;
       }
-      if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      if (n == 0 || !LastCallWouldBlock()) {
         got.closed = true;
         break;
       }
     }
-    if ((p.revents & POLLOUT) && sent < data.size()) {
-      ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (p[0].writable && sent < data.size()) {
+      long n = SendSome(fd, data.data() + sent, data.size() - sent);
       if (n > 0) {
         sent += static_cast<size_t>(n);
-      } else if (errno != EAGAIN && errno != EINTR) {
+      } else if (!LastCallWouldBlock()) {
         sent = data.size();  // the server is gone; read what it said
       }
     }
   }
-  fcntl(fd, F_SETFL, flags);
+  SetClientNonBlocking(fd, false);
   return got;
 }
 
@@ -220,23 +184,8 @@ size_t CountOccurrences(std::string_view haystack, std::string_view needle) {
 
 // Connects with a small receive buffer, so a client that does not read fills
 // up quickly and the server's own buffering is what is measured.
-int ConnectSmallReceiveBuffer(const std::string& uri) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  int size = 4096;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(PortOf(uri));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
+SocketHandle ConnectSmallReceiveBuffer(const std::string& uri) {
+  return testing::ConnectWithReceiveBuffer(uri, 4096);
 }
 
 // Sends pipelined copies of `request` on every fd without ever reading, until
@@ -244,17 +193,13 @@ int ConnectSmallReceiveBuffer(const std::string& uri) {
 // `quiet_ms`). Returns the bytes sent on each (whole requests, then possibly
 // part of one), or an empty vector if a connection failed or the bounds ran
 // out first: a server that keeps reading is buffering without bound.
-std::vector<size_t> FloodUntilStalled(const std::vector<int>& fds, std::string_view request,
-                                      size_t max_bytes_each, absl::Duration max_time,
-                                      int quiet_ms = 1000) {
+std::vector<size_t> FloodUntilStalled(const std::vector<SocketHandle>& fds,
+                                      std::string_view request, size_t max_bytes_each,
+                                      absl::Duration max_time, int quiet_ms = 1000) {
   std::string chunk;
   while (chunk.size() < 64 * 1024) chunk.append(request);
   std::vector<size_t> sent(fds.size(), 0);
-  std::vector<int> flags;
-  for (int fd : fds) {
-    flags.push_back(fcntl(fd, F_GETFL));
-    fcntl(fd, F_SETFL, flags.back() | O_NONBLOCK);
-  }
+  for (SocketHandle fd : fds) SetClientNonBlocking(fd, true);
   const absl::Time deadline = absl::Now() + max_time;
   bool stalled = false;
   bool failed = false;
@@ -262,29 +207,32 @@ std::vector<size_t> FloodUntilStalled(const std::vector<int>& fds, std::string_v
     for (size_t i = 0; i < fds.size() && !failed; ++i) {
       for (int k = 0; k < 1000; ++k) {
         const size_t offset = sent[i] % chunk.size();
-        ssize_t n = send(fds[i], chunk.data() + offset, chunk.size() - offset, MSG_NOSIGNAL);
+        long n = SendSome(fds[i], chunk.data() + offset, chunk.size() - offset);
         if (n <= 0) {
-          failed = n < 0 && errno != EAGAIN && errno != EINTR;
+          failed = n < 0 && !LastCallWouldBlock();
           break;
         }
         sent[i] += static_cast<size_t>(n);
       }
       failed |= sent[i] > max_bytes_each;
     }
-    std::vector<pollfd> polls;
-    for (int fd : fds) polls.push_back(pollfd{fd, POLLOUT, 0});
-    const int ready = poll(polls.data(), polls.size(), quiet_ms);
+    std::vector<ClientPoll> polls(fds.size());
+    for (size_t i = 0; i < fds.size(); ++i) {
+      polls[i].fd = fds[i];
+      polls[i].want_write = true;
+    }
+    const int ready = PollClients(polls, quiet_ms);
     if (ready == 0) stalled = true;
-    for (const pollfd& p : polls) failed |= (p.revents & (POLLERR | POLLHUP)) != 0;
+    for (const ClientPoll& p : polls) failed |= p.failed;
   }
-  for (size_t i = 0; i < fds.size(); ++i) fcntl(fds[i], F_SETFL, flags[i]);
+  for (SocketHandle fd : fds) SetClientNonBlocking(fd, false);
   if (!stalled || failed) return {};
   return sent;
 }
 
 // Reads `n` responses of `size` bytes each and counts those that are a
 // whole plaintext 200 (responses are fixed-size: the Date value is too).
-size_t ReadPlaintextResponses(int fd, size_t n, size_t size) {
+size_t ReadPlaintextResponses(SocketHandle fd, size_t n, size_t size) {
   std::optional<std::string> got = ReadExactly(fd, n * size);
   if (!got) return 0;
   size_t good = 0;
@@ -322,8 +270,8 @@ constexpr bool kSanitized = false;
 TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
   ServerBinary server(GetParam());
   ASSERT_FALSE(server.uri().empty());
-  const int other = Connect(server.uri());
-  ASSERT_GE(other, 0);
+  const SocketHandle other = Connect(server.uri());
+  ASSERT_NE(other, kInvalidSocket);
   struct Case {
     std::string head;
     std::string_view status;
@@ -353,8 +301,8 @@ TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
       {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000000\r\n\r\n", "413"},
   };
   for (const Case& c : cases) {
-    const int fd = Connect(server.uri());
-    ASSERT_GE(fd, 0);
+    const SocketHandle fd = Connect(server.uri());
+    ASSERT_NE(fd, kInvalidSocket);
     // A valid request right behind: answering it would mean the framing was
     // guessed at (how requests get smuggled).
     // (A server waiting for a declared body would instead be closed silently
@@ -365,11 +313,11 @@ TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
         << c.head << "\n-> " << got.bytes;
     EXPECT_EQ(CountOccurrences(got.bytes, "HTTP/1.1 "), 1u) << c.head << "\n-> " << got.bytes;
     EXPECT_NE(got.bytes.find("\r\nConnection: close\r\n"), std::string::npos) << c.head;
-    close(fd);
+    CloseClient(fd);
     ASSERT_TRUE(WriteAll(other, kGet));
     EXPECT_EQ(ReadResponses(other, 1).find("HTTP/1.1 200 OK"), 0u) << "after " << c.head;
   }
-  close(other);
+  CloseClient(other);
 }
 
 // Header bombs: thousands of small header lines, one 1 MiB header, a head
@@ -378,8 +326,8 @@ TEST_P(HttpServerTest, AmbiguousFramingIsRefusedAndClosed) {
 TEST_P(HttpServerTest, HeaderBombsAre431AndOthersAreStillServed) {
   ServerBinary server(GetParam());
   ASSERT_FALSE(server.uri().empty());
-  const int other = Connect(server.uri());
-  ASSERT_GE(other, 0);
+  const SocketHandle other = Connect(server.uri());
+  ASSERT_NE(other, kInvalidSocket);
   std::string many = "GET /plaintext HTTP/1.1\r\nHost: x\r\n";
   for (int i = 0; i < 5000; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
   many += "\r\n";
@@ -387,17 +335,17 @@ TEST_P(HttpServerTest, HeaderBombsAre431AndOthersAreStillServed) {
       "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(1 << 20, 'a') + "\r\n\r\n";
   const std::string endless = "GET /plaintext HTTP/1.1\r\nHost: x\r\nX: " + std::string(9000, 'a');
   for (const std::string* bomb : {&std::as_const(many), &one_mib, &endless}) {
-    const int fd = Connect(server.uri());
-    ASSERT_GE(fd, 0);
+    const SocketHandle fd = Connect(server.uri());
+    ASSERT_NE(fd, kInvalidSocket);
     Received got = SendAndReadUntilClosed(fd, *bomb);
     EXPECT_TRUE(got.closed) << bomb->size();
     EXPECT_EQ(got.bytes.find("HTTP/1.1 431 "), 0u) << bomb->size() << " -> " << got.bytes;
     EXPECT_EQ(CountOccurrences(got.bytes, "HTTP/1.1 "), 1u);
-    close(fd);
+    CloseClient(fd);
     ASSERT_TRUE(WriteAll(other, kGet));
     EXPECT_EQ(ReadResponses(other, 1).find("HTTP/1.1 200 OK"), 0u);
   }
-  close(other);
+  CloseClient(other);
 }
 
 // Slowloris: a client that trickles a header byte every 50 ms used to keep
@@ -408,18 +356,20 @@ TEST_P(HttpServerTest, HeaderBombsAre431AndOthersAreStillServed) {
 TEST_P(HttpServerTest, SlowHeadIsAnswered408WhileOthersAreServed) {
   ServerBinary server(GetParam(), {"--idle-timeout", "5", "--header-timeout", "1"});
   ASSERT_FALSE(server.uri().empty());
-  const int slow = Connect(server.uri());
-  const int busy = Connect(server.uri());
-  ASSERT_GE(slow, 0);
-  ASSERT_GE(busy, 0);
+  const SocketHandle slow = Connect(server.uri());
+  const SocketHandle busy = Connect(server.uri());
+  ASSERT_NE(slow, kInvalidSocket);
+  ASSERT_NE(busy, kInvalidSocket);
   const absl::Time start = absl::Now();
   ASSERT_TRUE(WriteAll(slow, "GET /plaintext HTTP/1.1\r\nHost: x\r\nX-Slow: "));
   bool answered = false;
   int served = 0;
   // 200 rounds of at least 50 ms: 10 s, twice the idle timeout.
   for (int round = 0; round < 200 && !answered; ++round) {
-    pollfd p{slow, POLLIN, 0};
-    if (poll(&p, 1, 50) > 0) {
+    std::vector<ClientPoll> p(1);
+    p[0].fd = slow;
+    p[0].want_read = true;
+    if (PollClients(p, 50) > 0) {
       answered = true;
       break;
     }
@@ -438,8 +388,8 @@ TEST_P(HttpServerTest, SlowHeadIsAnswered408WhileOthersAreServed) {
   EXPECT_GE(waited, absl::Milliseconds(900)) << "before the deadline";
   EXPECT_LT(waited, absl::Seconds(5)) << "the deadline moved with the bytes";
   EXPECT_GT(served, 5);
-  close(slow);
-  close(busy);
+  CloseClient(slow);
+  CloseClient(busy);
 }
 
 // The head deadline is for heads only: a keep-alive connection idle between
@@ -449,22 +399,26 @@ TEST_P(HttpServerTest, SlowHeadIsAnswered408WhileOthersAreServed) {
 TEST_P(HttpServerTest, IdleKeepAliveAndSlowBodiesAreNotHeadTimeouts) {
   ServerBinary server(GetParam(), {"--idle-timeout", "4", "--header-timeout", "1"});
   ASSERT_FALSE(server.uri().empty());
-  const int idle = Connect(server.uri());
-  const int crlf = Connect(server.uri());
-  const int body = Connect(server.uri());
-  ASSERT_GE(idle, 0);
-  ASSERT_GE(crlf, 0);
-  ASSERT_GE(body, 0);
-  for (int fd : {idle, crlf}) {
+  const SocketHandle idle = Connect(server.uri());
+  const SocketHandle crlf = Connect(server.uri());
+  const SocketHandle body = Connect(server.uri());
+  ASSERT_NE(idle, kInvalidSocket);
+  ASSERT_NE(crlf, kInvalidSocket);
+  ASSERT_NE(body, kInvalidSocket);
+  for (SocketHandle fd : {idle, crlf}) {
     ASSERT_TRUE(WriteAll(fd, kGet));
     ASSERT_EQ(ReadResponses(fd, 1).find("HTTP/1.1 200 OK"), 0u);
   }
   ASSERT_TRUE(WriteAll(crlf, "\r\n"));
   ASSERT_TRUE(WriteAll(body, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhe"));
   // 1.5 s with nothing from the server on any of them: no 408, no close.
-  std::vector<pollfd> polls = {{idle, POLLIN, 0}, {crlf, POLLIN, 0}, {body, POLLIN, 0}};
-  EXPECT_EQ(poll(polls.data(), polls.size(), 1500), 0) << "answered or closed while idle";
-  for (int fd : {idle, crlf}) {
+  std::vector<ClientPoll> polls(3);
+  polls[0].fd = idle;
+  polls[1].fd = crlf;
+  polls[2].fd = body;
+  for (ClientPoll& p : polls) p.want_read = true;
+  EXPECT_EQ(PollClients(polls, 1500), 0) << "answered or closed while idle";
+  for (SocketHandle fd : {idle, crlf}) {
     ASSERT_TRUE(WriteAll(fd, kGet));
     EXPECT_EQ(ReadResponses(fd, 1).find("HTTP/1.1 200 OK"), 0u);
   }
@@ -472,7 +426,7 @@ TEST_P(HttpServerTest, IdleKeepAliveAndSlowBodiesAreNotHeadTimeouts) {
   const std::string echoed = ReadResponses(body, 1);
   EXPECT_EQ(echoed.find("HTTP/1.1 200 OK"), 0u) << echoed;
   EXPECT_TRUE(echoed.ends_with("\r\n\r\nhello")) << echoed;
-  for (int fd : {idle, crlf, body}) close(fd);
+  for (SocketHandle fd : {idle, crlf, body}) CloseClient(fd);
 }
 
 // Four clients pipeline GETs as fast as they can and never read. The server
@@ -484,17 +438,17 @@ TEST_P(HttpServerTest, IdleKeepAliveAndSlowBodiesAreNotHeadTimeouts) {
 TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
   ServerBinary server(GetParam(), {"--idle-timeout", "60"});
   ASSERT_FALSE(server.uri().empty());
-  std::vector<int> fds;
+  std::vector<SocketHandle> fds;
   size_t response_size = 0;
   for (int i = 0; i < 4; ++i) {
     fds.push_back(ConnectSmallReceiveBuffer(server.uri()));
-    ASSERT_GE(fds.back(), 0);
+    ASSERT_NE(fds.back(), kInvalidSocket);
     ASSERT_TRUE(WriteAll(fds.back(), kGet));
     const std::string r = ReadResponses(fds.back(), 1);
     ASSERT_EQ(r.find("HTTP/1.1 200 OK"), 0u);
     response_size = r.size();
   }
-  const long rss_before = ProcStatusKb(server.pid(), "VmRSS");
+  const long rss_before = static_cast<long>(server.process().RssBytes() / 1024);
   ASSERT_GT(rss_before, 0);
   const std::vector<size_t> sent =
       FloodUntilStalled(fds, kGet, size_t{256} << 20, absl::Seconds(30));
@@ -503,7 +457,7 @@ TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
   // the 64 KiB budget and the buffers around it measured about 350 KiB); the
   // point is that it does not grow with what the clients send (about 20 MiB
   // here) or with the engine's default write high-water mark (4 MiB each).
-  const long peak = ProcStatusKb(server.pid(), "VmHWM");
+  const long peak = static_cast<long>(server.process().PeakRssBytes() / 1024);
   const long growth_kb = peak - rss_before;
   size_t total_sent = 0;
   for (size_t s : sent) total_sent += s;
@@ -528,7 +482,7 @@ TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
       ASSERT_TRUE(WriteAll(fds[i], kGet.substr(part)));
       EXPECT_EQ(ReadPlaintextResponses(fds[i], 1, response_size), 1u);
     }
-    close(fds[i]);
+    CloseClient(fds[i]);
   }
 }
 
@@ -541,10 +495,10 @@ TEST_P(HttpServerTest, PipelinedFloodWithoutReadingStaysBounded) {
 TEST_P(HttpServerTest, ParkedWriteKeepsItsOwnBytes) {
   ServerBinary server(GetParam(), {"--idle-timeout", "60", "--loops", "1"});
   ASSERT_FALSE(server.uri().empty());
-  const int flooder = ConnectSmallReceiveBuffer(server.uri());
-  const int other = Connect(server.uri());
-  ASSERT_GE(flooder, 0);
-  ASSERT_GE(other, 0);
+  const SocketHandle flooder = ConnectSmallReceiveBuffer(server.uri());
+  const SocketHandle other = Connect(server.uri());
+  ASSERT_NE(flooder, kInvalidSocket);
+  ASSERT_NE(other, kInvalidSocket);
   ASSERT_TRUE(WriteAll(flooder, kGet));
   const std::string first = ReadResponses(flooder, 1);
   ASSERT_EQ(first.find("HTTP/1.1 200 OK"), 0u);
@@ -559,8 +513,8 @@ TEST_P(HttpServerTest, ParkedWriteKeepsItsOwnBytes) {
   EXPECT_EQ(CountOccurrences(missing, "HTTP/1.1 404 Not Found\r\n"), size_t{kMissing});
   const size_t whole = sent[0] / kGet.size();
   EXPECT_EQ(ReadPlaintextResponses(flooder, whole, first.size()), whole);
-  close(flooder);
-  close(other);
+  CloseClient(flooder);
+  CloseClient(other);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothModels, HttpServerTest,

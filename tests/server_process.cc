@@ -80,6 +80,15 @@ int64_t ServerProcess::RssBytes() const {
   return resident * sysconf(_SC_PAGESIZE);
 }
 
+int64_t ServerProcess::PeakRssBytes() const {
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // kB
+  }
+  return -1;
+}
+
 int ServerProcess::OpenDescriptors() const { return OpenDescriptorsOf(pid_); }
 
 int ServerProcess::Signal(int sig) {

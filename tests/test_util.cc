@@ -9,6 +9,7 @@
 #include <io.h>
 #else
 #include <dirent.h>
+#include <poll.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -207,6 +208,68 @@ SocketHandle Connect(const std::string& uri, int timeout_seconds) {
     return kInvalidSocket;
   }
   return fd;
+}
+
+SocketHandle ConnectWithReceiveBuffer(const std::string& uri, int bytes) {
+  auto addr = ParseAddress(uri);
+  if (!addr.ok()) return kInvalidSocket;
+  SocketHandle fd = NewClientSocket(addr->address.family(), SOCK_STREAM, 10);
+  if (!IsValidSocket(fd)) return kInvalidSocket;
+  SetClientReceiveBuffer(fd, bytes);
+  if (ClientConnect(fd, addr->address.sockaddr_ptr(), addr->address.length()) != 0) {
+    CloseClient(fd);
+    return kInvalidSocket;
+  }
+  return fd;
+}
+
+void SetClientNonBlocking(SocketHandle fd, bool on) {
+#ifdef _WIN32
+  u_long mode = on ? 1 : 0;
+  ioctlsocket(static_cast<SOCKET>(fd), FIONBIO, &mode);
+#else
+  const int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK));
+#endif
+}
+
+long SendSome(SocketHandle fd, const char* data, size_t n) { return ClientSend(fd, data, n); }
+long ReceiveSome(SocketHandle fd, char* buf, size_t n) { return ClientRecv(fd, buf, n); }
+
+bool LastCallWouldBlock() {
+#ifdef _WIN32
+  return WSAGetLastError() == WSAEWOULDBLOCK || WSAGetLastError() == WSAEINTR;
+#else
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+#endif
+}
+
+int PollClients(std::vector<ClientPoll>& polls, int timeout_ms) {
+#ifdef _WIN32
+  std::vector<WSAPOLLFD> fds(polls.size());
+  const short in = POLLRDNORM, out = POLLWRNORM;
+#else
+  std::vector<pollfd> fds(polls.size());
+  const short in = POLLIN, out = POLLOUT;
+#endif
+  for (size_t i = 0; i < polls.size(); ++i) {
+    fds[i].fd = polls[i].fd;
+    fds[i].events = static_cast<short>((polls[i].want_read ? in : 0) |
+                                       (polls[i].want_write ? out : 0));
+    fds[i].revents = 0;
+  }
+#ifdef _WIN32
+  const int n = WSAPoll(fds.data(), static_cast<ULONG>(fds.size()), timeout_ms);
+#else
+  const int n = poll(fds.data(), fds.size(), timeout_ms);
+#endif
+  for (size_t i = 0; i < polls.size(); ++i) {
+    const short re = n > 0 ? fds[i].revents : 0;
+    polls[i].failed = (re & (POLLERR | POLLHUP)) != 0;
+    polls[i].readable = (re & in) != 0 || polls[i].failed;
+    polls[i].writable = (re & out) != 0;
+  }
+  return n;
 }
 
 bool WriteAll(SocketHandle fd, std::string_view data) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "reactor/socket_handle.h"
@@ -33,6 +34,31 @@ void SetClientNoDelay(SocketHandle fd);
 // SO_SNDBUF, SO_RCVBUF.
 void SetClientSendBuffer(SocketHandle fd, int bytes);
 void SetClientReceiveBuffer(SocketHandle fd, int bytes);
+// Connects like Connect, with SO_RCVBUF set to `bytes` first (so that a
+// client that does not read fills up quickly).
+SocketHandle ConnectWithReceiveBuffer(const std::string& uri, int bytes);
+// Puts a client socket in or out of non-blocking mode.
+void SetClientNonBlocking(SocketHandle fd, bool on);
+// One send or recv as the socket's mode has it: the bytes, 0 at EOF (recv),
+// or -1; then LastCallWouldBlock() says whether it only had to wait
+// (EAGAIN, EWOULDBLOCK, EINTR; WSAEWOULDBLOCK).
+long SendSome(SocketHandle fd, const char* data, size_t n);
+long ReceiveSome(SocketHandle fd, char* buf, size_t n);
+bool LastCallWouldBlock();
+// poll(2) (WSAPoll on Windows) over client sockets.
+struct ClientPoll {
+  SocketHandle fd = kInvalidSocket;
+  bool want_read = false;
+  bool want_write = false;
+  // Out:
+  bool readable = false;  // bytes, EOF or an error to read
+  bool writable = false;
+  bool failed = false;  // an error or hang-up
+};
+// Waits up to timeout_ms for any of `polls`; the number ready, 0 on
+// timeout, -1 on an error.
+int PollClients(std::vector<ClientPoll>& polls, int timeout_ms);
+
 // One send that does not wait: the bytes taken, 0 when the socket has no
 // room, -1 on an error.
 long SendNow(SocketHandle fd, const char* data, size_t n);
