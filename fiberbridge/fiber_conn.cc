@@ -321,34 +321,7 @@ absl::StatusOr<std::string_view> FiberConn::ReadSocketView() {
     if (c.unread_->empty()) c.unread_.reset();
     return std::string_view(loop.read_buffer(), n);
   }
-  if (c.backend_ != nullptr && !c.backend_->lends_receive_buffers()) {
-    // IOCP: no buffers to lend, so wait until the socket is readable (a
-    // zero-byte receive, which pins nothing), then read into the loop's
-    // shared buffer as on epoll: the same view, and no copy.
-    for (;;) {
-      if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
-      if (c.read_ready_) {
-        ssize_t n = netloop::internal::SysRead(c.fd_, loop.read_buffer(), loop.read_buffer_size());
-        if (n > 0) {
-          c.NoteRead(static_cast<size_t>(n), loop.read_buffer_size());
-          return std::string_view(loop.read_buffer(), static_cast<size_t>(n));
-        }
-        if (n == 0) return PeerClosedError();
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
-        c.read_ready_ = false;
-      }
-      FiberConnCore::PendingOp op;
-      op.kind = netloop::internal::Operation::Kind::kWaitReadable;
-      if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
-      if (op.result >= 0) {
-        c.read_ready_ = true;
-        continue;
-      }
-      if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
-    }
-  }
-  if (c.backend_ != nullptr) {
+  if (c.backend_ != nullptr && c.backend_->lends_receive_buffers()) {
     // The kernel fills one of the backend's provided buffers; its bytes move
     // to the loop's shared buffer and it goes back to the ring at once. A
     // connection never keeps a provided buffer (a peer that does not read
@@ -369,6 +342,9 @@ absl::StatusOr<std::string_view> FiberConn::ReadSocketView() {
       if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) return st;
     }
   }
+  // epoll, and IOCP (which has no buffers to lend): read into the loop's
+  // shared buffer once the socket is readable. IOCP learns that from a
+  // zero-byte receive, which pins no buffer while it waits.
   for (;;) {
     if (absl::Status st = c.Check(c.read_); !st.ok()) return st;
     if (c.read_ready_) {
@@ -382,7 +358,18 @@ absl::StatusOr<std::string_view> FiberConn::ReadSocketView() {
       if (errno != EAGAIN && errno != EWOULDBLOCK) return ResetError(errno);
       c.read_ready_ = false;
     }
-    if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
+    if (c.backend_ == nullptr) {
+      if (absl::Status st = c.Wait(c.read_); !st.ok()) return st;
+      continue;
+    }
+    FiberConnCore::PendingOp op;
+    op.kind = netloop::internal::Operation::Kind::kWaitReadable;
+    if (absl::Status st = c.Run(c.read_, op); !st.ok()) return st;
+    if (op.result >= 0) {
+      c.read_ready_ = true;
+    } else if (absl::Status st = c.FailedOp(c.read_, op.result); !st.ok()) {
+      return st;
+    }
   }
 }
 

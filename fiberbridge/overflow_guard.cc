@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "fiberbridge/internal/overflow_message.h"
+
 namespace netloop::fiber {
 namespace overflow_internal {
 thread_local const Stack* running_stack NETLOOP_TLS_INITIAL_EXEC = nullptr;
@@ -59,27 +61,9 @@ bool IsOverflow(const Stack& s, uintptr_t addr, uintptr_t sp) {
   return sp >= low && sp < bottom && addr >= low && addr < guard_begin;
 }
 
-// Formats n in decimal into buf (async-signal-safe); returns the length.
-size_t FormatDecimal(size_t n, char* buf) {
-  char digits[24];
-  size_t len = 0;
-  do {
-    digits[len++] = static_cast<char>('0' + n % 10);
-    n /= 10;
-  } while (n != 0);
-  for (size_t i = 0; i < len; ++i) buf[i] = digits[len - 1 - i];
-  return len;
-}
-
 [[noreturn]] void ReportOverflow(size_t stack_size) {
-  char msg[128];
-  static constexpr char kPrefix[] = "netloop: fiber stack overflow (fiber stack size ";
-  static constexpr char kSuffix[] = " bytes)\n";
-  size_t len = sizeof(kPrefix) - 1;
-  memcpy(msg, kPrefix, len);
-  len += FormatDecimal(stack_size, msg + len);
-  memcpy(msg + len, kSuffix, sizeof(kSuffix) - 1);
-  len += sizeof(kSuffix) - 1;
+  char msg[overflow_internal::kOverflowMessageMax];
+  const size_t len = overflow_internal::FormatOverflowMessage(stack_size, msg);
   ssize_t ignored = write(STDERR_FILENO, msg, len);
   (void)ignored;
   abort();

@@ -50,7 +50,9 @@ using testing::Pair;
 void FillSendBuffer(FiberConn& c) {
   std::string chunk(64 * 1024, 'f');
   for (int i = 0; i < 1000; ++i) {
-    if (SendNow(c.fd(), chunk.data(), chunk.size()) <= 0) return;
+    // The fiber's socket is non-blocking: a send that finds no room fails.
+    // (SendNow would leave a Windows socket blocking afterwards.)
+    if (netloop::testing::SendSome(c.fd(), chunk.data(), chunk.size()) <= 0) return;
   }
   ADD_FAILURE() << "the socket buffer never filled";
 }

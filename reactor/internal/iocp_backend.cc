@@ -50,6 +50,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -340,6 +341,11 @@ class IocpBackend final : public Backend {
           "iocp: the socket refuses skip-on-success completions (a layered provider?): error ",
           GetLastError()));
     }
+    // Non-blocking for good: a fiber's plain send or read (tried before an
+    // overlapped call) must never block the loop, whatever mode the socket
+    // was handed over in.
+    u_long non_blocking = 1;
+    ioctlsocket(static_cast<SOCKET>(fd), FIONBIO, &non_blocking);
     // UDP: an ICMP error is not the socket's end (fails harmlessly on TCP).
     BOOL off = FALSE;
     DWORD bytes = 0;
@@ -540,12 +546,18 @@ class IocpBackend final : public Backend {
  private:
   enum class OpKind : uint8_t { kRecv, kSend, kAccept, kConnect, kFiber, kRecvFrom, kSendTo };
 
+  struct IocpOp;
+
   // A UDP socket served here: its receive buffers, and the receives out.
   struct DatagramReg {
     SocketHandle fd = kInvalidSocket;
     DatagramSink* sink = nullptr;
     size_t max_datagram = 0;
     std::unique_ptr<char[]> buffers;  // one max_datagram slot per receive
+    // The receives out, in the order posted: Winsock fills them in that
+    // order, and they are delivered in it (completions may be dispatched
+    // in another: one inline, the next through the port).
+    std::deque<IocpOp*> posted;
     int outstanding = 0;              // receives and sends whose completion is due
     bool dead = false;                // StopReceivingDatagrams: deliver nothing more
   };
@@ -572,6 +584,7 @@ class IocpBackend final : public Backend {
     char* slot = nullptr;           // kRecvFrom: its buffer
     int from_len = 0;               // kRecvFrom: the sender's address length
     std::string payload;            // kSendTo: the datagram (capacity kept across reuse)
+    bool received = false;          // kRecvFrom: completed, waiting its turn (inline_result)
     long inline_result = 0;  // an inline completion's bytes or -errno
     char addresses[2 * kAcceptAddressBytes];
   };
@@ -592,6 +605,7 @@ class IocpBackend final : public Backend {
     op->fiber_op = nullptr;
     op->dgram = nullptr;
     op->slot = nullptr;
+    op->received = false;
     op->inline_result = 0;
     return op;
   }
@@ -1051,7 +1065,9 @@ class IocpBackend final : public Backend {
     DatagramReg* reg = op->dgram;
     memset(&op->ov, 0, sizeof(op->ov));
     op->from_len = static_cast<int>(sizeof(sockaddr_storage));
+    op->received = false;
     ++reg->outstanding;
+    reg->posted.push_back(op);
     WSABUF buf{static_cast<ULONG>(reg->max_datagram), op->slot};
     DWORD got = 0;
     DWORD flags = 0;
@@ -1064,8 +1080,8 @@ class IocpBackend final : public Backend {
   // A datagram receive or send completed with `result` (bytes or -errno).
   void OnDatagramOpDone(IocpOp* op, long result) {
     DatagramReg* reg = op->dgram;
-    --reg->outstanding;
     if (op->kind == OpKind::kSendTo) {
+      --reg->outstanding;
       --datagram_sends_;
       if (result < 0 && !reg->dead && reg->sink != nullptr) {
         reg->sink->OnDatagramSendFailed(static_cast<int>(-result));
@@ -1073,10 +1089,23 @@ class IocpBackend final : public Backend {
       FreeOp(op);
       return;
     }
-    if (reg->dead) {
-      FreeOp(op);
-      return;
+    op->received = true;
+    op->inline_result = result;
+    // In the order posted, as far as the receives have completed.
+    while (!reg->dead && !reg->posted.empty() && reg->posted.front()->received) {
+      IocpOp* head = reg->posted.front();
+      reg->posted.pop_front();
+      --reg->outstanding;
+      if (DeliverDatagram(reg, head)) PostRecvFrom(head);
+      else FreeOp(head);
     }
+    if (reg->dead) DropReceived(reg);
+  }
+
+  // Hands one received datagram to the sink; false when the socket is no
+  // longer served (the sink stopped it, or the receive failed for good).
+  bool DeliverDatagram(DatagramReg* reg, IocpOp* op) {
+    const long result = op->inline_result;
     // Longer than the buffer: Windows fills it and says WSAEMSGSIZE.
     const bool truncated = result == -EMSGSIZE;
     if (result >= 0 || truncated) {
@@ -1090,17 +1119,26 @@ class IocpBackend final : public Backend {
       reg->dead = true;
       DatagramSink* sink = reg->sink;
       reg->sink = nullptr;
-      FreeOp(op);
+      CancelIoEx(reinterpret_cast<HANDLE>(reg->fd), nullptr);
       sink->OnDatagramServingEnded(absl::InternalError(
           absl::StrCat("iocp: WSARecvFrom failed: ", strerror(static_cast<int>(-result)))));
-      return;
+      return false;
     }
-    // The sink may have stopped serving the socket meanwhile.
-    if (reg->dead) {
-      FreeOp(op);
-      return;
+    return !reg->dead;  // the sink may have stopped serving the socket meanwhile
+  }
+
+  // A socket no longer served: its completed receives will see no other
+  // completion, so they go now; those still out go as they complete.
+  void DropReceived(DatagramReg* reg) {
+    for (auto it = reg->posted.begin(); it != reg->posted.end();) {
+      if (!(*it)->received) {
+        ++it;
+        continue;
+      }
+      FreeOp(*it);
+      --reg->outstanding;
+      it = reg->posted.erase(it);
     }
-    PostRecvFrom(op);
   }
 
   void ReapAccepts() {
