@@ -11,8 +11,8 @@ export WINEDEBUG=-all
 # fails at once with the fault's address in its log.
 export WINEDLLOVERRIDES="winemenubuilder.exe=d;mscoree=d;mshtml=d;winedbg.exe=d"
 # A prefix is made once (wineboot takes seconds) as a template, and each test
-# runs in a copy of its own, hard-linked (931 files, about 10 ms), so each has
-# its own wineserver. A shared one did not survive: the server was seen to
+# runs in a copy of its own, hard-linked but for the registry files (931
+# files, about 10 ms), so each has its own wineserver. A shared one did not survive: the server was seen to
 # vanish and restart while tests ran (Bazel ends what a finished test leaves
 # running, and the shared server belongs to whichever test started it), and
 # the other tests running at that moment stalled for good on its pipe (tests
@@ -38,7 +38,19 @@ if [[ -n ${TEST_TMPDIR:-} ]]; then
   # which Bazel removes. Hard links need one file system; where the copy
   # cannot be made, the template is shared as before.
   own=$(mktemp -d "$TEST_TMPDIR/wineprefix.XXXXXX")
-  if cp -al "$template/." "$own/" 2>/dev/null; then
+  # The registry files are copied, not linked: a wineserver rewrites them
+  # in place when it exits, which through a link would rewrite the
+  # template (and every copy) under tests starting at that moment (seen:
+  # "system.reg is not a valid registry file", then a 64-bit program
+  # refused by a prefix taken for 32-bit).
+  copy_prefix() {
+    cp -al "$template/." "$1/" 2>/dev/null || return 1
+    local reg
+    for reg in "$template"/*.reg; do
+      cp --remove-destination "$reg" "$1/${reg##*/}" || return 1
+    done
+  }
+  if copy_prefix "$own"; then
     export WINEPREFIX=$own
   else
     rm -rf "$own"
