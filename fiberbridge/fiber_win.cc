@@ -12,14 +12,7 @@
 // resumes that loop at its next turn.
 #include "fiberbridge/fiber.h"
 
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-#undef Yield
+#include "fiberbridge/internal/lean_windows.h"
 
 #include <cstdio>
 #include <cstdlib>

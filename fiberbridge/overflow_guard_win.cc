@@ -2,13 +2,7 @@
 // (see overflow_guard.h).
 #include "fiberbridge/overflow_guard.h"
 
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
+#include "fiberbridge/internal/lean_windows.h"
 
 #include <mutex>
 

@@ -1,13 +1,7 @@
 // The Windows StackPool: a LIFO cache of OS fibers (see stack_pool.h).
 #include "fiberbridge/stack_pool.h"
 
-#ifndef NOMINMAX
-#define NOMINMAX
-#endif
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
+#include "fiberbridge/internal/lean_windows.h"
 
 #include <algorithm>
 

@@ -1,14 +1,8 @@
-#if defined(_WIN32)
-#define NOMINMAX
-#define WIN32_LEAN_AND_MEAN
-#include <windows.h>
-#include <psapi.h>
-#undef Yield
-#else
-#include <unistd.h>
+#if !defined(_WIN32)
+#include <unistd.h>  // _exit (stdlib.h has it on Windows)
 #endif
 
-#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +11,7 @@
 #include "fiberbridge/stack_pool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace netloop::fiber {
 namespace {
@@ -78,24 +73,6 @@ TEST(FiberTest, NeverStartedFiberIsDestroyedCleanly) {
   EXPECT_EQ(pool.live(), 0u);
 }
 
-// The process's resident bytes (on Windows its working set, which wine
-// takes from Linux's RSS).
-long ResidentBytes() {
-#if defined(_WIN32)
-  PROCESS_MEMORY_COUNTERS counters;
-  if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &counters, sizeof(counters))) return 0;
-  return static_cast<long>(counters.WorkingSetSize);
-#else
-  FILE* f = fopen("/proc/self/statm", "r");
-  long size = 0, resident = 0;
-  if (f != nullptr) {
-    if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
-    fclose(f);
-  }
-  return resident * sysconf(_SC_PAGESIZE);
-#endif
-}
-
 TEST(FiberTest, TenThousandSuspendedFibersCostAboutAPageEach) {
   StackPool pool(StackPoolOptions{.stack_size = 64 * 1024});
 #if defined(__SANITIZE_THREAD__)
@@ -105,12 +82,12 @@ TEST(FiberTest, TenThousandSuspendedFibersCostAboutAPageEach) {
 #endif
   std::vector<std::unique_ptr<Fiber>> fibers;
   fibers.reserve(kFibers);
-  long before = ResidentBytes();
+  long before = netloop::testing::ResidentBytes();
   for (int i = 0; i < kFibers; ++i) {
     fibers.push_back(std::make_unique<Fiber>(pool, [] { Fiber::Suspend(); }));
     fibers.back()->Resume();
   }
-  long per_fiber_bytes = (ResidentBytes() - before) / kFibers;
+  long per_fiber_bytes = (netloop::testing::ResidentBytes() - before) / kFibers;
   RecordProperty("resident_bytes_per_suspended_fiber", static_cast<int>(per_fiber_bytes));
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
   EXPECT_LT(per_fiber_bytes, 3 * 4096) << "a 64 KiB reservation must not be resident";

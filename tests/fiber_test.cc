@@ -1,12 +1,6 @@
 #include "fiberbridge/fiber.h"
 
-#if defined(_WIN32)
-#define NOMINMAX
-#define WIN32_LEAN_AND_MEAN
-#include <windows.h>
-#include <psapi.h>
-#undef Yield
-#else
+#if !defined(_WIN32)
 #include <signal.h>
 #include <unistd.h>
 #endif
@@ -23,6 +17,7 @@
 #include "fiberbridge/stack_pool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace netloop::fiber {
 namespace {
@@ -260,24 +255,6 @@ TEST(FiberTest, ManyFibersRunToCompletionOnAFreshThread) {
   EXPECT_EQ(finished, 2000);
 }
 
-// The process's resident bytes, or -1 (on Windows its working set, which
-// wine takes from Linux's RSS).
-long ResidentBytesOfProcess() {
-#if defined(_WIN32)
-  PROCESS_MEMORY_COUNTERS counters;
-  if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &counters, sizeof(counters))) return -1;
-  return static_cast<long>(counters.WorkingSetSize);
-#else
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  long size = 0, resident = -1;
-  if (f != nullptr) {
-    if (std::fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
-    std::fclose(f);
-  }
-  return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
-#endif
-}
-
 TEST(FiberTest, TenThousandSuspendedFibersCostAPageOrTwoEach) {
 #if NETLOOP_FIBER_TSAN
   constexpr int kFibers = 2000;  // TSan keeps heavy state per fiber
@@ -289,7 +266,7 @@ TEST(FiberTest, TenThousandSuspendedFibersCostAPageOrTwoEach) {
   fibers.reserve(kFibers);
   // Fiber objects are heap blocks too; count them in, they are part of what a
   // parked fiber costs.
-  const long before = ResidentBytesOfProcess();
+  const long before = netloop::testing::ResidentBytes();
   ASSERT_GT(before, 0);
   int suspended = 0;
   for (int i = 0; i < kFibers; ++i) {
@@ -301,7 +278,7 @@ TEST(FiberTest, TenThousandSuspendedFibersCostAPageOrTwoEach) {
     fibers.back()->Resume();
   }
   EXPECT_EQ(suspended, kFibers);
-  const long grown = ResidentBytesOfProcess() - before;
+  const long grown = netloop::testing::ResidentBytes() - before;
   const long per_fiber = grown / kFibers;
   RecordProperty("resident_bytes_per_suspended_fiber", static_cast<int>(per_fiber));
   std::printf("%d suspended fibers: %ld resident bytes each\n", kFibers, per_fiber);

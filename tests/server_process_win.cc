@@ -91,22 +91,25 @@ const std::string& ServerProcess::uri() {
   return uri_;
 }
 
+namespace {
+
+// The child's memory counters, or false.
+bool CountersOf(void* process, PROCESS_MEMORY_COUNTERS* counters) {
+  return process != nullptr &&
+         K32GetProcessMemoryInfo(static_cast<HANDLE>(process), counters, sizeof(*counters));
+}
+
+}  // namespace
+
 int64_t ServerProcess::RssBytes() const {
   PROCESS_MEMORY_COUNTERS counters;
-  if (process_ == nullptr ||
-      !K32GetProcessMemoryInfo(static_cast<HANDLE>(process_), &counters, sizeof(counters))) {
-    return -1;
-  }
-  return static_cast<int64_t>(counters.WorkingSetSize);
+  return CountersOf(process_, &counters) ? static_cast<int64_t>(counters.WorkingSetSize) : -1;
 }
 
 int64_t ServerProcess::PeakRssBytes() const {
   PROCESS_MEMORY_COUNTERS counters;
-  if (process_ == nullptr ||
-      !K32GetProcessMemoryInfo(static_cast<HANDLE>(process_), &counters, sizeof(counters))) {
-    return -1;
-  }
-  return static_cast<int64_t>(counters.PeakWorkingSetSize);
+  return CountersOf(process_, &counters) ? static_cast<int64_t>(counters.PeakWorkingSetSize)
+                                         : -1;
 }
 
 int ServerProcess::OpenDescriptors() const { return -1; }

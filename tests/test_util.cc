@@ -7,6 +7,10 @@
 
 #ifdef _WIN32
 #include <io.h>
+
+#include "reactor/socket_types.h"  // windows.h first
+
+#include <psapi.h>
 #else
 #include <dirent.h>
 #include <poll.h>
@@ -391,6 +395,22 @@ CommandResult RunCommand(const std::string& command) {
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 #endif
   return result;
+}
+
+long ResidentBytes() {
+#ifdef _WIN32
+  PROCESS_MEMORY_COUNTERS counters;
+  if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &counters, sizeof(counters))) return -1;
+  return static_cast<long>(counters.WorkingSetSize);
+#else
+  FILE* f = fopen("/proc/self/statm", "r");
+  long size = 0, resident = -1;
+  if (f != nullptr) {
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+    fclose(f);
+  }
+  return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+#endif
 }
 
 std::string ShortTempPath(const std::string& name) {

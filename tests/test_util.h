@@ -105,6 +105,9 @@ long RaiseFdLimit();
 // Descriptors this process has open now (from /proc/self/fd), or -1 (also
 // on Windows).
 int OpenDescriptors();
+// This process's resident bytes (/proc/self/statm; on Windows its working
+// set, which wine takes from Linux's RSS), or -1.
+long ResidentBytes();
 // Descriptors process `pid` has open now (from /proc/PID/fd), or -1.
 int OpenDescriptorsOf(int pid);
 // Memory a server may hold past its write high-water mark because of its

@@ -3,7 +3,6 @@
 // ways, 10,000 datagrams from 100 peers all come back, IPv6 works, and each
 // loop owns a socket of its own; and the example server echoes.
 #if !defined(_WIN32)
-#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #endif
@@ -32,26 +31,6 @@ using testing::PortOf;
 using testing::ReceiveDatagram;
 using testing::SendNow;
 using testing::WaitFor;
-
-// Waits up to timeout_ms for any of `fds` to be readable (poll; WSAPoll on
-// Windows); readable[i] says which.
-int PollReadable(const std::vector<SocketHandle>& fds, std::vector<bool>* readable,
-                 int timeout_ms) {
-#if defined(_WIN32)
-  std::vector<WSAPOLLFD> pfds(fds.size());
-  for (size_t i = 0; i < fds.size(); ++i) pfds[i] = {static_cast<SOCKET>(fds[i]), POLLRDNORM, 0};
-  const int n = WSAPoll(pfds.data(), static_cast<ULONG>(pfds.size()), timeout_ms);
-  const short in = POLLRDNORM;
-#else
-  std::vector<pollfd> pfds(fds.size());
-  for (size_t i = 0; i < fds.size(); ++i) pfds[i] = {fds[i], POLLIN, 0};
-  const int n = poll(pfds.data(), pfds.size(), timeout_ms);
-  const short in = POLLIN;
-#endif
-  readable->assign(fds.size(), false);
-  for (size_t i = 0; i < fds.size() && n > 0; ++i) (*readable)[i] = (pfds[i].revents & in) != 0;
-  return n;
-}
 
 // Echoes each datagram; a truncated one is answered "T<length>" instead.
 class UdpEcho : public EventHandler {
@@ -156,11 +135,15 @@ TEST_F(UdpTest, TenThousandDatagramsFromAHundredPeersAllComeBack) {
   }
   int done = 0;
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  std::vector<bool> readable;
+  std::vector<testing::ClientPoll> polls(kPeers);
+  for (int p = 0; p < kPeers; ++p) {
+    polls[p].fd = fds[p];
+    polls[p].want_read = true;
+  }
   while (done < kPeers * kPerPeer && absl::Now() < deadline) {
-    if (PollReadable(fds, &readable, 1000) <= 0) continue;
+    if (testing::PollClients(polls, 1000) <= 0) continue;
     for (int p = 0; p < kPeers; ++p) {
-      if (!readable[p]) continue;
+      if (!polls[p].readable) continue;
       const std::string got = ReceiveDatagram(fds[p]);
       // Replies come back in order: this peer's next sequence number.
       ASSERT_EQ(got, std::to_string(p) + ":" + std::to_string(received[p]));

@@ -325,18 +325,11 @@ class IocpBackend final : public Backend {
   bool serves_datagram_operations() const override { return true; }
 
   absl::Status PrepareSocket(SocketHandle fd) override {
-    const HANDLE h = reinterpret_cast<HANDLE>(fd);
-    // Refused (ERROR_INVALID_PARAMETER) when it already is associated: with
-    // this port, as a Windows socket is for life.
-    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr &&
-        GetLastError() != ERROR_INVALID_PARAMETER) {
-      return absl::InternalError(
-          absl::StrCat("iocp: associating a socket: error ", GetLastError()));
-    }
     // Operations complete inline when they can (see Issued); a layered
     // provider that refuses this is not served for fibers.
-    if (!SetFileCompletionNotificationModes(
-            h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE)) {
+    absl::StatusOr<bool> skips = Associate(fd, "a socket");
+    if (!skips.ok()) return skips.status();
+    if (!*skips) {
       return absl::UnimplementedError(absl::StrCat(
           "iocp: the socket refuses skip-on-success completions (a layered provider?): error ",
           GetLastError()));
@@ -429,16 +422,10 @@ class IocpBackend final : public Backend {
     reg->fd = fd;
     reg->sink = sink;
     reg->family = LocalAddressOf(fd).family();
-    // A listener paused (EMFILE) and started again is associated already:
-    // Windows refuses a second association, which is fine here.
-    if (CreateIoCompletionPort(reinterpret_cast<HANDLE>(fd), port_, kSocketKey, 0) != nullptr) {
-      reg->skips = SetFileCompletionNotificationModes(
-          reinterpret_cast<HANDLE>(fd),
-          FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE);
-    } else if (GetLastError() != ERROR_INVALID_PARAMETER) {
-      return absl::InternalError(
-          absl::StrCat("iocp: associating a listener: error ", GetLastError()));
-    }
+    // (A listener paused at EMFILE and started again is associated already.)
+    absl::StatusOr<bool> skips = Associate(fd, "a listener");
+    if (!skips.ok()) return skips.status();
+    reg->skips = *skips;
     if (accept_ex_ == nullptr) {
       GUID guid = WSAID_ACCEPTEX;
       DWORD bytes = 0;
@@ -470,14 +457,9 @@ class IocpBackend final : public Backend {
 
   absl::Status StartReceivingDatagrams(SocketHandle fd, DatagramSink* sink, size_t max_datagram,
                                        size_t batch) override {
-    const HANDLE h = reinterpret_cast<HANDLE>(fd);
-    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr &&
-        GetLastError() != ERROR_INVALID_PARAMETER) {
-      return absl::InternalError(
-          absl::StrCat("iocp: associating a UDP socket: error ", GetLastError()));
-    }
-    if (!SetFileCompletionNotificationModes(
-            h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE)) {
+    absl::StatusOr<bool> skips = Associate(fd, "a UDP socket");
+    if (!skips.ok()) return skips.status();
+    if (!*skips) {
       return absl::UnimplementedError("iocp: the UDP socket refuses skip-on-success completions");
     }
     // A datagram to a closed port comes back as an ICMP error, which Windows
@@ -613,6 +595,22 @@ class IocpBackend final : public Backend {
 
   static bool Skips(const Stream* s) { return !(s->io_interest_ & kNoSkip); }
 
+  // Associates `fd` with this loop's port (Windows refuses a second
+  // association, ERROR_INVALID_PARAMETER: a socket belongs to one port for
+  // life, and that is this one), then asks for skip-on-success completions.
+  // The association's error, or whether skipping is on (refused where a
+  // non-IFS layered provider sits on the socket; GetLastError says why).
+  absl::StatusOr<bool> Associate(SocketHandle fd, const char* what) {
+    const HANDLE h = reinterpret_cast<HANDLE>(fd);
+    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr &&
+        GetLastError() != ERROR_INVALID_PARAMETER) {
+      return absl::InternalError(
+          absl::StrCat("iocp: associating ", what, ": error ", GetLastError()));
+    }
+    return SetFileCompletionNotificationModes(
+               h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE) != 0;
+  }
+
   void HoldOp(Stream* s) {
     s->Hold();
     ++in_flight_;
@@ -624,17 +622,11 @@ class IocpBackend final : public Backend {
 
   absl::Status Attach(Stream* s) {
     if (s->io_flags_ & kAttached) return absl::OkStatus();
-    const HANDLE h = reinterpret_cast<HANDLE>(s->fd_);
-    if (CreateIoCompletionPort(h, port_, kSocketKey, 0) == nullptr) {
-      return absl::InternalError(
-          absl::StrCat("iocp: associating a connection: error ", GetLastError()));
-    }
-    // Refused where a non-IFS layered provider sits on the socket: then
-    // every call posts its packet, successes included (see Issued).
-    if (!SetFileCompletionNotificationModes(
-            h, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | FILE_SKIP_SET_EVENT_ON_HANDLE)) {
-      s->io_interest_ |= kNoSkip;
-    }
+    absl::StatusOr<bool> skips = Associate(s->fd_, "a connection");
+    if (!skips.ok()) return skips.status();
+    // Without skipping, every call posts its packet, successes included
+    // (see Issued).
+    if (!*skips) s->io_interest_ |= kNoSkip;
     s->io_flags_ |= kAttached;
     return absl::OkStatus();
   }

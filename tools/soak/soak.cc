@@ -1,16 +1,7 @@
 #include "tools/soak/soak.h"
 
-#if defined(_WIN32)
-#include "reactor/socket_types.h"  // windows.h, lean and without min/max
-#include <windows.h>
-#include <psapi.h>
-#undef Yield
-#else
-#include <unistd.h>
-#endif
 
 #include <cstdio>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -38,21 +29,6 @@ void FiberEcho(fiber::FiberConn& conn) {
     if (!bytes.ok() || !conn.WriteAll(*bytes).ok()) return;
   }
 }
-
-int64_t RssBytes() {
-#if defined(_WIN32)
-  // The working set (wine takes it from Linux's RSS).
-  PROCESS_MEMORY_COUNTERS counters;
-  if (!K32GetProcessMemoryInfo(GetCurrentProcess(), &counters, sizeof(counters))) return -1;
-  return static_cast<int64_t>(counters.WorkingSetSize);
-#else
-  std::ifstream statm("/proc/self/statm");
-  int64_t size = 0, resident = 0;
-  statm >> size >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
-#endif
-}
-
 
 }  // namespace
 
@@ -83,7 +59,7 @@ SoakResult RunSoak(const SoakOptions& options) {
       if (warmed && now >= next_sample) {
         SoakSample s = totals;
         s.seconds = absl::ToDoubleSeconds(now - start);
-        s.rss_bytes = RssBytes();
+        s.rss_bytes = testing::ResidentBytes();
         s.descriptors = testing::OpenDescriptors();
         s.buffered_bytes = engine.stats().buffered_bytes + fibers.engine().stats().buffered_bytes;
         result.samples.push_back(s);
